@@ -1,0 +1,15 @@
+"""The shared vocabulary: ASGI callables and JSON values."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Union
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+JSON = Union[dict[str, Any], list[Any], str, int, float, bool, None]
+Headers = list[tuple[bytes, bytes]]

@@ -1,0 +1,212 @@
+"""Commands for working on a model locally: ``init``, ``serve`` and ``predict``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+from packaging.requirements import InvalidRequirement, Requirement
+from rich.console import Console
+
+from trestle.errors import ConfigError
+
+err_console = Console(stderr=True)
+
+CONFIG_TEMPLATE = """\
+model_name: {name}
+python_version: {python_version}
+requirements: []
+resources:
+  cpu: "1"
+  memory: 2Gi
+  accelerator: null
+runtime:
+  predict_concurrency: 1
+"""
+
+MODEL_TEMPLATE = '''\
+"""The model served by Trestle (and by Truss: this file follows Truss's model contract)."""
+
+from typing import Any
+
+
+class Model:
+    def __init__(self, **kwargs: Any) -> None:
+        # Everything the server can pass in; take only what you need.
+        self._config = kwargs["config"]  # config.yaml as a dict, defaults filled in
+        self._data_dir = kwargs["data_dir"]  # pathlib.Path of the truss's data/ directory
+        self._secrets = kwargs["secrets"]  # read-only mapping of the secrets declared in config.yaml
+
+    def load(self) -> None:
+        # Load weights here; it runs once, before the first request.
+        pass
+
+    def predict(self, model_input: Any) -> Any:
+        return model_input
+'''
+
+
+def _python_version() -> str:
+    minor = min(max(sys.version_info.minor, 10), 14)
+    return f"py3{minor}"
+
+
+@click.command()
+@click.argument("target_directory", type=click.Path(path_type=Path))
+@click.option("-n", "--name", "name", help="Model name (defaults to the directory's name).")
+def init(target_directory: Path, name: str | None) -> None:
+    """Create a new truss in TARGET_DIRECTORY."""
+    if target_directory.exists():
+        raise click.ClickException(f"{target_directory} already exists; choose a new directory.")
+    model_name = name or target_directory.resolve().name
+    (target_directory / "model").mkdir(parents=True)
+    (target_directory / "data").mkdir()
+    (target_directory / "packages").mkdir()
+    (target_directory / "config.yaml").write_text(
+        CONFIG_TEMPLATE.format(name=json.dumps(model_name), python_version=_python_version())
+    )
+    (target_directory / "model" / "model.py").write_text(MODEL_TEMPLATE)
+    click.echo(f"Created truss {model_name!r} in {target_directory}.")
+    click.echo(f"Serve it with: trestle serve {target_directory}")
+
+
+def missing_requirements(lines: list[str]) -> list[str]:
+    """The requirement lines that the current environment does not satisfy."""
+    missing: list[str] = []
+    for line in lines:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue  # URLs, -e and other pip options: cannot be checked, let pip's errors speak
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        try:
+            version = metadata.version(req.name)
+        except metadata.PackageNotFoundError:
+            missing.append(line)
+            continue
+        if req.specifier and not req.specifier.contains(version, prereleases=True):
+            missing.append(f"{line} (installed: {version})")
+    return missing
+
+
+@click.command()
+@click.argument("target_directory", type=click.Path(path_type=Path, exists=True, file_okay=False), default=".")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--dev/--no-dev", default=None, help="Development mode: error bodies name the exception.")
+@click.option("--check-requirements/--no-check-requirements", default=True, show_default=True)
+def serve(target_directory: Path, host: str, port: int, dev: bool | None, check_requirements: bool) -> None:
+    """Serve the truss in TARGET_DIRECTORY with the current Python environment."""
+    from trestle.config import load_config
+    from trestle.logs import configure
+    from trestle.server import ModelServer
+    from trestle.settings import ServerSettings
+
+    configure()
+    try:
+        loaded = load_config(target_directory)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    for key in loaded.unknown_keys:
+        err_console.print(f"[yellow]warning:[/] {loaded.path}: unknown key {key!r} is ignored.")
+    if check_requirements:
+        try:
+            lines = loaded.config.requirement_lines(target_directory)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+        missing = missing_requirements(lines)
+        if missing:
+            listing = "\n  ".join(missing)
+            raise click.ClickException(
+                f"The truss needs packages that are not installed in this environment:\n  {listing}\n"
+                "Install them (pip install ...) or run with --no-check-requirements."
+            )
+    settings = ServerSettings.from_env(target_directory, loaded.config, host=host, port=port, dev=dev)
+    sys.exit(ModelServer(settings).run())
+
+
+def _print_response(response: httpx.Response) -> None:
+    content_type = response.headers.get("content-type", "")
+    streamed = "content-length" not in response.headers
+    if streamed:
+        for chunk in response.iter_bytes():
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+        if response.is_success:
+            sys.stdout.write("\n")
+        return
+    body = response.read()
+    if content_type.startswith("application/json"):
+        try:
+            click.echo(json.dumps(json.loads(body), indent=2, ensure_ascii=False))
+            return
+        except ValueError:
+            pass
+    sys.stdout.buffer.write(body + b"\n")
+
+
+@click.command()
+@click.option("-d", "--data", help="JSON input.")
+@click.option("-f", "--file", "file", type=click.Path(path_type=Path, exists=True, dir_okay=False), help="JSON file.")
+@click.option("--url", help="Model server URL (e.g. http://127.0.0.1:8080); defaults to the platform or localhost.")
+@click.option("--target-directory", type=click.Path(path_type=Path), default=".", show_default=True)
+@click.option("--published", is_flag=True, help="Platform: call the production deployment.")
+@click.option("--environment", help="Platform: call this environment's deployment.")
+@click.option("--deployment", "deployment", help="Platform: call this deployment id.")
+@click.option("--timeout", default=600.0, show_default=True, help="Seconds to wait for the response.")
+def predict(
+    data: str | None,
+    file: Path | None,
+    url: str | None,
+    target_directory: Path,
+    published: bool,
+    environment: str | None,
+    deployment: str | None,
+    timeout: float,
+) -> None:
+    """Call a model: print JSON pretty, or a stream chunk by chunk as it arrives."""
+    if (data is None) == (file is None):
+        raise click.UsageError("Give exactly one of -d/--data and -f/--file.")
+    text = data if data is not None else file.read_text()  # type: ignore[union-attr]
+    try:
+        payload: Any = json.loads(text)
+    except ValueError as exc:
+        raise click.UsageError(f"The input is not valid JSON: {exc}") from None
+    headers: dict[str, str] = {}
+    if url is None:
+        target = _platform_target(target_directory, published, environment, deployment)
+        if target is not None:
+            url, headers = target
+        else:
+            url = "http://127.0.0.1:8080"
+    if "/predict" not in url and ":predict" not in url:
+        url = url.rstrip("/") + "/v1/models/model:predict"
+    try:
+        with httpx.stream("POST", url, json=payload, headers=headers, timeout=timeout) as response:
+            _print_response(response)
+            if not response.is_success:
+                raise SystemExit(1)
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"Could not call {url}: {exc}") from None
+
+
+def _platform_target(
+    target_directory: Path, published: bool, environment: str | None, deployment: str | None
+) -> tuple[str, dict[str, str]] | None:
+    try:
+        from trestle.cli.remote import resolve_predict_target
+    except ImportError:
+        return None
+    return resolve_predict_target(target_directory, published=published, environment=environment, deployment=deployment)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(init)
+    group.add_command(serve)
+    group.add_command(predict)

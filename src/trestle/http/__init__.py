@@ -1,0 +1,1 @@
+"""The ASGI application: routes, bodies, errors and streams over HTTP."""

@@ -1,0 +1,1 @@
+"""Runs the user's model: lifecycle, concurrency, cancellation and streams."""

@@ -1,0 +1,182 @@
+"""Run one model server process under uvicorn (httptools + uvloop).
+
+Start-up: the listener opens at once (liveness 200, readiness 503) and the model loads in the
+background. A failed load is logged once with its traceback, readiness says why for
+``load_failure_linger`` seconds, then the process exits with status 1.
+
+Shutdown on SIGTERM/SIGINT:
+1. the model goes to STOPPING: readiness and new inference requests answer 503;
+2. in-flight requests (streams included) get up to ``runtime.drain_timeout_seconds`` to finish;
+3. whatever is still running is cancelled (generators are closed, their ``finally`` runs);
+4. uvicorn closes the listener and the connections and the process exits 0.
+A second signal skips the wait and exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Generator
+from types import FrameType
+
+import uvicorn
+
+from trestle.contract import read_environment
+from trestle.http.app import ModelApp
+from trestle.metrics import ServerMetrics, install
+from trestle.runtime.cancel import CancelReason
+from trestle.runtime.model import ModelRuntime
+from trestle.runtime.state import ModelState
+from trestle.settings import ServerSettings
+
+logger = logging.getLogger("trestle.server")
+
+WS_MAX_SIZE = 100 * 1024 * 1024
+
+
+class _Uvicorn(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, owner: ModelServer) -> None:
+        super().__init__(config)
+        self.owner = owner
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # Like uvicorn's, but the signal is not re-raised at the end: a drained shutdown exits 0.
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.owner.request_shutdown()
+
+
+class ModelServer:
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.metrics = ServerMetrics()
+        install(self.metrics)
+        self.runtime = ModelRuntime(settings)
+        self.app = ModelApp(self.runtime, self.metrics)
+        self.app.on_startup.append(self._startup)
+        self.app.on_shutdown.append(self._shutdown)
+        self.exit_code = 0
+        self._uvicorn: _Uvicorn | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._draining = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def _spawn(self, coro: object) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _startup(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._spawn(self._load())
+
+    async def _load(self) -> None:
+        await self.runtime.load()
+        state = self.runtime.health.state
+        if state is ModelState.FAILED:
+            await asyncio.sleep(self.settings.load_failure_linger)
+            logger.error("Model failed to load; exiting with status 1.")
+            self.exit_code = 1
+            self._exit()
+        elif state is ModelState.READY:
+            desc = self.runtime.desc
+            if desc is not None and desc.setup_environment is not None:
+                self._spawn(self._watch_environment())
+
+    async def _watch_environment(self) -> None:
+        """Event-driven (not polled): re-run ``setup_environment`` when the environment file changes."""
+        from watchfiles import awatch
+
+        path = self.settings.environment_file
+        if not path.parent.is_dir():
+            return
+        async for changes in awatch(path.parent, recursive=False):
+            if any(changed == str(path) for _, changed in changes):
+                environment = read_environment(path)
+                if environment is not None:
+                    await self.runtime.setup_environment(environment)
+
+    async def _shutdown(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        self.runtime.shutdown()
+
+    def _exit(self) -> None:
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+
+    def request_shutdown(self) -> None:
+        """Signal handler: the first call drains, the second forces exit."""
+        if self._draining or self._loop is None:
+            if self._uvicorn is not None:
+                self._uvicorn.force_exit = True
+                self._uvicorn.should_exit = True
+            return
+        self._draining = True
+        self._loop.call_soon_threadsafe(self._spawn, self._drain())
+
+    async def _drain(self) -> None:
+        health = self.runtime.health
+        if health.state is not ModelState.STOPPING:
+            health.move(ModelState.STOPPING)
+        window = self.settings.drain_timeout
+        in_flight = self.metrics.in_flight
+        logger.info("Shutting down: draining %d in-flight request(s) for up to %.0f s.", in_flight, window)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + window
+        while self.metrics.in_flight > 0 and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        leftover = list(self.app.active)
+        if leftover:
+            logger.warning("Drain window over; cancelling %d request(s).", len(leftover))
+            for cancellation in leftover:
+                cancellation.cancel(CancelReason.SHUTDOWN)
+            end = loop.time() + 2.0
+            while self.app.active and loop.time() < end:
+                await asyncio.sleep(0.01)
+        self._exit()
+
+    # --- running -------------------------------------------------------------------------
+    def uvicorn_config(self) -> uvicorn.Config:
+        transport = self.settings.config.runtime.transport
+        ping_interval = getattr(transport, "ping_interval_seconds", None)
+        ping_timeout = getattr(transport, "ping_timeout_seconds", None)
+        return uvicorn.Config(
+            self.app,
+            host=self.settings.host,
+            port=self.settings.port,
+            http="httptools",
+            loop="uvloop",
+            lifespan="on",
+            access_log=False,
+            log_config=None,
+            timeout_graceful_shutdown=5,
+            ws_max_size=WS_MAX_SIZE,
+            ws_ping_interval=ping_interval if ping_interval is not None else 20.0,
+            ws_ping_timeout=ping_timeout if ping_timeout is not None else 20.0,
+            server_header=False,
+        )
+
+    def run(self) -> int:
+        self._uvicorn = _Uvicorn(self.uvicorn_config(), self)
+        self._uvicorn.run()
+        if not self._uvicorn.started:
+            return 1
+        if self.runtime.health.state is ModelState.FAILED:
+            self.exit_code = 1
+        return self.exit_code

@@ -1,0 +1,106 @@
+"""Start a real ``trestle serve`` process on loopback for integration tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServerHandle:
+    process: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+    port: int
+    _log_file: object = field(repr=False, default=None)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        wait_for(self.url + "/v1/models/model", timeout, self)
+
+    def signal(self, sig: int) -> None:
+        self.process.send_signal(sig)
+
+    def wait_exit(self, timeout: float = 30.0) -> int:
+        return self.process.wait(timeout=timeout)
+
+
+def wait_for(url: str, timeout: float, handle: ServerHandle | None = None, status: int = 200) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if handle is not None and handle.process.poll() is not None:
+            raise RuntimeError(f"server exited with {handle.process.returncode}:\n{handle.log()}")
+        try:
+            r = httpx.get(url, timeout=2)
+            if r.status_code == status:
+                return
+            last = f"{r.status_code} {r.text}"
+        except httpx.HTTPError as exc:
+            last = repr(exc)
+        time.sleep(0.05)
+    log = handle.log() if handle is not None else ""
+    raise TimeoutError(f"{url} not {status} after {timeout}s (last: {last})\n{log}")
+
+
+@contextlib.contextmanager
+def run_server(
+    truss_dir: Path,
+    *,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
+    args: list[str] | None = None,
+    ready: bool = True,
+    timeout: float = 60.0,
+) -> Iterator[ServerHandle]:
+    """Run ``python -m trestle serve truss_dir`` and wait until it is ready (or just live)."""
+    port = port or free_port()
+    log_fd, log_name = tempfile.mkstemp(prefix="trestle-server-", suffix=".log")
+    proc_env = {**os.environ, "TRESTLE_LOAD_RETRY_DELAY": "0.1", **(env or {})}
+    cmd = [sys.executable, "-m", "trestle", "serve", str(truss_dir), "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(cmd + (args or []), stdout=log_fd, stderr=subprocess.STDOUT, env=proc_env)
+    os.close(log_fd)
+    handle = ServerHandle(process, f"http://127.0.0.1:{port}", Path(log_name), port)
+    try:
+        if ready:
+            handle.wait_ready(timeout)
+        else:
+            wait_for(handle.url + "/", timeout, handle)
+        yield handle
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=10)
+        with contextlib.suppress(OSError):
+            os.unlink(log_name)
+
+
+def write_truss(root: Path, model_code: str, config: str = "", files: dict[str, str] | None = None) -> Path:
+    """Create a truss directory with ``model/model.py`` and ``config.yaml``."""
+    (root / "model").mkdir(parents=True, exist_ok=True)
+    (root / "model" / "model.py").write_text(model_code)
+    (root / "config.yaml").write_text(config)
+    for name, text in (files or {}).items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
