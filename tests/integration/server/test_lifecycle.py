@@ -1,0 +1,358 @@
+"""Loading, health, secrets, environment and shutdown of a real server process."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.server import run_server, wait_for, write_truss
+
+SLOW_LOAD = '''
+import asyncio, time
+
+class Model:
+    async def load(self):
+        await asyncio.sleep(1.5)
+        self.ready = True
+
+    def predict(self, inputs):
+        if inputs.get("sleep"):
+            time.sleep(inputs["sleep"])
+        return {"ready": self.ready}
+'''
+
+
+def test_slow_async_load_readiness_503_then_200_and_liveness_throughout(tmp_path: Path) -> None:
+    truss = write_truss(tmp_path, SLOW_LOAD)
+    with run_server(truss, ready=False) as server:
+        r = httpx.get(server.url + "/v1/models/model")
+        assert r.status_code == 503
+        assert r.json() == {"error": "Model with name model is not ready."}
+        assert httpx.get(server.url + "/").json() is True
+        assert httpx.get(server.url + "/ping").status_code == 503
+        assert httpx.post(server.url + "/predict", json={}).status_code == 503
+        server.wait_ready(10)
+        assert httpx.get(server.url + "/v1/models/model/loaded").status_code == 200
+        # the async load really ran (Truss would skip it and fail on self.ready)
+        assert httpx.post(server.url + "/predict", json={}).json() == {"ready": True}
+
+
+def test_health_stays_200_during_a_long_predict(tmp_path: Path) -> None:
+    truss = write_truss(tmp_path, SLOW_LOAD)
+    with run_server(truss) as server:
+        result: dict[str, int] = {}
+        t = threading.Thread(
+            target=lambda: result.update(code=httpx.post(server.url + "/predict", json={"sleep": 1.5}, timeout=10).status_code)
+        )
+        t.start()
+        time.sleep(0.3)
+        for path in ("/", "/v1/models/model", "/v1/models/model/loaded", "/ping"):
+            started = time.monotonic()
+            assert httpx.get(server.url + path).status_code == 200
+            assert time.monotonic() - started < 0.5
+        t.join()
+        assert result["code"] == 200
+
+
+FLAKY_LOAD = '''
+import pathlib
+
+class Model:
+    def __init__(self, data_dir, **kwargs):
+        self.counter = pathlib.Path(data_dir) / "attempts"
+
+    def load(self):
+        n = int(self.counter.read_text()) if self.counter.exists() else 0
+        self.counter.write_text(str(n + 1))
+        if n == 0:
+            raise RuntimeError("first load fails")
+
+    def predict(self, inputs):
+        return {"attempts": int(self.counter.read_text())}
+'''
+
+
+def test_load_is_retried(tmp_path: Path) -> None:
+    truss = write_truss(tmp_path, FLAKY_LOAD)
+    with run_server(truss) as server:
+        assert httpx.post(server.url + "/predict", json={}).json() == {"attempts": 2}
+        assert "Failed to load model. Retrying" in server.log()
+
+
+BROKEN_LOAD = '''
+class Model:
+    def load(self):
+        raise ValueError("weights are missing")
+
+    def predict(self, inputs):
+        return inputs
+'''
+
+
+def test_load_failure_readiness_says_so_and_process_exits_nonzero(tmp_path: Path) -> None:
+    truss = write_truss(tmp_path, BROKEN_LOAD)
+    env = {"NUM_LOAD_RETRIES_TRUSS": "0", "TRESTLE_LOAD_FAILURE_LINGER": "3"}
+    with run_server(truss, ready=False, env=env) as server:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            r = httpx.get(server.url + "/v1/models/model")
+            if "failed" in r.text:
+                break
+            time.sleep(0.05)
+        assert r.status_code == 503
+        assert r.json()["error"] == "Model failed to load: ValueError: weights are missing"
+        assert httpx.get(server.url + "/").status_code == 200  # still alive, no self-SIGKILL
+        assert server.wait_exit(10) == 1
+        log = server.log()
+        assert log.count("Traceback (most recent call last)") == 1
+        assert "weights are missing" in log
+        assert 'model.py", line 4, in load' in log
+
+
+IMPORT_ERROR = "import not_a_real_module_xyz\n\nclass Model:\n    def predict(self, x):\n        return x\n"
+
+
+def test_import_error_fails_the_load_with_a_clear_log(tmp_path: Path) -> None:
+    truss = write_truss(tmp_path, IMPORT_ERROR)
+    with run_server(truss, ready=False, env={"TRESTLE_LOAD_FAILURE_LINGER": "0"}) as server:
+        assert server.wait_exit(15) == 1
+        assert "not_a_real_module_xyz" in server.log()
+
+
+HEALTH = '''
+import pathlib
+
+class Model:
+    def __init__(self, data_dir, **kwargs):
+        self.flag = pathlib.Path(data_dir) / "unhealthy"
+
+    def is_healthy(self):
+        if self.flag.exists():
+            mode = self.flag.read_text()
+            if mode == "raise":
+                raise RuntimeError("probe exploded")
+            if mode == "none":
+                return None
+            return False
+        return True
+
+    def predict(self, inputs):
+        return inputs
+'''
+
+
+def test_is_healthy_drives_readiness_but_not_loaded(tmp_path: Path) -> None:
+    truss = write_truss(tmp_path, HEALTH)
+    flag = tmp_path / "data" / "unhealthy"
+    with run_server(truss) as server:
+        assert httpx.get(server.url + "/v1/models/model").status_code == 200
+        for mode in ("false", "raise", "none"):
+            flag.write_text(mode)
+            r = httpx.get(server.url + "/v1/models/model")
+            assert r.status_code == 503, mode  # None is unhealthy too (Truss treats it as healthy)
+            assert httpx.get(server.url + "/v1/models/model/loaded").status_code == 200
+        assert "Health check failed." in server.log()
+        assert "probe exploded" in server.log()
+        flag.unlink()
+        assert httpx.get(server.url + "/v1/models/model").status_code == 200
+
+
+SECRETS = '''
+class Model:
+    def __init__(self, secrets, environment, config, **kwargs):
+        self.secrets = secrets
+        self.environment = environment
+        self.config = config
+        self.setups = []
+
+    def setup_environment(self, environment):
+        self.setups.append(environment)
+
+    def predict(self, inputs):
+        name = inputs.get("secret")
+        if name:
+            try:
+                return {"value": self.secrets[name]}
+            except Exception as exc:
+                return {"error": str(exc)}
+        return {"environment": self.environment, "setups": self.setups, "model_name": self.config["model_name"],
+                "concurrency": self.config["runtime"]["predict_concurrency"]}
+'''
+
+SECRETS_CONFIG = """
+model_name: secretive
+secrets:
+  from_default: "default-value"
+  from_env: "default"
+  from_file: "default"
+  empty: null
+"""
+
+
+def test_secrets_precedence_default_env_file(tmp_path: Path) -> None:
+    truss = write_truss(tmp_path / "truss", SECRETS, SECRETS_CONFIG)
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir()
+    (secrets_dir / "from_file").write_text("file-value")
+    env = {
+        "TRESTLE_SECRETS_DIR": str(secrets_dir),
+        "TRUSS_SECRET_from_env": "env-value",
+        "TRUSS_SECRET_from_file": "env-loses",
+    }
+    with run_server(truss, env=env) as server:
+        def secret(name: str) -> dict[str, str]:
+            return httpx.post(server.url + "/predict", json={"secret": name}).json()
+
+        assert secret("from_default") == {"value": "default-value"}
+        assert secret("from_env") == {"value": "env-value"}
+        assert secret("from_file") == {"value": "file-value"}
+        assert secret("undeclared")["error"].startswith("Secret 'undeclared' not found.")
+        assert secret("empty")["error"].startswith("Secret 'empty' not found.")
+
+
+def test_environment_injection_and_live_update(tmp_path: Path) -> None:
+    truss = write_truss(tmp_path / "truss", SECRETS, SECRETS_CONFIG)
+    env_dir = tmp_path / "dynamic"
+    env_dir.mkdir()
+    env_file = env_dir / "environment"
+    env_file.write_text(json.dumps({"name": "staging"}))
+    with run_server(truss, env={"TRESTLE_ENVIRONMENT_FILE": str(env_file)}) as server:
+        out = httpx.post(server.url + "/predict", json={}).json()
+        assert out["environment"] == {"name": "staging"}
+        assert out["setups"] == [{"name": "staging"}]  # setup_environment ran before load
+        assert out["model_name"] == "secretive" and out["concurrency"] == 1  # config dict with defaults
+        env_file.write_text(json.dumps({"name": "production"}))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            out = httpx.post(server.url + "/predict", json={}).json()
+            if len(out["setups"]) == 2:
+                break
+            time.sleep(0.1)
+        assert out["setups"] == [{"name": "staging"}, {"name": "production"}]
+
+
+def test_no_environment_file_gives_none(tmp_path: Path) -> None:
+    truss = write_truss(tmp_path / "truss", SECRETS, SECRETS_CONFIG)
+    with run_server(truss, env={"TRESTLE_ENVIRONMENT_FILE": str(tmp_path / "missing")}) as server:
+        out = httpx.post(server.url + "/predict", json={}).json()
+        assert out["environment"] is None and out["setups"] == []
+
+
+DRAIN = '''
+import asyncio
+
+class Model:
+    async def predict(self, inputs):
+        await asyncio.sleep(inputs["sleep"])
+        return {"slept": inputs["sleep"]}
+'''
+
+
+def test_sigterm_drains_in_flight_requests_and_exits_zero(tmp_path: Path) -> None:
+    truss = write_truss(tmp_path, DRAIN, "runtime:\n  predict_concurrency: 4\n  drain_timeout_seconds: 10\n")
+    with run_server(truss) as server:
+        results: list[httpx.Response] = []
+        threads = [
+            threading.Thread(target=lambda: results.append(httpx.post(server.url + "/predict", json={"sleep": 1.5}, timeout=10)))
+            for _ in range(2)
+        ]
+        for t in threads:
+            t.start()
+        time.sleep(0.4)
+        server.signal(signal.SIGTERM)
+        time.sleep(0.2)
+        r = httpx.get(server.url + "/v1/models/model")
+        assert r.status_code == 503
+        assert "shutting down" in r.json()["error"]
+        assert httpx.post(server.url + "/predict", json={"sleep": 0}).status_code == 503
+        for t in threads:
+            t.join()
+        assert [x.status_code for x in results] == [200, 200]
+        assert server.wait_exit(10) == 0
+
+
+def test_drain_window_cancels_leftover_work_and_second_signal_forces_exit(tmp_path: Path) -> None:
+    truss = write_truss(tmp_path, DRAIN, "runtime:\n  predict_concurrency: 4\n  drain_timeout_seconds: 0.5\n")
+    with run_server(truss) as server:
+        results: list[int] = []
+        t = threading.Thread(
+            target=lambda: results.append(httpx.post(server.url + "/predict", json={"sleep": 30}, timeout=20).status_code)
+        )
+        t.start()
+        time.sleep(0.3)
+        started = time.monotonic()
+        server.signal(signal.SIGTERM)
+        assert server.wait_exit(10) == 0
+        assert time.monotonic() - started < 5
+        t.join()
+        assert results == [503]
+    with run_server(truss) as server:
+        t = threading.Thread(target=lambda: httpx.post(server.url + "/predict", json={"sleep": 30}, timeout=20), daemon=True)
+        t.start()
+        time.sleep(0.3)
+        server.signal(signal.SIGTERM)
+        time.sleep(0.1)
+        server.signal(signal.SIGINT)
+        server.wait_exit(5)
+
+
+WEBSOCKET = '''
+from fastapi import WebSocket
+
+class Model:
+    async def websocket(self, ws: WebSocket):
+        while True:
+            text = await ws.receive_text()
+            if text == "bye":
+                return
+            if text == "boom":
+                raise RuntimeError("socket broke")
+            await ws.send_text(text.upper())
+'''
+
+
+def test_websocket_echo_normal_close_and_error_close(tmp_path: Path) -> None:
+    websockets = pytest.importorskip("websockets.sync.client")
+    truss = write_truss(tmp_path, WEBSOCKET)
+    with run_server(truss) as server:
+        url = server.url.replace("http", "ws") + "/v1/websocket"
+        with websockets.connect(url) as ws:
+            ws.send("hi")
+            assert ws.recv() == "HI"
+            ws.send("bye")
+            with pytest.raises(Exception):
+                ws.recv()
+            assert ws.close_code == 1000
+        with websockets.connect(url) as ws:
+            ws.send("boom")
+            with pytest.raises(Exception):
+                ws.recv()
+            assert ws.close_code == 1011
+            assert ws.close_reason == "Internal Server Error (in model/chainlet)."
+
+
+def test_websocket_on_model_without_it_closes_1003(tmp_path: Path) -> None:
+    websockets = pytest.importorskip("websockets.sync.client")
+    truss = write_truss(tmp_path, "class Model:\n    def predict(self, x):\n        return x\n")
+    with run_server(truss) as server:
+        with websockets.connect(server.url.replace("http", "ws") + "/v1/websocket") as ws:
+            with pytest.raises(Exception):
+                ws.recv()
+            assert ws.close_code == 1003
+            assert ws.close_reason == "WebSocket is not implemented on this deployment."
+
+
+def test_metrics_endpoint_exposes_request_metrics(tmp_path: Path) -> None:
+    truss = write_truss(tmp_path, DRAIN)
+    with run_server(truss) as server:
+        httpx.post(server.url + "/predict", json={"sleep": 0})
+        text = httpx.get(server.url + "/metrics").text
+        assert 'trestle_request_duration_seconds_count{route="predict",status="200"} 1.0' in text
+        assert "trestle_requests_in_flight 0.0" in text
+        wait_for(server.url + "/metrics/", 2)
