@@ -19,8 +19,9 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Generator
+from collections.abc import Coroutine, Generator
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
@@ -76,8 +77,8 @@ class ModelServer:
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- lifecycle -----------------------------------------------------------------------
-    def _spawn(self, coro: object) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -97,9 +97,18 @@ class _Sent:
 
 
 async def _send_body(
-    send: Send, status: int, body: bytes, content_type: bytes, rid: bytes, extra: list[tuple[bytes, bytes]] | None = None
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes,
+    rid: bytes,
+    extra: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
-    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), (b"x-baseten-request-id", rid)]
+    headers = [
+        (b"content-type", content_type),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-baseten-request-id", rid),
+    ]
     if extra:
         headers.extend(extra)
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -107,7 +116,13 @@ async def _send_body(
 
 
 async def _send_error(send: Send, err: errors.ErrorResponse, rid: bytes) -> None:
-    await send({"type": "http.response.start", "status": err.status, "headers": [*err.headers, (b"content-length", str(len(err.body)).encode()), (b"x-baseten-request-id", rid)]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": err.status,
+            "headers": [*err.headers, (b"content-length", str(len(err.body)).encode()), (b"x-baseten-request-id", rid)],
+        }
+    )
     await send({"type": "http.response.body", "body": err.body})
 
 
@@ -153,8 +168,10 @@ class ModelApp:
             method: str = scope["method"]
             if method == "POST":
                 handler = self._post.get(path)
-                if handler is None and path.startswith("/v1/models/") and (
-                    path.endswith(":predict") or path.endswith(":predict_binary")
+                if (
+                    handler is None
+                    and path.startswith("/v1/models/")
+                    and (path.endswith((":predict", ":predict_binary")))
                 ):
                     handler = self._predict
             elif method in ("GET", "HEAD"):

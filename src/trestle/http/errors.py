@@ -42,7 +42,9 @@ class ErrorResponse:
         self.headers = headers
 
 
-def render(status: int, message: object, code: int, extra: dict[str, str] | None = None, **fields: object) -> ErrorResponse:
+def render(
+    status: int, message: object, code: int, extra: dict[str, str] | None = None, **fields: object
+) -> ErrorResponse:
     body = orjson.dumps({"error": message, **fields})
     headers = [(b"content-type", b"application/json"), *error_headers(code)]
     if extra:

@@ -326,11 +326,17 @@ class ModelRuntime:
             log_user_error(exc)
             raise UserCodeError() from exc
 
-    def _stream(self, gen: Any, ctx: CallContext, pool: ThreadPoolExecutor, release: Callable[[], None] | None) -> Stream:
+    def _stream(
+        self, gen: Any, ctx: CallContext, pool: ThreadPoolExecutor, release: Callable[[], None] | None
+    ) -> Stream:
         if isinstance(gen, AsyncGenerator):
             return Stream(gen, release, None)
         rid = ctx.request_id
-        pump = SyncPump(gen, pool, ctx.cancellation, on_thread=lambda: request_id.set(rid))
+
+        def on_thread() -> None:
+            request_id.set(rid)
+
+        pump = SyncPump(gen, pool, ctx.cancellation, on_thread=on_thread)
         return Stream(pump, release, pump)
 
     def _per_request_rule(self, message: str) -> UserCodeError:
@@ -343,7 +349,8 @@ class ModelRuntime:
     async def predict(self, inputs: Any, ctx: CallContext) -> Any:
         """Truss's predict pipeline: preprocess, predict under the limit, postprocess."""
         desc = self.desc
-        assert desc is not None and desc.predict is not None
+        assert desc is not None
+        assert desc.predict is not None
         if desc.preprocess is not None:
             inputs = await self.call(desc.preprocess, inputs, ctx, self.aux_pool)
         limiter = self.limiter

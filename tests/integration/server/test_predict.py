@@ -16,7 +16,7 @@ import pytest
 from tests.support.server import ServerHandle, run_server, write_truss
 from trestle.http.serialization import dumps_msgpack, loads_msgpack
 
-PIPELINE = '''
+PIPELINE = """
 import fastapi
 from starlette.responses import JSONResponse, PlainTextResponse
 
@@ -49,9 +49,9 @@ class Model:
                 raise KeyError("post broke")
             return {**outputs, "post": True}
         return outputs
-'''
+"""
 
-RESPONSES = '''
+RESPONSES = """
 from starlette.responses import JSONResponse, PlainTextResponse
 
 
@@ -64,9 +64,9 @@ class Model:
         if inputs.get("kind") == "types":
             return inputs["value"]
         return JSONResponse({"json": True})
-'''
+"""
 
-RESPONSE_WITH_POSTPROCESS = '''
+RESPONSE_WITH_POSTPROCESS = """
 from starlette.responses import JSONResponse
 
 
@@ -78,12 +78,14 @@ class Model:
 
     def postprocess(self, outputs):
         return outputs
-'''
+"""
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
-    truss = write_truss(tmp_path_factory.mktemp("pipeline"), PIPELINE, "model_name: pipe\nruntime:\n  max_request_body_bytes: 1000\n")
+    truss = write_truss(
+        tmp_path_factory.mktemp("pipeline"), PIPELINE, "model_name: pipe\nruntime:\n  max_request_body_bytes: 1000\n"
+    )
     with run_server(truss) as server:
         yield server
 
@@ -102,7 +104,9 @@ def test_pipeline_runs_pre_predict_post_in_order(pipeline: ServerHandle) -> None
     assert r.headers["content-type"] == "application/json"
 
 
-@pytest.mark.parametrize("path", ["/predict", "/v1/models/model:predict", "/v1/models/anything:predict_binary", "/invocations"])
+@pytest.mark.parametrize(
+    "path", ["/predict", "/v1/models/model:predict", "/v1/models/anything:predict_binary", "/invocations"]
+)
 def test_every_predict_alias_runs_the_pipeline(pipeline: ServerHandle, path: str) -> None:
     r = httpx.post(pipeline.url + path, json={"n": 2})
     assert r.status_code == 200
@@ -154,9 +158,12 @@ def test_invalid_msgpack_is_400(pipeline: ServerHandle) -> None:
 
 
 def test_oversized_body_is_413_with_a_clear_message(pipeline: ServerHandle) -> None:
-    r = httpx.post(pipeline.url + "/predict", content=b"[" + b"1," * 1000 + b"1]", headers={"content-type": "application/json"})
+    r = httpx.post(
+        pipeline.url + "/predict", content=b"[" + b"1," * 1000 + b"1]", headers={"content-type": "application/json"}
+    )
     assert r.status_code == 413
     assert "max_request_body_bytes" in r.json()["error"]
+
     # chunked upload without content-length: caught while reading
     def chunks() -> Iterator[bytes]:
         for _ in range(50):
@@ -202,7 +209,9 @@ def test_msgpack_round_trip_of_every_extension_type(pipeline: ServerHandle) -> N
         "blob": b"\x00\x01",
     }
     r = httpx.post(
-        pipeline.url + "/predict", content=dumps_msgpack(value), headers={"content-type": "Application/Octet-Stream; x=1"}
+        pipeline.url + "/predict",
+        content=dumps_msgpack(value),
+        headers={"content-type": "Application/Octet-Stream; x=1"},
     )
     assert r.status_code == 200
     assert r.headers["content-type"] == "application/octet-stream"
@@ -213,7 +222,8 @@ def test_msgpack_round_trip_of_every_extension_type(pipeline: ServerHandle) -> N
             assert out[key].dtype == expected.dtype
         else:
             assert out[key] == expected, key
-    assert out["pre"] is True and out["post"] is True
+    assert out["pre"] is True
+    assert out["post"] is True
     # the wire format is Truss's: marker maps any msgpack client can read
     raw = msgpack.unpackb(r.content, raw=False, strict_map_key=False)
     assert raw["date"] == {b"__dt_date_iso__": True, b"data": "2024-05-06"}
@@ -260,4 +270,7 @@ def test_dev_mode_error_body_names_the_exception(tmp_path: Path) -> None:
     with run_server(truss, args=["--dev"]) as server:
         r = httpx.post(server.url + "/predict", json={"fail": "predict"})
         assert r.status_code == 500
-        assert r.json() == {"error": "Internal Server Error (in model/chainlet).", "detail": "RuntimeError: predict broke"}
+        assert r.json() == {
+            "error": "Internal Server Error (in model/chainlet).",
+            "detail": "RuntimeError: predict broke",
+        }

@@ -13,7 +13,7 @@ import pytest
 from tests.support.server import ServerHandle, run_server, write_truss
 from trestle.http.serialization import dumps_msgpack, loads_msgpack
 
-TYPED = '''
+TYPED = """
 from pydantic import BaseModel
 import fastapi
 
@@ -34,7 +34,7 @@ class Model:
 
     def chat_completions(self, body: dict) -> dict:
         return {"got": body}
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,11 @@ def test_invalid_pydantic_input_gives_truss_message(typed: ServerHandle) -> None
 
 
 def test_pydantic_input_over_msgpack(typed: ServerHandle) -> None:
-    r = httpx.post(typed.url + "/predict", content=dumps_msgpack({"prompt": "z"}), headers={"content-type": "application/octet-stream"})
+    r = httpx.post(
+        typed.url + "/predict",
+        content=dumps_msgpack({"prompt": "z"}),
+        headers={"content-type": "application/octet-stream"},
+    )
     assert r.status_code == 200
     assert loads_msgpack(r.content) == {"text": "z|"}
 
@@ -101,14 +105,14 @@ def test_no_schema_is_404(tmp_path: Path) -> None:
         assert r.json() == {"error": "No schema found"}
 
 
-REQUEST_ONLY = '''
+REQUEST_ONLY = """
 from starlette.requests import Request
 
 class Model:
     async def predict(self, request: Request):
         body = await request.body()
         return {"raw": body.decode(), "method": request.method, "disconnected": await request.is_disconnected()}
-'''
+"""
 
 
 def test_request_only_predict_skips_parsing(tmp_path: Path) -> None:
@@ -118,7 +122,7 @@ def test_request_only_predict_skips_parsing(tmp_path: Path) -> None:
         assert r.json() == {"raw": "not json at all", "method": "POST", "disconnected": False}
 
 
-CONCURRENCY = '''
+CONCURRENCY = """
 import threading, time, asyncio
 
 class Model:
@@ -154,7 +158,7 @@ class Model:
         finally:
             self._exit()
         return {"ok": True}
-'''
+"""
 
 
 @pytest.mark.parametrize("limit", [1, 3])
@@ -182,7 +186,11 @@ def test_queue_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
     with run_server(truss) as server:
         codes: list[int] = []
         threads = [
-            threading.Thread(target=lambda: codes.append(httpx.post(server.url + "/predict", json={"sleep": 0.6}, timeout=10).status_code))
+            threading.Thread(
+                target=lambda: codes.append(
+                    httpx.post(server.url + "/predict", json={"sleep": 0.6}, timeout=10).status_code
+                )
+            )
             for _ in range(2)
         ]
         for t in threads:
@@ -201,7 +209,9 @@ def test_sync_pool_is_not_capped_at_40(tmp_path: Path) -> None:
     truss = write_truss(tmp_path, CONCURRENCY, "runtime:\n  predict_concurrency: 48\n")
     with run_server(truss) as server:
         threads = [
-            threading.Thread(target=httpx.post, args=(server.url + "/predict",), kwargs={"json": {"sleep": 1.0}, "timeout": 30})
+            threading.Thread(
+                target=httpx.post, args=(server.url + "/predict",), kwargs={"json": {"sleep": 1.0}, "timeout": 30}
+            )
             for _ in range(48)
         ]
         for t in threads:

@@ -1,0 +1,80 @@
+"""Reading config.yaml: YAML with unique keys, plus the line each key was written on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from trestle.config.problems import KeyPath, dotted
+from trestle.errors import ConfigError
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _Loader(yaml.SafeLoader):
+    """A private SafeLoader subclass, so nothing global is changed."""
+
+
+@dataclass(frozen=True)
+class YamlDocument:
+    """The parsed data and, for every mapping key and list item, its 1-based line."""
+
+    data: Any
+    lines: dict[KeyPath, int] = field(default_factory=dict)
+
+
+def parse_yaml(text: str, *, path: str) -> YamlDocument:
+    """Parse one YAML document. Duplicate keys at any depth are an error."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return YamlDocument(data=None)
+        lines: dict[KeyPath, int] = {}
+        _index(node, (), lines, path=path, active=set())
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = exc.problem or exc.context or "unreadable"
+        raise ConfigError(f"invalid YAML{where}: {problem}", path=path) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}", path=path) from None
+    finally:
+        loader.dispose()
+    return YamlDocument(data=data, lines=lines)
+
+
+def _index(node: Node, key: KeyPath, lines: dict[KeyPath, int], *, path: str, active: set[int]) -> None:
+    """Record line numbers under ``key`` and reject duplicate mapping keys."""
+    if id(node) in active:  # a recursive alias; nothing new below it
+        return
+    active.add(id(node))
+    try:
+        if isinstance(node, MappingNode):
+            seen: dict[tuple[str, str], int] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == _MERGE_TAG or not isinstance(key_node, ScalarNode):
+                    continue
+                line = key_node.start_mark.line + 1
+                identity = (key_node.tag, key_node.value)
+                child = (*key, key_node.value)
+                if identity in seen:
+                    raise ConfigError(
+                        f"duplicate key {key_node.value!r} at line {line} (first written at line {seen[identity]})",
+                        path=path,
+                        key=dotted(child),
+                    )
+                seen[identity] = line
+                lines.setdefault(child, line)
+                _index(value_node, child, lines, path=path, active=active)
+        elif isinstance(node, SequenceNode):
+            for index, item in enumerate(node.value):
+                child = (*key, index)
+                lines.setdefault(child, item.start_mark.line + 1)
+                _index(item, child, lines, path=path, active=active)
+    finally:
+        active.discard(id(node))

@@ -1,0 +1,159 @@
+"""Input/output schema derived from the model's annotations (Truss's ``TrussSchema``), and body validation.
+
+The input type comes from the first non-request parameter of ``preprocess`` (if present) or
+``predict``; the output type from the return annotation of ``postprocess`` (if present) or
+``predict``. Validation goes straight from the body bytes through pydantic-core
+(``model_validate_json``), without an intermediate ``json.loads``.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pydantic
+from pydantic import BaseModel
+
+from trestle.contract.methods import ModelDescriptor
+from trestle.errors import InputParsingError
+
+__all__ = [
+    "TrussSchema",
+    "derive_schema",
+    "format_validation_error",
+    "parse_json_input",
+    "validate_python_input",
+]
+
+M = TypeVar("M", bound=BaseModel)
+
+_STREAM_TYPES = (collections.abc.Iterator, collections.abc.AsyncIterator)  # Generator/AsyncGenerator included
+
+
+@dataclass(frozen=True)
+class TrussSchema:
+    input_type: type[BaseModel] | None
+    output_type: type[BaseModel] | None
+    supports_streaming: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """The body of ``GET /v1/models/{name}/schema``."""
+        return {
+            "input_schema": self.input_type.model_json_schema() if self.input_type is not None else None,
+            "output_schema": self.output_type.model_json_schema() if self.output_type is not None else None,
+            "supports_streaming": self.supports_streaming,
+        }
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _is_stream(annotation: Any) -> bool:
+    """``Generator``/``AsyncGenerator``/``Iterator``/``AsyncIterator``, bare or subscripted."""
+    base = typing.get_origin(annotation) or annotation
+    return isinstance(base, type) and issubclass(base, _STREAM_TYPES)
+
+
+def _awaited_model(annotation: Any) -> type[BaseModel] | None:
+    """``T`` for ``Awaitable[T]`` / ``Coroutine[..., T]`` when ``T`` is a pydantic model."""
+    base = typing.get_origin(annotation)
+    if not (isinstance(base, type) and issubclass(base, collections.abc.Awaitable)):
+        return None
+    args = typing.get_args(annotation)
+    if args and _is_model(args[-1]):
+        found: type[BaseModel] = args[-1]
+        return found
+    return None
+
+
+def _is_union(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
+
+
+def _output(annotation: Any) -> tuple[type[BaseModel] | None, bool] | None:
+    """(output model, supports_streaming), or None when the annotation is not a recognised output form."""
+    if _is_model(annotation):  # (a)
+        return annotation, False
+    if _is_stream(annotation):  # (b)
+        return None, True
+    awaited = _awaited_model(annotation)  # (c)
+    if awaited is not None:
+        return awaited, False
+    if _is_union(annotation):  # (d): exactly two arms, one model (maybe awaited) and one stream
+        arms = typing.get_args(annotation)
+        if len(arms) != 2:
+            return None
+        models = [m for m in (a if _is_model(a) else _awaited_model(a) for a in arms) if m is not None]
+        streams = [a for a in arms if _is_stream(a)]
+        if len(models) == 1 and len(streams) == 1:
+            return models[0], True
+    return None
+
+
+def derive_schema(desc: ModelDescriptor) -> TrussSchema | None:
+    """Derive the schema from predict/preprocess/postprocess; None when neither input nor output is typed."""
+    if desc.predict is None:
+        return None
+    source = desc.preprocess if desc.preprocess is not None else desc.predict
+    input_type = source.parameter_annotation if _is_model(source.parameter_annotation) else None
+    sink = desc.postprocess if desc.postprocess is not None else desc.predict
+    output = _output(sink.return_annotation)
+    if input_type is None and output is None:
+        return None
+    output_type, streaming = output if output is not None else (None, False)
+    return TrussSchema(input_type=input_type, output_type=output_type, supports_streaming=streaming)
+
+
+def _loc_to_path(loc: tuple[int | str, ...]) -> str:
+    """``("items", 1, "value")`` -> ``items[1].value``: fields joined by dots, list indexes in brackets."""
+    out: list[str] = []
+    for i, part in enumerate(loc):
+        if isinstance(part, str):
+            out.append(f".{part}" if i > 0 else part)
+        elif isinstance(part, int):
+            out.append(f"[{part}]")
+        else:
+            raise TypeError(f"Unexpected type: {part}.")
+    return "".join(out)
+
+
+def format_validation_error(exc: pydantic.ValidationError) -> str:
+    """Truss's message: a header, then one ``  `path`: message.`` line per error."""
+    lines = ["Input Parsing Error:" if exc.error_count() == 1 else "Input Parsing Errors:"]
+    try:
+        for error in exc.errors(include_url=False, include_input=False):
+            msg = error["msg"]
+            if not msg:
+                msg = str({k: v for k, v in error.items() if k != "loc"})
+            lines.append(f"  `{_loc_to_path(error['loc'])}`: {msg}.")
+    except Exception:
+        return f"Input Parsing Error, {exc}"
+    return "\n".join(lines)
+
+
+def _invalid_json(exc: pydantic.ValidationError) -> str | None:
+    for error in exc.errors(include_url=False, include_input=False):
+        if error["type"] == "json_invalid" and not error["loc"]:
+            detail = error.get("ctx", {}).get("error", error["msg"])
+            return f"Invalid JSON payload: {detail}"
+    return None
+
+
+def parse_json_input(input_type: type[M], body: bytes) -> M:
+    """Validate a JSON body straight into ``input_type``; failures raise ``InputParsingError`` (400)."""
+    try:
+        return input_type.model_validate_json(body)
+    except pydantic.ValidationError as exc:
+        raise InputParsingError(_invalid_json(exc) or format_validation_error(exc)) from exc
+
+
+def validate_python_input(input_type: type[M], obj: object) -> M:
+    """Validate an already-decoded object (e.g. from msgpack) into ``input_type``."""
+    try:
+        return input_type.model_validate(obj)
+    except pydantic.ValidationError as exc:
+        raise InputParsingError(format_validation_error(exc)) from exc

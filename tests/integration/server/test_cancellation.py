@@ -1,0 +1,231 @@
+"""Cancellation: client disconnects, time-outs and shutdown reach every kind of model code."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.server import ServerHandle, run_server, write_truss
+from tests.support.sockets import open_request, read_until, wait_for_file
+
+MODEL = """
+import asyncio, os, pathlib, threading, time
+import fastapi
+import trestle
+
+MARK = pathlib.Path(os.environ["MARKERS"])
+
+
+def mark(name):
+    (MARK / name).write_text(str(time.time()))
+
+
+class Model:
+    def predict(self, inputs, request: fastapi.Request):
+        mode, tag = inputs["mode"], inputs.get("tag", "")
+        mark(f"{tag}-started")
+        if mode == "sync_gen":
+            return self._sync_gen(tag, inputs.get("delay", 0.05))
+        if mode == "sync_sleep_flag":
+            event = trestle.disconnect_event()
+            while not event.wait(0.005):
+                pass
+            mark(f"{tag}-flag")
+            return {}
+        if mode == "watch_thread":
+            with request.state.watch_disconnect() as event:
+                event.wait(30)
+                if event.is_set():
+                    mark(f"{tag}-watched")
+            return {}
+        if mode == "sleep":
+            time.sleep(inputs["seconds"])
+            return {"slept": True}
+        return {}
+
+    def _sync_gen(self, tag, delay):
+        try:
+            for i in range(100000):
+                time.sleep(delay)
+                yield f"{i};"
+        finally:
+            mark(f"{tag}-finally")
+
+    async def chat_completions(self, body, request: fastapi.Request):
+        mode, tag = body["mode"], body.get("tag", "")
+        mark(f"{tag}-started")
+        if mode == "async_gen":
+            return self._async_gen(tag)
+        if mode == "async_sleep":
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                mark(f"{tag}-cancelled")
+                raise
+        if mode == "poll_disconnected":
+            try:
+                while not await request.is_disconnected():
+                    await asyncio.sleep(0.005)
+            except asyncio.CancelledError:
+                # Trestle cancels the task first; Starlette's API then agrees the client is gone.
+                if await request.is_disconnected():
+                    mark(f"{tag}-noticed")
+                raise
+        return {}
+
+    async def _async_gen(self, tag):
+        try:
+            for i in range(100000):
+                await asyncio.sleep(0.01)
+                yield f"data: {i};\\n\\n"
+        finally:
+            mark(f"{tag}-finally")
+"""
+
+
+@pytest.fixture(scope="module")
+def markers(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("markers")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, markers: Path) -> Iterator[ServerHandle]:
+    truss = write_truss(tmp_path_factory.mktemp("cancel"), MODEL, "runtime:\n  predict_concurrency: 1\n")
+    with run_server(truss, env={"MARKERS": str(markers)}) as handle:
+        yield handle
+
+
+@pytest.mark.parametrize(("path", "mode"), [("/predict", "sync_gen"), ("/v1/chat/completions", "async_gen")])
+def test_client_closing_mid_stream_runs_finally_and_frees_the_slot(
+    server: ServerHandle, markers: Path, path: str, mode: str
+) -> None:
+    tag = f"close-{mode}"
+    sock = open_request(server.url, path, {"mode": mode, "tag": tag})
+    assert b"200 OK" in read_until(sock, b";")
+    sock.close()
+    assert wait_for_file(markers / f"{tag}-finally", 5) < 1.0
+    # predict_concurrency is 1: the next request starts at once
+    start = time.monotonic()
+    r = httpx.post(server.url + "/predict", json={"mode": "sleep", "seconds": 0, "tag": f"{tag}-next"}, timeout=5)
+    assert r.status_code == 200
+    assert time.monotonic() - start < 0.5
+
+
+def test_client_timeout_cancels_a_long_async_call(server: ServerHandle, markers: Path) -> None:
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(server.url + "/v1/chat/completions", json={"mode": "async_sleep", "tag": "atimeout"}, timeout=0.5)
+    assert wait_for_file(markers / "atimeout-cancelled", 5) < 1.0
+
+
+def test_client_timeout_sets_the_flag_of_a_long_sync_call(server: ServerHandle, markers: Path) -> None:
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(server.url + "/predict", json={"mode": "sync_sleep_flag", "tag": "sflag"}, timeout=0.5)
+    assert wait_for_file(markers / "sflag-flag", 5) < 1.0
+
+
+def test_watch_disconnect_from_a_worker_thread(server: ServerHandle, markers: Path) -> None:
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(server.url + "/predict", json={"mode": "watch_thread", "tag": "watch"}, timeout=0.3)
+    assert wait_for_file(markers / "watch-watched", 5) < 0.5  # Truss polls once a second
+
+
+def test_is_disconnected_in_async_code(server: ServerHandle, markers: Path) -> None:
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(server.url + "/v1/chat/completions", json={"mode": "poll_disconnected", "tag": "poll"}, timeout=0.3)
+    assert wait_for_file(markers / "poll-noticed", 5) < 1.0
+
+
+def test_a_queued_request_whose_client_left_never_starts(server: ServerHandle, markers: Path) -> None:
+    busy = threading.Thread(
+        target=httpx.post,
+        args=(server.url + "/predict",),
+        kwargs={"json": {"mode": "sleep", "seconds": 1.0, "tag": "busy"}, "timeout": 5},
+    )
+    busy.start()
+    wait_for_file(markers / "busy-started")
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(server.url + "/predict", json={"mode": "sleep", "seconds": 0, "tag": "queued"}, timeout=0.3)
+    busy.join()
+    time.sleep(0.2)
+    assert not (markers / "queued-started").exists()
+    text = httpx.get(server.url + "/metrics").text
+    assert 'trestle_cancellations_total{reason="disconnect"}' in text
+
+
+TIMEOUTS = """
+import asyncio, os, pathlib, time
+
+MARK = pathlib.Path(os.environ["MARKERS"])
+
+
+class Model:
+    async def predict(self, inputs):
+        if inputs["mode"] == "stall":
+            return self._stall(inputs["tag"])
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            (MARK / f"{inputs['tag']}-cancelled").write_text("x")
+            raise
+
+    async def _stall(self, tag):
+        try:
+            yield "first;"
+            await asyncio.sleep(30)
+            yield "never"
+        finally:
+            (MARK / f"{tag}-finally").write_text("x")
+"""
+
+
+def test_streaming_read_timeout_aborts_and_cancels_the_producer(tmp_path: Path) -> None:
+    markers = tmp_path / "m"
+    markers.mkdir()
+    truss = write_truss(tmp_path / "t", TIMEOUTS, "runtime:\n  streaming_read_timeout: 1\n")
+    with run_server(truss, env={"MARKERS": str(markers)}) as server:
+        start = time.monotonic()
+
+        def read() -> None:
+            with httpx.stream("POST", server.url + "/predict", json={"mode": "stall", "tag": "stall"}, timeout=10) as r:
+                r.read()
+
+        with pytest.raises(httpx.RemoteProtocolError):
+            read()
+        assert time.monotonic() - start < 3
+        wait_for_file(markers / "stall-finally", 2)
+        assert "streaming_read_timeout" in server.log()
+
+
+def test_request_timeout_is_504_and_cancels_the_work(tmp_path: Path) -> None:
+    markers = tmp_path / "m"
+    markers.mkdir()
+    truss = write_truss(tmp_path / "t", TIMEOUTS, "runtime:\n  request_timeout_seconds: 0.5\n")
+    with run_server(truss, env={"MARKERS": str(markers)}) as server:
+        r = httpx.post(server.url + "/predict", json={"mode": "sleep", "tag": "deadline"}, timeout=10)
+        assert r.status_code == 504
+        assert "request_timeout_seconds" in r.json()["error"]
+        wait_for_file(markers / "deadline-cancelled", 2)
+
+
+def test_sigterm_with_open_streams_drains_then_cancels(tmp_path: Path) -> None:
+    markers = tmp_path / "m"
+    markers.mkdir()
+    truss = write_truss(tmp_path / "t", MODEL, "runtime:\n  predict_concurrency: 2\n  drain_timeout_seconds: 1\n")
+    with run_server(truss, env={"MARKERS": str(markers)}) as server:
+        sock = open_request(server.url, "/predict", {"mode": "sync_gen", "tag": "term"})
+        assert b"200 OK" in read_until(sock, b";")
+        server.signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert httpx.get(server.url + "/v1/models/model").status_code == 503
+        sock.settimeout(5)
+        while sock.recv(65536):  # the stream keeps flowing during the drain window, then ends
+            pass
+        sock.close()
+        assert server.wait_exit(10) == 0
+        assert (markers / "term-finally").exists()
