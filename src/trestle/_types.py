@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Union
+from typing import Any
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -11,5 +11,5 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-JSON = Union[dict[str, Any], list[Any], str, int, float, bool, None]
+JSON = dict[str, Any] | list[Any] | str | int | float | bool | None
 Headers = list[tuple[bytes, bytes]]

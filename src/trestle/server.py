@@ -171,6 +171,7 @@ class ModelServer:
             ws_ping_interval=ping_interval if ping_interval is not None else 20.0,
             ws_ping_timeout=ping_timeout if ping_timeout is not None else 20.0,
             server_header=False,
+            proxy_headers=False,
         )
 
     def run(self) -> int:

@@ -199,10 +199,8 @@ def predict(
 def _platform_target(
     target_directory: Path, published: bool, environment: str | None, deployment: str | None
 ) -> tuple[str, dict[str, str]] | None:
-    try:
-        from trestle.cli.remote import resolve_predict_target
-    except ImportError:
-        return None
+    from trestle.cli.remote import resolve_predict_target
+
     return resolve_predict_target(target_directory, published=published, environment=environment, deployment=deployment)
 
 

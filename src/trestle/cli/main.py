@@ -1,12 +1,12 @@
 """``trestle``: the command group. Commands live in ``local`` (serve, init, predict) and ``remote``
-(the platform: push, watch, promote, ...)."""
+(the platform: platform start, login, push, watch, promote, ...)."""
 
 from __future__ import annotations
 
 import click
 
 from trestle import __version__
-from trestle.cli import local
+from trestle.cli import local, remote
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,12 +16,7 @@ def cli() -> None:
 
 
 local.register(cli)
-try:
-    from trestle.cli import remote
-except ImportError:  # the platform is optional at import time while it is being built
-    remote = None  # type: ignore[assignment]
-if remote is not None:
-    remote.register(cli)
+remote.register(cli)
 
 
 def main() -> None:

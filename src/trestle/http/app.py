@@ -18,6 +18,7 @@ import asyncio
 import logging
 import os
 import time
+import traceback
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -269,7 +270,8 @@ class ModelApp:
             return
         except Exception as exc:
             logger.exception("Hot reload failed")
-            body = dumps_json({"error": f"{type(exc).__name__}: {exc}"})
+            trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            body = dumps_json({"error": f"{type(exc).__name__}: {exc}", "traceback": trace})
             await _send_body(send, 422, body, _JSON, rid)
             return
         logger.info("Hot reload complete")
@@ -361,12 +363,14 @@ class ModelApp:
             bind_task(cancellation)
             self.active.add(cancellation)
             loop = asyncio.get_running_loop()
-            watcher = loop.create_task(_watch_disconnect(receive, cancellation))
+            # The watcher starts on the next loop iteration: a call that completes without ever
+            # suspending (a trivial async predict) never pays for a task.
+            watcher = _Watcher(loop, receive, cancellation)
             deadline = None
             timeout = self.settings.request_timeout
             if timeout is not None:
                 deadline = loop.call_later(timeout, cancellation.cancel, CancelReason.DEADLINE)
-            ctx = CallContext(cancellation, rid.decode("latin-1"), _request_factory(scope, body, cancellation))
+            ctx = CallContext(cancellation, rid.decode("latin-1"), _make_request, scope, body)
             try:
                 if md is None:
                     result = await runtime.predict(inputs, ctx)
@@ -398,7 +402,7 @@ class ModelApp:
             finally:
                 cancellation.finished = True
                 self.active.discard(cancellation)
-                watcher.cancel()
+                watcher.stop()
                 if deadline is not None:
                     deadline.cancel()
         except _Disconnected:
@@ -583,12 +587,33 @@ class _ReadWatchdog:
             self.handle = None
 
 
-async def _watch_disconnect(receive: Receive, cancellation: Cancellation) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            cancellation.cancel(CancelReason.DISCONNECT)
-            return
+class _Watcher:
+    """Waits for ``http.disconnect`` (ASGI ``receive()``) and fires the request's cancellation."""
+
+    __slots__ = ("receive", "cancellation", "handle", "task")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, receive: Receive, cancellation: Cancellation) -> None:
+        self.receive = receive
+        self.cancellation = cancellation
+        self.task: asyncio.Task[None] | None = None
+        self.handle: asyncio.Handle | None = loop.call_soon(self._start, loop)
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.handle = None
+        self.task = loop.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                self.cancellation.cancel(CancelReason.DISCONNECT)
+                return
+
+    def stop(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+        elif self.task is not None:
+            self.task.cancel()
 
 
 def _receive_after_body(cancellation: Cancellation) -> Receive:
@@ -603,22 +628,17 @@ def _receive_after_body(cancellation: Cancellation) -> Receive:
     return receive
 
 
-def _request_factory(scope: Scope, body: bytes, cancellation: Cancellation) -> Callable[[], Request]:
-    made: list[Request] = []
-
-    def make() -> Request:
-        if made:
-            return made[0]
-        state = scope.get("state")
-        if state is None:
-            state = scope["state"] = {}
-        state["watch_disconnect"] = cancellation.watch
-        request = Request(scope, _receive_after_body(cancellation))
-        request._body = body
-        made.append(request)
-        return request
-
-    return make
+def _make_request(ctx: CallContext) -> Request:
+    """The starlette Request handed to model methods that annotate one."""
+    scope, cancellation = ctx.scope, ctx.cancellation
+    assert cancellation is not None
+    state = scope.get("state")
+    if state is None:
+        state = scope["state"] = {}
+    state["watch_disconnect"] = cancellation.watch
+    request = Request(scope, _receive_after_body(cancellation))
+    request._body = ctx.body
+    return request
 
 
 __all__ = ["ModelApp"]

@@ -27,26 +27,46 @@ class CancelReason(enum.Enum):
     SHUTDOWN = "server shutting down"
 
 
+_event_lock = threading.Lock()
+
+
 class Cancellation:
-    __slots__ = ("event", "reason", "task", "finished", "_waiters")
+    __slots__ = ("reason", "task", "finished", "_event", "_waiters")
 
     def __init__(self, task: asyncio.Task[Any] | None = None) -> None:
-        self.event = threading.Event()
         self.reason: CancelReason | None = None
         self.task = task
         self.finished = False
+        self._event: threading.Event | None = None  # built on first use: most requests never need it
         self._waiters: list[asyncio.Future[None]] | None = None
 
     @property
     def cancelled(self) -> bool:
         return self.reason is not None
 
+    @property
+    def event(self) -> threading.Event:
+        """A thread-safe event, set when this cancellation fires."""
+        event = self._event
+        if event is None:
+            with _event_lock:
+                event = self._event
+                if event is None:
+                    event = threading.Event()
+                    if self.reason is not None:
+                        event.set()
+                    self._event = event
+        return event
+
     def cancel(self, reason: CancelReason) -> None:
         """Fire once; later calls are ignored. Must run on the event loop thread."""
         if self.reason is not None or self.finished:
             return
-        self.reason = reason
-        self.event.set()
+        with _event_lock:
+            self.reason = reason
+            event = self._event
+        if event is not None:
+            event.set()
         if self._waiters:
             for fut in self._waiters:
                 if not fut.done():

@@ -55,21 +55,35 @@ _TRESTLE_DIR = str(Path(__file__).resolve().parent.parent)
 
 
 class CallContext:
-    """What a model call needs from the request it serves."""
+    """What a model call needs from the request it serves.
 
-    __slots__ = ("cancellation", "request_id", "request_factory")
+    ``request_factory(ctx)`` builds the framework request object (a starlette ``Request``) for
+    model methods that ask for one; it is built at most once, and only then.
+    """
+
+    __slots__ = ("cancellation", "request_id", "request_factory", "scope", "body", "_request")
 
     def __init__(
-        self, cancellation: Cancellation | None, rid: str, request_factory: Callable[[], Any] | None = None
+        self,
+        cancellation: Cancellation | None,
+        rid: str,
+        request_factory: Callable[[CallContext], Any] | None = None,
+        scope: Any = None,
+        body: bytes = b"",
     ) -> None:
         self.cancellation = cancellation
         self.request_id = rid
         self.request_factory = request_factory
+        self.scope = scope
+        self.body = body
+        self._request: Any = None
 
     def request(self) -> Any:
-        if self.request_factory is None:
-            raise RuntimeError("this call has no HTTP request")
-        return self.request_factory()
+        if self._request is None:
+            if self.request_factory is None:
+                raise RuntimeError("this call has no HTTP request")
+            self._request = self.request_factory(self)
+        return self._request
 
 
 class Stream:

@@ -1,0 +1,452 @@
+"""Platform commands: ``platform start``, ``login``, ``push``, ``watch``, ``promote``, ``deployments``,
+``environments``, ``logs``, ``deactivate``, ``activate``; and ``resolve_predict_target`` for
+``trestle predict``. Every call to the platform goes through ``trestle.platform.client``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from trestle.errors import ConfigError, PlatformError
+from trestle.platform import packaging
+from trestle.platform.client import PlatformClient, Remote, configured_remote, save_remote
+
+_IN_PROGRESS = ("BUILDING", "DEPLOYING", "LOADING_MODEL", "WAKING_UP", "UPDATING")
+_STYLE = {"ok": "green", "info": "cyan", "warn": "yellow", "error": "red"}
+
+
+def _fail(message: str) -> NoReturn:
+    raise click.ClickException(message)
+
+
+def _client() -> PlatformClient:
+    remote = configured_remote()
+    if remote is None:
+        _fail(
+            "no platform configured: run `trestle login --remote URL --api-key KEY` "
+            "or set TRESTLE_REMOTE_URL and TRESTLE_API_KEY"
+        )
+    return PlatformClient(remote)
+
+
+def _say(kind: str, text: str, *, err: bool = False) -> None:
+    click.secho(text, fg=_STYLE.get(kind), err=err)
+
+
+def _model_name_from(target: Path) -> str | None:
+    from trestle.config import load_config
+
+    try:
+        return load_config(target, strict=False).config.model_name
+    except ConfigError:
+        return None
+
+
+def _model_ref(model: str | None) -> str:
+    ref = model or _model_name_from(Path.cwd())
+    if not ref:
+        _fail("name a model (argument or --model), or run this in a truss directory with a model_name")
+    return ref
+
+
+# platform / login ---------------------------------------------------------------------------------
+
+
+@click.group("platform")
+def platform_group() -> None:
+    """Run the self-hosted platform (control API, gateway, local engine)."""
+
+
+@platform_group.command("start")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8990, show_default=True, type=int)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=lambda: str(Path.home() / ".trestle" / "platform"),
+    show_default="~/.trestle/platform",
+)
+@click.option("--api-key", help="Register this API key (for scripts) instead of generating one on first start.")
+@click.option(
+    "--gateway-wait-seconds", default=120.0, show_default=True, help="How long a request waits for a replica."
+)
+def platform_start(host: str, port: int, data_dir: Path, api_key: str | None, gateway_wait_seconds: float) -> None:
+    """Start the platform in the foreground; prints its URL and, on first start, an API key."""
+    from trestle.platform.app import serve
+    from trestle.platform.settings import Settings
+
+    settings = Settings(
+        data_dir=data_dir.expanduser().resolve(), host=host, port=port, gateway_wait_seconds=gateway_wait_seconds
+    )
+    serve(settings, api_key=api_key, announce=lambda text: click.echo(text, err=False))
+
+
+@click.command()
+@click.option("--remote", "url", required=True, help="Platform URL, e.g. http://127.0.0.1:8990")
+@click.option("--api-key", required=True)
+def login(url: str, api_key: str) -> None:
+    """Save the platform URL and API key to ~/.trestlerc (after checking them)."""
+    remote = Remote(url.rstrip("/"), api_key)
+    client = PlatformClient(remote)
+    try:
+        client.health()
+    except PlatformError as exc:
+        _fail(f"could not log in to {url}: {exc.message}")
+    path = save_remote(remote)
+    _say("ok", f"Logged in to {remote.url} (saved to {path})")
+
+
+# push / watch -------------------------------------------------------------------------------------
+
+
+def _wait(
+    client: PlatformClient, deployment_id: str, timeout: float, *, until: tuple[str, ...], quiet: bool
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        dep = client.deployment(deployment_id)
+        status = dep["status"]
+        if status != last and not quiet:
+            _say("info", f"  status: {status}", err=True)
+            last = status
+        if status in until:
+            return dep
+        if status not in _IN_PROGRESS:
+            detail = f": {dep['error']}" if dep.get("error") else ""
+            _fail(f"deployment {deployment_id} is {status}{detail}\nSee `trestle logs --deployment {deployment_id}`")
+        if time.monotonic() > deadline:
+            _fail(f"deployment {deployment_id} is still {status} after {timeout:.0f}s")
+        time.sleep(0.25)
+
+
+@click.command()
+@click.argument("target_directory", required=False, default=".", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--watch", is_flag=True, help="Create the development deployment, then live-patch it on every save.")
+@click.option("--promote", is_flag=True, help="Publish, then make it the production deployment once ACTIVE.")
+@click.option("--environment", help="Publish into this environment (created if needed) once ACTIVE.")
+@click.option("--deployment-name", help="A name for the published deployment ([0-9a-zA-Z_.-]).")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the deployment is ACTIVE.")
+@click.option("--timeout-seconds", default=1800.0, show_default=True, type=float)
+@click.option("--model-name", help="Use this model name instead of config.yaml's (not written back).")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--preserve-previous-production-deployment", is_flag=True, help="With --promote: keep the old one up.")
+def push(
+    target_directory: Path,
+    watch: bool,
+    promote: bool,
+    environment: str | None,
+    deployment_name: str | None,
+    wait: bool,
+    timeout_seconds: float,
+    model_name: str | None,
+    output: str,
+    preserve_previous_production_deployment: bool,
+) -> None:
+    """Package TARGET_DIRECTORY, upload it and create a deployment (published unless --watch)."""
+    from trestle.config import load_config
+
+    if watch and (promote or environment):
+        _fail("--watch creates the development deployment; it cannot be combined with --promote or --environment")
+    if promote and environment:
+        _fail("--promote means --environment production; use one of them")
+    if preserve_previous_production_deployment and not promote:
+        _fail("--preserve-previous-production-deployment only applies with --promote")
+    if watch and deployment_name:
+        _fail("a development deployment cannot be named")
+    target = target_directory.resolve()
+    try:
+        cfg = load_config(target, strict=True).config
+    except ConfigError as exc:
+        _fail(str(exc))
+    name = model_name or cfg.model_name
+    if not name:
+        _fail("config.yaml has no model_name: set one, or pass --model-name")
+    env = "production" if promote else environment
+    quiet = output == "json"
+    client = _client()
+    try:
+        if not quiet:
+            _say("info", "Deploying as a development deployment." if watch else "Deploying as a published deployment.")
+        archive = packaging.pack(target)
+        digest, uploaded = client.upload(archive)
+        if not quiet:
+            size = len(archive) / 1024
+            what = f"uploaded {size:.1f} KiB" if uploaded else "already on the platform"
+            _say("info", f"Packaged {target.name} ({digest[:12]}, {what})", err=True)
+        dep = client.push(
+            artifact=digest,
+            model_name=name,
+            development=watch,
+            environment=env,
+            deployment_name=deployment_name,
+            preserve_previous_production_deployment=preserve_previous_production_deployment,
+        )
+        for warning in dep.get("warnings", []):
+            _say("warn", f"WARNING: {warning}", err=True)
+        if not quiet:
+            click.echo(f"Model ID:      {dep['model_id']} ({dep['model_name']})")
+            click.echo(f"Deployment ID: {dep['id']}")
+            click.echo(f"Predict URL:   {dep['predict_url']}")
+            if env:
+                click.echo(f"Environment:   {env} (switches to this deployment once it is ACTIVE)")
+            click.echo(f"Logs:          trestle logs --deployment {dep['id']} --tail")
+        if wait or watch:
+            dep = _wait(client, dep["id"], timeout_seconds, until=("ACTIVE",), quiet=quiet)
+            if env:
+                deadline = time.monotonic() + 30
+                while env not in dep["environments"] and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    dep = client.deployment(dep["id"])
+            if not quiet:
+                _say("ok", f"Deployment {dep['id']} is ACTIVE.")
+        if quiet:
+            click.echo(
+                json.dumps(
+                    {
+                        "model_id": dep["model_id"],
+                        "model_name": dep["model_name"],
+                        "deployment_id": dep["id"],
+                        "model_version_id": dep["id"],
+                        "predict_url": dep["predict_url"],
+                        "logs_url": dep["logs_url"],
+                        "is_draft": dep["is_development"],
+                        "status": dep["status"],
+                        "environments": dep["environments"],
+                        "warnings": dep.get("warnings", []),
+                    }
+                )
+            )
+        if watch:
+            _watch_loop(client, dep["id"], target)
+    except PlatformError as exc:
+        _fail(exc.message)
+    finally:
+        client.close()
+
+
+def _watch_loop(client: PlatformClient, deployment_id: str, target: Path) -> None:
+    from trestle.platform.watcher import apply_and_report, watch
+
+    def report(kind: str, text: str) -> None:
+        _say(kind, text, err=kind == "error")
+
+    apply_and_report(client, deployment_id, target, report, None)
+    watch(client, deployment_id, target, report)
+
+
+@click.command("watch")
+@click.argument("target_directory", required=False, default=".", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--model-name", help="Use this model name instead of config.yaml's.")
+@click.option("--timeout-seconds", default=1800.0, show_default=True, type=float)
+def watch_command(target_directory: Path, model_name: str | None, timeout_seconds: float) -> None:
+    """Live-patch the development deployment from TARGET_DIRECTORY on every save."""
+    target = target_directory.resolve()
+    name = model_name or _model_name_from(target)
+    if not name:
+        _fail("config.yaml has no model_name: set one, or pass --model-name")
+    client = _client()
+    try:
+        model = client.model(name)
+        dev = model.get("development_deployment_id")
+        if not dev:
+            _fail("No development model found. Run `trestle push --watch` then try again.")
+        dep = client.deployment(dev)
+        if dep["status"] == "INACTIVE":
+            client.activate(dev)
+        _wait(client, dev, timeout_seconds, until=("ACTIVE", "DEPLOY_FAILED", "BUILD_FAILED"), quiet=False)
+        _watch_loop(client, dev, target)
+    except PlatformError as exc:
+        _fail(exc.message)
+    finally:
+        client.close()
+
+
+# promote / deployments / environments / logs / deactivate ----------------------------------------
+
+
+@click.command()
+@click.argument("deployment_id")
+@click.option("--environment", default="production", show_default=True)
+@click.option("--preserve-previous-production-deployment", is_flag=True, help="Keep the previous deployment up.")
+@click.option("--wait/--no-wait", default=True, show_default=True)
+@click.option("--timeout-seconds", default=1800.0, show_default=True, type=float)
+def promote(
+    deployment_id: str,
+    environment: str,
+    preserve_previous_production_deployment: bool,
+    wait: bool,
+    timeout_seconds: float,
+) -> None:
+    """Point ENVIRONMENT at DEPLOYMENT_ID (atomically, once it is ACTIVE); an older one is a rollback."""
+    client = _client()
+    try:
+        result = client.promote(deployment_id, environment, preserve_previous_production_deployment)
+        if result["pending"]:
+            _say("info", f"{deployment_id} will become the {environment} deployment once it is ACTIVE.")
+            if wait:
+                _wait(client, deployment_id, timeout_seconds, until=("ACTIVE",), quiet=False)
+                deadline = time.monotonic() + 30
+                while environment not in client.deployment(deployment_id)["environments"]:
+                    if time.monotonic() > deadline:
+                        _fail(f"{deployment_id} is ACTIVE but was not promoted; see `trestle logs`")
+                    time.sleep(0.1)
+        _say("ok", f"{deployment_id} is now the {environment} deployment.")
+        if result.get("previous") and result["previous"] != deployment_id:
+            note = " (scaled to zero)" if result.get("previous_scaled_down") else ""
+            click.echo(f"Previous {environment} deployment: {result['previous']}{note}")
+    except PlatformError as exc:
+        _fail(exc.message)
+    finally:
+        client.close()
+
+
+def _when(stamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
+
+
+@click.command()
+@click.argument("model", required=False)
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def deployments(model: str | None, output: str) -> None:
+    """List MODEL's deployments (default: the model of the truss in the current directory)."""
+    client = _client()
+    try:
+        rows = client.deployments(_model_ref(model))
+    except PlatformError as exc:
+        _fail(exc.message)
+    finally:
+        client.close()
+    if output == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'ID':<10} {'NAME':<16} {'STATUS':<15} {'ENVIRONMENTS':<24} CREATED")
+    for dep in rows:
+        name = dep["name"] or ("(development)" if dep["is_development"] else "")
+        envs = ",".join(dep["environments"]) or "-"
+        click.echo(f"{dep['id']:<10} {name:<16} {dep['status']:<15} {envs:<24} {_when(dep['created_at'])}")
+
+
+@click.command()
+@click.argument("model", required=False)
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def environments(model: str | None, output: str) -> None:
+    """List MODEL's environments and the deployment each one serves."""
+    client = _client()
+    try:
+        result = client.environments(_model_ref(model))
+    except PlatformError as exc:
+        _fail(exc.message)
+    finally:
+        client.close()
+    if output == "json":
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"{'ENVIRONMENT':<16} {'DEPLOYMENT':<10} {'STATUS':<15} PREDICT URL")
+    for env in result["environments"]:
+        click.echo(
+            f"{env['name']:<16} {env['deployment_id'] or '-':<10} {env['status'] or '-':<15} {env['predict_url']}"
+        )
+
+
+@click.command()
+@click.option("--model", help="Model id or name (default: the truss in the current directory).")
+@click.option("--deployment", "deployment_id", help="Deployment id (default: development, else production).")
+@click.option("--tail", is_flag=True, help="Keep streaming new lines.")
+@click.option("-n", "--lines", default=200, show_default=True, type=int)
+def logs(model: str | None, deployment_id: str | None, tail: bool, lines: int) -> None:
+    """Print a deployment's logs (build output, replica output, platform events)."""
+    client = _client()
+    try:
+        if deployment_id is None:
+            info = client.model(_model_ref(model))
+            deployment_id = info.get("development_deployment_id") or info.get("production_deployment_id")
+            if not deployment_id:
+                _fail("the model has neither a development nor a production deployment; pass --deployment")
+        if tail:
+            for line in client.follow_logs(deployment_id, lines):
+                click.echo(line)
+        else:
+            click.echo(client.logs(deployment_id, lines), nl=False)
+    except KeyboardInterrupt:
+        pass
+    except PlatformError as exc:
+        _fail(exc.message)
+    finally:
+        client.close()
+
+
+@click.command()
+@click.argument("deployment_id")
+def deactivate(deployment_id: str) -> None:
+    """Stop DEPLOYMENT_ID's replicas (draining in-flight requests); it keeps its artifact and can be activated."""
+    client = _client()
+    try:
+        dep = client.deactivate(deployment_id)
+    except PlatformError as exc:
+        _fail(exc.message)
+    finally:
+        client.close()
+    _say("ok", f"{deployment_id} is {dep['status']}.")
+
+
+@click.command()
+@click.argument("deployment_id")
+def activate(deployment_id: str) -> None:
+    """Bring an INACTIVE deployment back."""
+    client = _client()
+    try:
+        dep = client.activate(deployment_id)
+    except PlatformError as exc:
+        _fail(exc.message)
+    finally:
+        client.close()
+    _say("ok", f"{deployment_id} is {dep['status']}.")
+
+
+# predict target -----------------------------------------------------------------------------------
+
+
+def resolve_predict_target(
+    target_dir: Path, *, published: bool, environment: str | None, deployment: str | None
+) -> tuple[str, dict[str, str]] | None:
+    """The platform predict URL and auth headers for ``trestle predict``, or None with no remote configured.
+
+    Default: the development deployment; ``published``: production; or an environment or a deployment id.
+    """
+    remote = configured_remote()
+    if remote is None:
+        return None
+    client = PlatformClient(remote)
+    try:
+        if deployment:
+            dep = client.deployment(deployment)
+            path = f"/models/{dep['model_id']}/deployment/{deployment}/predict"
+        else:
+            name = _model_name_from(target_dir)
+            if not name:
+                _fail(f"{target_dir} has no config.yaml with a model_name; pass --deployment or --url")
+            model = client.model(name)
+            if environment:
+                path = f"/models/{model['id']}/environments/{environment}/predict"
+            elif published:
+                path = f"/models/{model['id']}/environments/production/predict"
+            else:
+                if not model.get("development_deployment_id"):
+                    _fail("No development deployment: run `trestle push --watch`, or use --published")
+                path = f"/models/{model['id']}/development/predict"
+    except PlatformError as exc:
+        _fail(exc.message)
+    finally:
+        client.close()
+    return remote.url + path, dict(client.headers)
+
+
+def register(group: click.Group) -> None:
+    for command in (platform_group, login, push, watch_command, promote, deployments, environments, logs, deactivate):
+        group.add_command(command)
+    group.add_command(activate)

@@ -1,0 +1,123 @@
+"""One ASGI app for the whole platform: auth, then the gateway (``/models/...`` or a
+``model-{id}.`` Host) or the control API (``/v1/...``, including the log stream)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from typing import Any
+
+from starlette.types import Receive, Scope, Send
+
+from trestle.platform.api import ControlApi
+from trestle.platform.auth import KeyChecker, generate_key, parse_authorization
+from trestle.platform.controller import Controller
+from trestle.platform.gateway import Gateway, model_from_host, send_error, split_gateway_path
+from trestle.platform.settings import Settings
+
+
+class PlatformApp:
+    def __init__(self, settings: Settings, controller: Controller | None = None) -> None:
+        self.settings = settings
+        self.controller = controller or Controller(settings)
+        self.keys = KeyChecker(self.controller.store)
+        self.api = ControlApi(self.controller)
+        self.gateway = Gateway(
+            self.controller.routes,
+            self.controller.engine,
+            wake=self.controller.wake,
+            wait_seconds=settings.gateway_wait_seconds,
+        )
+
+    def ensure_key(self, key: str | None) -> str | None:
+        """Register ``key`` (or a generated one when the platform has none); returns a new key to show."""
+        if key is not None:
+            if not self.keys.check(key):
+                self.keys.add(key)
+            return None
+        if self.keys.has_keys:
+            return None
+        new = generate_key()
+        self.keys.add(new)
+        return new
+
+    async def startup(self) -> None:
+        await self.controller.recover()
+
+    async def shutdown(self) -> None:
+        await self.controller.close()
+        await self.gateway.aclose()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        authorization = None
+        host = ""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"host":
+                host = value.decode("latin-1")
+        if not self.keys.check(parse_authorization(authorization)):
+            if kind == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            await send_error(send, 401, "missing or invalid API key: send `Authorization: Api-Key <key>`")
+            return
+        path: str = scope["path"]
+        model_ref = model_from_host(host)
+        if model_ref is not None and not path.startswith("/v1/"):
+            await self.gateway(scope, receive, send, model_ref, path)
+            return
+        split = split_gateway_path(path)
+        if split is not None:
+            await self.gateway(scope, receive, send, split[0], split[1])
+            return
+        if kind == "http":
+            await self.api.router(scope, receive, send)
+            return
+        await send({"type": "websocket.close", "code": 1008})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": repr(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def serve(settings: Settings, api_key: str | None = None, announce: Any = print) -> None:
+    """Run the platform in the foreground until SIGINT/SIGTERM (replicas are drained on the way out)."""
+    import uvicorn
+
+    app = PlatformApp(settings)
+    new_key = app.ensure_key(api_key)
+    url = f"http://{settings.host}:{settings.port}"
+    announce(f"Trestle platform on {url}  (data: {settings.data_dir})")
+    if new_key:
+        announce(f"API key (shown once, stored hashed): {new_key}")
+        announce(f"  trestle login --remote {url} --api-key {new_key}")
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=60,
+        ws_max_size=100 << 20,
+    )
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(server.serve())
+    sys.stdout.flush()

@@ -1,0 +1,181 @@
+"""The platform's HTTP client, used by the CLI (sync, httpx). Errors come back as ``PlatformError``
+carrying the server's message and status."""
+
+from __future__ import annotations
+
+import base64
+import configparser
+import dataclasses
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from trestle.errors import PlatformError
+from trestle.platform import packaging
+
+RC_ENV = "TRESTLE_RC"
+URL_ENV = "TRESTLE_REMOTE_URL"
+KEY_ENV = "TRESTLE_API_KEY"
+
+
+def rc_path() -> Path:
+    return Path(os.environ.get(RC_ENV) or Path.home() / ".trestlerc")
+
+
+@dataclasses.dataclass(frozen=True)
+class Remote:
+    url: str
+    api_key: str
+
+
+def configured_remote() -> Remote | None:
+    """The remote from ``TRESTLE_REMOTE_URL``/``TRESTLE_API_KEY``, else from ``~/.trestlerc``."""
+    url = os.environ.get(URL_ENV)
+    key = os.environ.get(KEY_ENV)
+    if url and key:
+        return Remote(url.rstrip("/"), key)
+    path = rc_path()
+    if path.is_file():
+        parser = configparser.ConfigParser()
+        parser.read(path)
+        if parser.has_section("default"):
+            section = parser["default"]
+            rc_url, rc_key = section.get("remote_url"), section.get("api_key")
+            if rc_url and rc_key:
+                return Remote((url or rc_url).rstrip("/"), key or rc_key)
+    return None
+
+
+def save_remote(remote: Remote) -> Path:
+    path = rc_path()
+    parser = configparser.ConfigParser()
+    parser["default"] = {"remote_url": remote.url, "api_key": remote.api_key}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        parser.write(handle)
+    path.chmod(0o600)
+    return path
+
+
+class PlatformClient:
+    def __init__(self, remote: Remote, timeout: float = 60.0) -> None:
+        self.remote = remote
+        self.headers = {"Authorization": f"Api-Key {remote.api_key}"}
+        self.http = httpx.Client(base_url=remote.url, headers=self.headers, timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise PlatformError(f"cannot reach the platform at {self.remote.url}: {exc}", status=503) from exc
+        if response.status_code >= 400:
+            raise _error(response)
+        if not response.content:
+            return None
+        return response.json()
+
+    def health(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/v1/health")
+        return result
+
+    def upload(self, data: bytes) -> tuple[str, bool]:
+        """Upload a truss archive unless the platform has it already; returns (digest, uploaded)."""
+        digest = packaging.digest(data)
+        response = self.http.head(f"/v1/artifacts/{digest}")
+        if response.status_code == 200:
+            return digest, False
+        if response.status_code not in (404, 200):
+            raise _error(response)
+        self._call("PUT", f"/v1/artifacts/{digest}", content=data, timeout=600)
+        return digest, True
+
+    def push(self, **body: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", "/v1/deployments", json=body)
+        return result
+
+    def deployment(self, deployment_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/v1/deployments/{deployment_id}")
+        return result
+
+    def deployments(self, model: str | None = None) -> list[dict[str, Any]]:
+        params = {"model": model} if model else {}
+        result: list[dict[str, Any]] = self._call("GET", "/v1/deployments", params=params)["deployments"]
+        return result
+
+    def model(self, ref: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/v1/models/{ref}")
+        return result
+
+    def models(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/v1/models")["models"]
+        return result
+
+    def environments(self, model: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/v1/models/{model}/environments")
+        return result
+
+    def promote(self, deployment_id: str, environment: str, preserve_previous: bool) -> dict[str, Any]:
+        body = {"environment": environment, "preserve_previous_production_deployment": preserve_previous}
+        result: dict[str, Any] = self._call("POST", f"/v1/deployments/{deployment_id}/promote", json=body)
+        return result
+
+    def deactivate(self, deployment_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/v1/deployments/{deployment_id}/deactivate", timeout=120)
+        return result
+
+    def activate(self, deployment_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/v1/deployments/{deployment_id}/activate")
+        return result
+
+    def logs(self, deployment_id: str, tail: int | None = None) -> str:
+        params = {"tail": str(tail)} if tail else {}
+        response = self.http.get(f"/v1/deployments/{deployment_id}/logs", params=params)
+        if response.status_code >= 400:
+            raise _error(response)
+        return response.text
+
+    def follow_logs(self, deployment_id: str, tail: int = 100) -> Iterator[str]:
+        params = {"tail": str(tail), "follow": "1"}
+        with self.http.stream("GET", f"/v1/deployments/{deployment_id}/logs", params=params, timeout=None) as resp:
+            if resp.status_code >= 400:
+                resp.read()
+                raise _error(resp)
+            yield from resp.iter_lines()
+
+    def manifest(self, deployment_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/v1/deployments/{deployment_id}/manifest")
+        return result
+
+    def patch(self, deployment_id: str, prev_hash: str, files: dict[str, bytes | None]) -> dict[str, Any]:
+        body = {
+            "prev_hash": prev_hash,
+            "files": {rel: None if data is None else base64.b64encode(data).decode() for rel, data in files.items()},
+        }
+        result: dict[str, Any] = self._call("POST", f"/v1/deployments/{deployment_id}/patch", json=body, timeout=900)
+        return result
+
+
+class PatchError(PlatformError):
+    def __init__(self, message: str, status: int, kind: str | None, traceback: str | None) -> None:
+        super().__init__(message, status=status)
+        self.kind = kind
+        self.traceback = traceback
+
+
+def _error(response: httpx.Response) -> PlatformError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        if "type" in body:
+            return PatchError(body["error"], response.status_code, body.get("type"), body.get("traceback"))
+        return PlatformError(body["error"], status=response.status_code)
+    text = response.text.strip() or response.reason_phrase
+    return PlatformError(f"HTTP {response.status_code}: {text}", status=response.status_code)

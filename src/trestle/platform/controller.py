@@ -1,0 +1,423 @@
+"""The control plane's brain: turns pushes, promotions and replica events into status transitions,
+engine calls and routing-table updates. The REST API (``api.py``) is a thin layer over it."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import re
+import shutil
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from trestle.errors import PlatformError
+from trestle.platform import packaging
+from trestle.platform.artifacts import ArtifactStore
+from trestle.platform.builder import Builder, BuildFailed
+from trestle.platform.engine import Engine, ReplicaEvent, ReplicaSpec, ServerRoutes
+from trestle.platform.local_engine import LocalEngine
+from trestle.platform.logs import LogHub
+from trestle.platform.routing import RouteTable
+from trestle.platform.settings import Settings
+from trestle.platform.states import DEVELOPMENT, PRODUCTION, DeploymentKind, DeploymentStatus
+from trestle.platform.store import Deployment, Store
+from trestle.platform.truss import TrussSpec, read_truss
+
+S = DeploymentStatus
+ENVIRONMENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+DEPLOYMENT_NAME = re.compile(r"^[0-9a-zA-Z_.-]{1,128}$")
+MODEL_NAME = re.compile(r"^[^\s/][^/]{0,127}$")
+_SCRUBBED_ENV = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "TRESTLE_API_KEY", "TRESTLE_REMOTE_URL")
+
+
+@dataclasses.dataclass(frozen=True)
+class PushRequest:
+    artifact: str
+    model_name: str | None = None
+    development: bool = False
+    environment: str | None = None
+    deployment_name: str | None = None
+    preserve_previous: bool = False
+
+
+def check_environment_name(name: str) -> str:
+    if not ENVIRONMENT_NAME.match(name):
+        raise PlatformError(
+            f"invalid environment name {name!r}: use lowercase letters, digits, '-' and '_' (at most 63)", status=400
+        )
+    return name
+
+
+class Controller:
+    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(settings.db_path)
+        self.artifacts = ArtifactStore(settings.artifacts_dir)
+        self.logs = LogHub(settings.deployments_dir)
+        self.builder = Builder(settings.envs_dir, settings.cache_dir)
+        self.routes = RouteTable()
+        settings.secrets_dir.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = engine or LocalEngine(
+            settings.run_dir, self.logs, self._on_event, max_start_attempts=settings.max_start_attempts
+        )
+        self._pipelines: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self.patch_locks: dict[str, asyncio.Lock] = {}
+        self.routes.rebuild(self.store)
+
+    # lifecycle --------------------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """After a (re)start: bring back every deployment that was serving or on its way there."""
+        for dep in self.store.deployments():
+            if dep.status in (S.INACTIVE, S.BUILD_FAILED, S.DEPLOY_FAILED, S.SCALED_TO_ZERO):
+                continue
+            self.log(dep.id, f"platform restarted; bringing the deployment back (was {dep.status.value})")
+            self._set_status(dep.id, S.BUILDING)
+            self._start_pipeline(dep.id)
+
+    async def close(self) -> None:
+        for task in list(self._pipelines.values()) + list(self._background):
+            task.cancel()
+        await self.engine.close()
+        self.logs.close()
+        self.store.close()
+
+    def log(self, deployment_id: str, text: str) -> None:
+        self.logs.write(deployment_id, "platform", text)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    # push -------------------------------------------------------------------------------------
+
+    def push(self, request: PushRequest) -> tuple[Deployment, list[str]]:
+        archive = self.artifacts.require(request.artifact)
+        if request.development and request.environment:
+            raise PlatformError("a development deployment cannot be pushed into an environment", status=400)
+        if request.development and request.deployment_name:
+            raise PlatformError("a development deployment cannot be named", status=400)
+        if request.deployment_name is not None and not DEPLOYMENT_NAME.match(request.deployment_name):
+            raise PlatformError(f"invalid deployment name {request.deployment_name!r}: use [0-9a-zA-Z_.-]", status=400)
+        if request.environment is not None:
+            check_environment_name(request.environment)
+            if request.environment == DEVELOPMENT:
+                raise PlatformError("'development' is not a publish target; use `trestle push --watch`", status=400)
+        staging = self.settings.deployments_dir / f".staging-{os.getpid()}-{id(request)}"
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            packaging.unpack(archive, staging)
+            spec = read_truss(staging, strict=True)
+            name = request.model_name or spec.model_name
+            if not name:
+                raise PlatformError("model_name is missing: set it in config.yaml or pass --model-name", status=400)
+            if not MODEL_NAME.match(name):
+                raise PlatformError(f"invalid model name {name!r}", status=400)
+            truss_hash = packaging.manifest_hash(packaging.manifest(staging))
+            model, _ = self.store.get_or_create_model(name)
+            if request.environment:
+                self.store.ensure_environment(model.id, request.environment)
+            existing = self.store.development_deployment(model.id) if request.development else None
+            if existing is not None:
+                dep = existing
+                self._cancel_pipeline(dep.id)
+                self.store.update_deployment(dep.id, artifact=request.artifact, truss_hash=truss_hash)
+            else:
+                dep = self.store.create_deployment(
+                    model_id=model.id,
+                    kind=DeploymentKind.DEVELOPMENT if request.development else DeploymentKind.PUBLISHED,
+                    artifact=request.artifact,
+                    truss_hash=truss_hash,
+                    name=request.deployment_name,
+                    target_environment=request.environment,
+                    preserve_previous=request.preserve_previous,
+                )
+            target = self.settings.truss_dir(dep.id)
+            self.spawn(self._replace_truss_dir(dep.id, staging, target, restart=existing is not None))
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        warnings = spec.warnings()
+        self.store.update_deployment(dep.id, info={**dep.info, "warnings": warnings})
+        self.routes.rebuild(self.store)
+        self.log(dep.id, f"pushed artifact {request.artifact[:12]} (truss hash {truss_hash[:12]})")
+        for warning in warnings:
+            self.log(dep.id, "WARNING: " + warning)
+        return self.store.get_deployment(dep.id), warnings
+
+    async def _replace_truss_dir(self, deployment_id: str, staging: Path, target: Path, *, restart: bool) -> None:
+        if restart:
+            await self.engine.stop(deployment_id, drain=False)
+            self._set_status(deployment_id, S.BUILDING)
+        old = target.with_name("truss.old")
+        shutil.rmtree(old, ignore_errors=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            target.rename(old)
+        staging.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+        self._start_pipeline(deployment_id)
+
+    def _cancel_pipeline(self, deployment_id: str) -> None:
+        task = self._pipelines.pop(deployment_id, None)
+        if task is not None:
+            task.cancel()
+
+    def _start_pipeline(self, deployment_id: str) -> None:
+        self._cancel_pipeline(deployment_id)
+        self._pipelines[deployment_id] = asyncio.get_running_loop().create_task(self._pipeline(deployment_id))
+
+    async def _pipeline(self, deployment_id: str) -> None:
+        """BUILDING → DEPLOYING → (replica events) LOADING_MODEL → ACTIVE."""
+        truss_dir = self.settings.truss_dir(deployment_id)
+        try:
+            spec = read_truss(truss_dir, strict=False)
+            python = await self.build(deployment_id, spec, truss_dir)
+            if python is None:
+                return
+            self._set_status(deployment_id, S.DEPLOYING)
+            await self.engine.start(self.replica_spec(deployment_id, spec, python))
+        except asyncio.CancelledError:
+            raise
+        except PlatformError as exc:
+            self.log(deployment_id, f"deploy failed: {exc.message}")
+            self._set_status(deployment_id, S.DEPLOY_FAILED, error=exc.message)
+        except Exception as exc:  # a deployment's failure must not take the platform down
+            self.log(deployment_id, f"deploy failed: {exc!r}")
+            self._set_status(deployment_id, S.DEPLOY_FAILED, error=repr(exc))
+        finally:
+            if self._pipelines.get(deployment_id) is asyncio.current_task():
+                del self._pipelines[deployment_id]
+
+    async def build(
+        self, deployment_id: str, spec: TrussSpec, truss_dir: Path, *, mark_failed: bool = True
+    ) -> Path | None:
+        """The deployment's environment (built or reused); None (and BUILD_FAILED) if the build fails."""
+        try:
+            result = await self.builder.build(
+                spec.requirements, truss_dir, lambda line: self.logs.write(deployment_id, "build", line)
+            )
+        except BuildFailed as exc:
+            self.logs.write(deployment_id, "build", exc.message)
+            if mark_failed:
+                self._set_status(deployment_id, S.BUILD_FAILED, error=exc.message)
+            return None
+        dep = self.store.get_deployment(deployment_id)
+        self.store.update_deployment(
+            deployment_id,
+            info={**dep.info, "env_key": result.key, "python": str(result.python), "env_reused": result.reused},
+        )
+        return result.python
+
+    def replica_spec(self, deployment_id: str, spec: TrussSpec, python: Path, revision: int = 0) -> ReplicaSpec:
+        truss_dir = self.settings.truss_dir(deployment_id)
+        self.write_environment_file(deployment_id)
+        env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+        env.update(spec.environment_variables)
+        env.update(
+            {
+                "PYTHONUNBUFFERED": "1",
+                "TRESTLE_ENVIRONMENT_FILE": str(self.settings.environment_file(deployment_id)),
+                "TRESTLE_SECRETS_DIR": str(self.settings.secrets_dir),
+                "NUM_LOAD_RETRIES_TRUSS": spec.environment_variables.get("NUM_LOAD_RETRIES_TRUSS", "1"),
+                "VIRTUAL_ENV": str(python.parent.parent),
+                "PATH": f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            }
+        )
+        dep = self.store.get_deployment(deployment_id)
+        if spec.docker_server is not None:
+            return ReplicaSpec(
+                deployment_id=deployment_id,
+                argv=["/bin/sh", "-c", spec.docker_server.start_command],
+                cwd=truss_dir,
+                env=env,
+                replicas=1,
+                routes=spec.docker_server.routes,
+                fixed_port=spec.docker_server.server_port,
+                drain_seconds=spec.drain_seconds,
+                revision=revision,
+            )
+        argv = [
+            part.replace("{python}", str(python)).replace("{truss_dir}", str(truss_dir))
+            for part in self.settings.server_argv
+        ]
+        return ReplicaSpec(
+            deployment_id=deployment_id,
+            argv=argv,
+            cwd=truss_dir,
+            env=env,
+            replicas=dep.replicas,
+            routes=ServerRoutes(),
+            drain_seconds=spec.drain_seconds,
+            revision=revision,
+        )
+
+    # status -----------------------------------------------------------------------------------
+
+    def _set_status(self, deployment_id: str, status: S, *, error: str | None = None, force: bool = False) -> bool:
+        try:
+            dep = self.store.set_status(deployment_id, status, error=error, force=force)
+        except PlatformError as exc:
+            self.log(deployment_id, f"ignored status change: {exc.message}")
+            return False
+        self.routes.set_status(deployment_id, dep.status)
+        self.log(deployment_id, f"status: {status.value}" + (f" ({error})" if error else ""))
+        return True
+
+    def _on_event(self, deployment_id: str, event: ReplicaEvent, detail: str) -> None:
+        try:
+            status = self.store.get_deployment(deployment_id).status
+        except PlatformError:
+            return
+        if event is ReplicaEvent.STARTED:
+            if status is S.DEPLOYING:
+                self._set_status(deployment_id, S.LOADING_MODEL)
+        elif event is ReplicaEvent.READY:
+            if status in (S.DEPLOYING, S.LOADING_MODEL, S.WAKING_UP, S.UNHEALTHY):
+                if status is S.DEPLOYING:
+                    self._set_status(deployment_id, S.LOADING_MODEL)
+                self._set_status(deployment_id, S.ACTIVE)
+                self._after_active(deployment_id)
+        elif event is ReplicaEvent.UNHEALTHY:
+            if status is S.ACTIVE:
+                self._set_status(deployment_id, S.UNHEALTHY, error=detail)
+        elif event is ReplicaEvent.FAILED and status in (S.DEPLOYING, S.LOADING_MODEL, S.WAKING_UP):
+            self._set_status(deployment_id, S.DEPLOY_FAILED, error=detail)
+            self.spawn(self.engine.stop(deployment_id, drain=False))
+
+    def _after_active(self, deployment_id: str) -> None:
+        dep = self.store.get_deployment(deployment_id)
+        if dep.target_environment:
+            self.spawn(self.promote(deployment_id, dep.target_environment, preserve_previous=dep.preserve_previous))
+
+    # environments -----------------------------------------------------------------------------
+
+    def environment_name_for(self, deployment_id: str) -> str | None:
+        dep = self.store.get_deployment(deployment_id)
+        if dep.is_development:
+            return DEVELOPMENT
+        names = self.store.environments_of(deployment_id)
+        if PRODUCTION in names:
+            return PRODUCTION
+        return names[0] if names else None
+
+    def write_environment_file(self, deployment_id: str) -> None:
+        """The JSON the replica reads as its ``environment`` (rewritten in place on promote)."""
+        name = self.environment_name_for(deployment_id)
+        path = self.settings.environment_file(deployment_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"name": name}) if name else "")  # empty: no environment
+        os.replace(tmp, path)
+
+    async def promote(self, deployment_id: str, environment: str, *, preserve_previous: bool) -> dict[str, Any]:
+        check_environment_name(environment)
+        if environment == DEVELOPMENT:
+            raise PlatformError("nothing can be promoted to 'development'", status=400)
+        dep = self.store.get_deployment(deployment_id)
+        if dep.is_development:
+            raise PlatformError(
+                "a development deployment cannot be promoted; run `trestle push --promote` to publish one",
+                status=400,
+            )
+        if dep.status in (S.INACTIVE, S.BUILD_FAILED, S.DEPLOY_FAILED):
+            raise PlatformError(f"deployment {dep.id} is {dep.status.value} and cannot be promoted", status=409)
+        self.store.ensure_environment(dep.model_id, environment)
+        if dep.status is not S.ACTIVE:
+            # switch once it is ACTIVE (Truss: "after it successfully deploys, it will become ...")
+            self.store.update_deployment(dep.id, target_environment=environment, preserve_previous=preserve_previous)
+            if dep.status is S.SCALED_TO_ZERO:
+                self.wake(dep.id)
+            self.routes.rebuild(self.store)
+            return {"promoted": False, "pending": True, "environment": environment, "previous": None}
+        previous = self.store.set_environment_deployment(dep.model_id, environment, dep.id)
+        self.store.update_deployment(dep.id, target_environment=None)
+        self.routes.rebuild(self.store)
+        self.write_environment_file(dep.id)
+        self.log(dep.id, f"promoted to {environment}" + (f" (was {previous})" if previous else ""))
+        scaled_down = False
+        if previous and previous != dep.id:
+            self.write_environment_file(previous)
+            prev = self.store.get_deployment(previous)
+            still_used = bool(self.store.environments_of(previous))
+            if not preserve_previous and not still_used and prev.status in (S.ACTIVE, S.UNHEALTHY):
+                self.log(previous, f"scaling down: {dep.id} replaced it in {environment}")
+                await self.engine.stop(previous, drain=True)
+                self._set_status(previous, S.SCALED_TO_ZERO)
+                scaled_down = True
+        return {
+            "promoted": True,
+            "pending": False,
+            "environment": environment,
+            "previous": previous,
+            "previous_scaled_down": scaled_down,
+        }
+
+    def wake(self, deployment_id: str) -> None:
+        """SCALED_TO_ZERO → WAKING_UP: start replicas again (the gateway calls this on a request)."""
+        try:
+            dep = self.store.get_deployment(deployment_id)
+        except PlatformError:
+            return
+        if dep.status is not S.SCALED_TO_ZERO:
+            return
+        if not self._set_status(deployment_id, S.WAKING_UP):
+            return
+        self.spawn(self._start_replicas(deployment_id))
+
+    async def _start_replicas(self, deployment_id: str) -> None:
+        truss_dir = self.settings.truss_dir(deployment_id)
+        try:
+            spec = read_truss(truss_dir, strict=False)
+            python = await self.build(deployment_id, spec, truss_dir)
+            if python is None:
+                return
+            await self.engine.start(self.replica_spec(deployment_id, spec, python))
+        except Exception as exc:
+            self.log(deployment_id, f"could not start replicas: {exc!r}")
+            self._set_status(deployment_id, S.DEPLOY_FAILED, error=repr(exc))
+
+    async def deactivate(self, deployment_id: str) -> Deployment:
+        dep = self.store.get_deployment(deployment_id)
+        self._cancel_pipeline(deployment_id)
+        await self.engine.stop(deployment_id, drain=True)
+        self._set_status(dep.id, S.INACTIVE)
+        return self.store.get_deployment(deployment_id)
+
+    async def activate(self, deployment_id: str) -> Deployment:
+        dep = self.store.get_deployment(deployment_id)
+        if dep.status is not S.INACTIVE:
+            raise PlatformError(f"deployment {dep.id} is {dep.status.value}, not INACTIVE", status=409)
+        self._set_status(dep.id, S.BUILDING)
+        self._start_pipeline(dep.id)
+        return self.store.get_deployment(deployment_id)
+
+    # views ------------------------------------------------------------------------------------
+
+    def deployment_view(self, dep: Deployment) -> dict[str, Any]:
+        model = self.store.find_model(dep.model_id)
+        return {
+            "id": dep.id,
+            "model_id": dep.model_id,
+            "model_name": model.name,
+            "name": dep.name,
+            "is_development": dep.is_development,
+            "status": dep.status.value,
+            "environments": self.store.environments_of(dep.id) + ([DEVELOPMENT] if dep.is_development else []),
+            "target_environment": dep.target_environment,
+            "truss_hash": dep.truss_hash,
+            "artifact": dep.artifact,
+            "error": dep.error,
+            "warnings": dep.info.get("warnings", []),
+            "env_key": dep.info.get("env_key"),
+            "env_reused": dep.info.get("env_reused"),
+            "created_at": dep.created_at,
+            "updated_at": dep.updated_at,
+        }

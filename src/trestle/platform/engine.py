@@ -1,0 +1,164 @@
+"""The seam between the control plane and whatever runs replicas.
+
+An engine runs the replicas of a ``ReplicaSpec`` and reports what happens to them as
+``ReplicaEvent``s; the gateway asks it for a deployment's ``ReplicaSet`` and picks a replica from it.
+The local engine (``local_engine.py``) runs replicas as processes on this host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerRoutes:
+    """Where the replica's server answers; a ``docker_server`` maps these to its own endpoints."""
+
+    predict: str = "/v1/models/model:predict"
+    readiness: str = "/v1/models/model"
+    liveness: str = "/"
+    websocket: str = "/v1/websocket"
+    custom: bool = False
+
+    def translate(self, path: str) -> str:
+        """The replica path for a Truss server path (identity for Trestle's own server)."""
+        if not self.custom:
+            return path
+        if path == "/":
+            return self.liveness
+        if path == "/v1/models/model":
+            return self.readiness
+        if path in ("/v1/models/model:predict", "/predict"):
+            return self.predict
+        if path == "/v1/websocket":
+            return self.predict
+        return path
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplicaSpec:
+    """What to run for one deployment. ``{port}`` in ``argv`` is replaced by each replica's port."""
+
+    deployment_id: str
+    argv: list[str]
+    cwd: Path
+    env: dict[str, str]
+    replicas: int = 1
+    routes: ServerRoutes = ServerRoutes()
+    fixed_port: int | None = None
+    drain_seconds: float = 30.0
+    revision: int = 0
+
+
+class ReplicaEvent(enum.Enum):
+    STARTED = "started"  # a process is up, the model is loading
+    READY = "ready"  # a replica passes its readiness check
+    NOT_READY = "not_ready"  # a ready replica stopped passing it (or died)
+    UNHEALTHY = "unhealthy"  # a replica crashed repeatedly after having served
+    FAILED = "failed"  # replicas never became ready (load failed); the engine gave up
+
+
+EventSink = Callable[[str, ReplicaEvent, str], None]
+"""(deployment id, event, human-readable detail)."""
+
+
+class Replica:
+    __slots__ = ("id", "outstanding", "port", "ready", "url")
+
+    def __init__(self, replica_id: str, port: int) -> None:
+        self.id = replica_id
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.ready = False
+        self.outstanding = 0
+
+
+class NoReplica(Exception):
+    """No ready replica appeared within the wait."""
+
+
+class ReplicaSet:
+    """The replicas of one deployment, as the gateway sees them."""
+
+    def __init__(self, deployment_id: str, routes: ServerRoutes) -> None:
+        self.deployment_id = deployment_id
+        self.routes = routes
+        self.replicas: list[Replica] = []
+        self._ready = asyncio.Event()
+        self._rr = itertools.count()
+
+    def refresh(self) -> None:
+        """Call after changing any replica's ``ready`` flag."""
+        if any(replica.ready for replica in self.replicas):
+            self._ready.set()
+        else:
+            self._ready.clear()
+
+    @property
+    def any_ready(self) -> bool:
+        return self._ready.is_set()
+
+    def pick(self) -> Replica | None:
+        """The ready replica with the fewest outstanding requests (ties broken round-robin)."""
+        best: Replica | None = None
+        ready = [replica for replica in self.replicas if replica.ready]
+        if not ready:
+            return None
+        offset = next(self._rr) % len(ready)
+        for replica in ready[offset:] + ready[:offset]:
+            if best is None or replica.outstanding < best.outstanding:
+                best = replica
+        return best
+
+    async def acquire(self, timeout: float) -> Replica:
+        replica = self.pick()
+        if replica is not None:
+            return replica
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise NoReplica(self.deployment_id)
+            try:
+                await asyncio.wait_for(self._ready.wait(), remaining)
+            except asyncio.TimeoutError:
+                raise NoReplica(self.deployment_id) from None
+            replica = self.pick()
+            if replica is not None:
+                return replica
+
+
+@dataclasses.dataclass(frozen=True)
+class HotReloadResult:
+    replica_id: str
+    ok: bool
+    message: str
+    traceback: str | None = None
+
+
+class Engine(Protocol):
+    async def start(self, spec: ReplicaSpec) -> None:
+        """Start the replicas of a deployment that has none running."""
+
+    async def replace(self, spec: ReplicaSpec, timeout: float) -> bool:
+        """Start a new set of replicas next to the running ones and switch to it once ready.
+
+        Returns False (the old set keeps serving) when the new set does not become ready.
+        """
+
+    async def stop(self, deployment_id: str, *, drain: bool = True) -> None:
+        """Stop a deployment's replicas; with ``drain`` in-flight requests finish first."""
+
+    def replica_set(self, deployment_id: str) -> ReplicaSet | None: ...
+
+    async def hot_reload(self, deployment_id: str) -> list[HotReloadResult]:
+        """Ask every replica to re-import the model code without re-running ``load``."""
+
+    async def close(self) -> None: ...

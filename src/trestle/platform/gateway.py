@@ -1,0 +1,392 @@
+"""The inference gateway: Baseten's routes, proxied to a deployment's replicas.
+
+Under ``/models/{model id or name}`` (or with no prefix for a ``Host: model-{id}.<anything>``)::
+
+    /environments/{env}/predict        /environments/{env}/sync/{path}
+    /production/predict                /production/sync/{path}
+    /development/predict               /development/sync/{path}
+    /deployment/{id}/predict           /deployment/{id}/sync/{path}
+
+``predict`` goes to the replica's predict route, ``sync/{path}`` to ``/{path}`` on the replica
+(websockets included). The hot path is lean on purpose: the routing table is in memory, one shared
+keep-alive ``httpx.AsyncClient`` talks to the replicas, bodies stream through unbuffered, and a client
+that disconnects cancels the upstream request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import httpx
+import orjson
+from starlette.types import Message, Receive, Scope, Send
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+
+from trestle.platform.engine import Engine, NoReplica, Replica
+from trestle.platform.routing import RouteTable
+from trestle.platform.states import PRODUCTION, DeploymentStatus
+
+_HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+        b"authorization",
+    }
+)
+_WS_DROP = _HOP_BY_HOP | {
+    b"sec-websocket-key",
+    b"sec-websocket-version",
+    b"sec-websocket-extensions",
+    b"sec-websocket-accept",
+    b"sec-websocket-protocol",
+}
+MAX_BODY_BYTES = 100 << 20
+
+S = DeploymentStatus
+
+
+class GatewayError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        self.message = message
+        super().__init__(message)
+
+
+class Target:
+    __slots__ = ("deployment_id", "path")
+
+    def __init__(self, deployment_id: str, path: str) -> None:
+        self.deployment_id = deployment_id
+        self.path = path
+
+
+def model_from_host(host: str) -> str | None:
+    """``model-{id}.anything`` → ``{id}``."""
+    if host.startswith("model-"):
+        label = host.split(".", 1)[0]
+        if "." in host and len(label) > 6:
+            return label[6:]
+    return None
+
+
+def split_gateway_path(path: str) -> tuple[str, str] | None:
+    """``/models/{ref}/rest`` → (ref, /rest)."""
+    if not path.startswith("/models/"):
+        return None
+    ref, sep, rest = path[8:].partition("/")
+    if not ref or not sep:
+        return None
+    return ref, "/" + rest
+
+
+class Gateway:
+    def __init__(
+        self,
+        routes: RouteTable,
+        engine: Engine,
+        *,
+        wake: Callable[[str], None],
+        wait_seconds: float = 120.0,
+    ) -> None:
+        self.routes = routes
+        self.engine = engine
+        self.wake = wake
+        self.wait_seconds = wait_seconds
+        self.http = httpx.AsyncClient(
+            timeout=httpx.Timeout(None, connect=5.0),
+            # idle connections expire before uvicorn closes them (5 s), so a reused one is never stale
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=4),
+        )
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    # routing ----------------------------------------------------------------------------------
+
+    def resolve(self, model_ref: str, rest: str) -> Target:
+        routes = self.routes.model(model_ref)
+        if routes is None:
+            raise GatewayError(404, f"no model with id or name {model_ref!r}")
+        parts = rest.split("/", 3)  # ['', kind, a, b...]
+        kind = parts[1] if len(parts) > 1 else ""
+        if kind == "environments":
+            if len(parts) < 4:
+                raise GatewayError(404, f"unknown gateway route {rest!r}")
+            env, tail = parts[2], parts[3]
+            dep = self._environment(routes.name, routes.environments, env, routes.development)
+        elif kind == "production":
+            env, tail = PRODUCTION, "/".join(parts[2:])
+            dep = self._environment(routes.name, routes.environments, env, routes.development)
+        elif kind == "development":
+            tail = "/".join(parts[2:])
+            dep = self._environment(routes.name, routes.environments, "development", routes.development)
+        elif kind == "deployment":
+            if len(parts) < 4:
+                raise GatewayError(404, f"unknown gateway route {rest!r}")
+            dep, tail = parts[2], parts[3]
+            if dep not in routes.deployments:
+                raise GatewayError(404, f"model {routes.name!r} has no deployment {dep!r}")
+        else:
+            raise GatewayError(404, f"unknown gateway route {rest!r}")
+        if tail == "predict":
+            path = "/v1/models/model:predict"
+        elif tail == "sync":
+            path = "/"
+        elif tail.startswith("sync/"):
+            path = tail[4:]
+        else:
+            raise GatewayError(404, f"unknown gateway route {rest!r}: use .../predict or .../sync/<path>")
+        return Target(dep, path)
+
+    @staticmethod
+    def _environment(name: str, envs: dict[str, str | None], env: str, development: str | None) -> str:
+        if env == "development":
+            if development is None:
+                raise GatewayError(404, f"model {name!r} has no development deployment; run `trestle push --watch`")
+            return development
+        if env not in envs:
+            raise GatewayError(404, f"model {name!r} has no environment {env!r}")
+        dep = envs[env]
+        if dep is None:
+            raise GatewayError(
+                404, f"environment {env!r} of model {name!r} has no deployment yet; use `trestle promote`"
+            )
+        return dep
+
+    async def replica_for(self, deployment_id: str) -> Replica:
+        status = self.routes.status.get(deployment_id)
+        if status is S.INACTIVE:
+            raise GatewayError(409, f"deployment {deployment_id} is INACTIVE; push or activate it to serve traffic")
+        if status is S.BUILD_FAILED or status is S.DEPLOY_FAILED:
+            raise GatewayError(503, f"deployment {deployment_id} is {status.value}; see `trestle logs`")
+        if status is S.SCALED_TO_ZERO:
+            self.wake(deployment_id)
+        rset = self.engine.replica_set(deployment_id)
+        if rset is not None:
+            replica = rset.pick()
+            if replica is not None:
+                return replica
+        # bounded wait: the deployment is loading, waking up or restarting a replica
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.wait_seconds
+        while True:
+            status = self.routes.status.get(deployment_id)
+            if status in (S.INACTIVE, S.BUILD_FAILED, S.DEPLOY_FAILED):
+                raise GatewayError(503, f"deployment {deployment_id} is {status.value if status else '?'}")
+            rset = self.engine.replica_set(deployment_id)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                state = status.value if status else "unknown"
+                raise GatewayError(503, f"no replica of deployment {deployment_id} became ready in time ({state})")
+            if rset is None:
+                await asyncio.sleep(min(0.1, remaining))
+                continue
+            try:
+                return await rset.acquire(min(remaining, 1.0))
+            except NoReplica:
+                continue
+
+    # ASGI -------------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, model_ref: str, rest: str) -> None:
+        try:
+            target = self.resolve(model_ref, rest)
+            if scope["type"] == "websocket":
+                await self._websocket(scope, receive, send, target)
+                return
+            body = await _read_body(receive)
+            if body is None:
+                return
+            for _ in range(3):
+                replica = await self.replica_for(target.deployment_id)
+                try:
+                    await self._http(scope, receive, send, replica, target, body)
+                    return
+                except _Unreachable:
+                    # the request never reached it (the replica died or is restarting): try again
+                    replica.ready = False
+                    rset = self.engine.replica_set(target.deployment_id)
+                    if rset is not None:
+                        rset.refresh()
+            raise GatewayError(503, f"no replica of deployment {target.deployment_id} accepted the request; retry")
+        except GatewayError as exc:
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1011 if exc.status >= 500 else 1008})
+                return
+            await send_error(send, exc.status, exc.message)
+
+    async def _http(
+        self, scope: Scope, receive: Receive, send: Send, replica: Replica, target: Target, body: bytes
+    ) -> None:
+        rset = self.engine.replica_set(target.deployment_id)
+        path = rset.routes.translate(target.path) if rset is not None else target.path
+        headers = [(k, v) for k, v in scope["headers"] if k not in _HOP_BY_HOP]
+        url = replica.url + path
+        if scope.get("query_string"):
+            url += "?" + scope["query_string"].decode("latin-1")
+        request = self.http.build_request(scope["method"], url, headers=headers, content=body)
+        started = False
+        unreachable = False
+        disconnected = False
+        task = asyncio.current_task()
+        assert task is not None
+
+        async def watch_disconnect() -> None:
+            nonlocal disconnected
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            disconnected = True
+            task.cancel()
+
+        watcher = asyncio.get_running_loop().create_task(watch_disconnect())
+        replica.outstanding += 1
+        try:
+            try:
+                response = await self.http.send(request, stream=True)
+            except httpx.ConnectError:
+                unreachable = True
+                return
+            except httpx.HTTPError as exc:
+                # it may have run the request, so no retry; take the replica out of rotation until its
+                # supervisor sees it pass readiness again (it is probably dying)
+                replica.ready = False
+                if rset is not None:
+                    rset.refresh()
+                await send_error(send, 502, f"replica {replica.id} failed before answering ({type(exc).__name__})")
+                return
+            try:
+                out_headers = [(k.lower(), v) for k, v in response.headers.raw if k.lower() not in _HOP_BY_HOP]
+                await send({"type": "http.response.start", "status": response.status_code, "headers": out_headers})
+                started = True
+                async for chunk in response.aiter_raw():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            except httpx.HTTPError as exc:
+                if not started:
+                    await send_error(send, 502, f"replica {replica.id} failed mid-request ({type(exc).__name__})")
+                else:
+                    raise StreamCut(f"replica {replica.id} dropped the stream") from exc
+            finally:
+                await response.aclose()
+        except asyncio.CancelledError:
+            if not disconnected:
+                raise
+            # the client went away: the upstream request was closed above; end quietly
+            uncancel = getattr(task, "uncancel", None)
+            if uncancel is not None:
+                uncancel()
+        finally:
+            watcher.cancel()
+            replica.outstanding -= 1
+        if unreachable:
+            raise _Unreachable
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send, target: Target) -> None:
+        replica = await self.replica_for(target.deployment_id)
+        rset = self.engine.replica_set(target.deployment_id)
+        path = rset.routes.translate(target.path) if rset is not None else target.path
+        url = f"ws://127.0.0.1:{replica.port}{path}"
+        if scope.get("query_string"):
+            url += "?" + scope["query_string"].decode("latin-1")
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k not in _WS_DROP]
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        replica.outstanding += 1
+        try:
+            try:
+                upstream = await ws_connect(url, additional_headers=headers, max_size=100 << 20, open_timeout=10)
+            except (InvalidStatus, WebSocketException, OSError):
+                await send({"type": "websocket.close", "code": 1011})
+                return
+            async with upstream:
+                await send({"type": "websocket.accept"})
+                await _relay_websocket(receive, send, upstream)
+        finally:
+            replica.outstanding -= 1
+
+
+class _Unreachable(Exception):
+    """The replica refused the connection; the request was not sent, so it can go elsewhere."""
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        body += message.get("body", b"")
+        if len(body) > MAX_BODY_BYTES:
+            raise GatewayError(413, "request body too large")
+        if not message.get("more_body", False):
+            return bytes(body)
+
+
+class StreamCut(Exception):
+    """Raised out of the ASGI app so the server cuts a stream whose replica went away."""
+
+
+async def _relay_websocket(receive: Receive, send: Send, upstream: Any) -> None:
+    async def client_to_upstream() -> None:
+        while True:
+            message: Message = await receive()
+            if message["type"] == "websocket.disconnect":
+                await upstream.close(code=message.get("code", 1000))
+                return
+            if message.get("bytes") is not None:
+                await upstream.send(message["bytes"])
+            elif message.get("text") is not None:
+                await upstream.send(message["text"])
+
+    async def upstream_to_client() -> None:
+        try:
+            async for data in upstream:
+                if isinstance(data, bytes):
+                    await send({"type": "websocket.send", "bytes": data})
+                else:
+                    await send({"type": "websocket.send", "text": data})
+        except ConnectionClosed:
+            pass
+        code = upstream.close_code or 1000
+        with contextlib.suppress(Exception):
+            await send({"type": "websocket.close", "code": code, "reason": upstream.close_reason or ""})
+
+    async with anyio.create_task_group() as group:
+
+        async def run(fn: Callable[[], Any]) -> None:
+            with contextlib.suppress(ConnectionClosed, OSError):
+                await fn()
+            group.cancel_scope.cancel()
+
+        group.start_soon(run, client_to_upstream)
+        group.start_soon(run, upstream_to_client)
+
+
+async def send_error(send: Send, status: int, message: str) -> None:
+    body = orjson.dumps({"error": message})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-trestle-error-source", b"gateway"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

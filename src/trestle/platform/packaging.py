@@ -1,0 +1,119 @@
+"""A truss directory as a deterministic, content-addressed tar.gz.
+
+The same files give the same bytes (sorted names, zeroed times and owners), so the archive's sha256 is
+its address: pushing an unchanged truss uploads nothing. ``.truss_ignore`` (gitignore syntax) filters
+what is packed, hashed and watched, on top of a few defaults.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+
+import pathspec
+
+from trestle.errors import PlatformError
+
+IGNORE_FILE = ".truss_ignore"
+DEFAULT_IGNORES = ("__pycache__/", "*.pyc", "*.pyo", ".git/", ".DS_Store", ".mypy_cache/", ".pytest_cache/")
+
+
+def ignore_spec(truss_dir: Path) -> pathspec.GitIgnoreSpec:
+    lines = list(DEFAULT_IGNORES)
+    ignore_file = truss_dir / IGNORE_FILE
+    if ignore_file.is_file():
+        lines.extend(ignore_file.read_text().splitlines())
+    return pathspec.GitIgnoreSpec.from_lines(lines)
+
+
+def is_ignored(spec: pathspec.GitIgnoreSpec, relpath: str, *, is_dir: bool = False) -> bool:
+    return spec.match_file(relpath + "/" if is_dir else relpath)
+
+
+def iter_files(truss_dir: Path) -> Iterator[str]:
+    """Relative POSIX paths of the files that belong to the truss, sorted, ignores applied."""
+    spec = ignore_spec(truss_dir)
+    found: list[str] = []
+    for root, dirs, files in os.walk(truss_dir):
+        rel_root = Path(root).relative_to(truss_dir)
+        kept = []
+        for name in dirs:
+            rel = (rel_root / name).as_posix()
+            if not is_ignored(spec, rel, is_dir=True) and not (Path(root) / name).is_symlink():
+                kept.append(name)
+        dirs[:] = kept
+        for name in files:
+            rel = (rel_root / name).as_posix()
+            if not is_ignored(spec, rel) and (Path(root) / name).is_file():
+                found.append(rel)
+    yield from sorted(found)
+
+
+def manifest(truss_dir: Path) -> dict[str, str]:
+    """``{relative path: sha256 of its content}`` for every file of the truss."""
+    return {rel: hashlib.sha256((truss_dir / rel).read_bytes()).hexdigest() for rel in iter_files(truss_dir)}
+
+
+def manifest_hash(files: dict[str, str]) -> str:
+    digest = hashlib.sha256()
+    for rel in sorted(files):
+        digest.update(f"{rel}\0{files[rel]}\n".encode())
+    return digest.hexdigest()
+
+
+def pack(truss_dir: Path) -> bytes:
+    """The truss as deterministic tar.gz bytes."""
+    if not (truss_dir / "config.yaml").is_file():
+        raise PlatformError(f"{truss_dir} is not a truss: it has no config.yaml", status=400)
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for rel in iter_files(truss_dir):
+            data = (truss_dir / rel).read_bytes()
+            info = tarfile.TarInfo(rel)
+            info.size = len(data)
+            info.mode = 0o755 if os.access(truss_dir / rel, os.X_OK) else 0o644
+            info.mtime = 0
+            tar.addfile(info, io.BytesIO(data))
+    return gzip.compress(raw.getvalue(), compresslevel=6, mtime=0)
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def safe_relpath(name: str) -> str:
+    """``name`` as a normalised relative path; a 400 for absolute paths or ``..`` escapes."""
+    path = PurePosixPath(name)
+    if path.is_absolute() or not path.parts or any(part in ("..", "") for part in path.parts):
+        raise PlatformError(f"unsafe path in truss: {name!r}", status=400)
+    return path.as_posix()
+
+
+def unpack(archive: Path, dest: Path) -> None:
+    """Extract a truss archive into ``dest``; only regular files with safe relative paths are accepted."""
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(archive, mode="r:gz") as tar:
+            for member in tar:
+                if member.isdir():
+                    continue
+                if not member.isfile():
+                    raise PlatformError(f"unsupported entry in truss archive: {member.name!r}", status=400)
+                rel = safe_relpath(member.name)
+                target = dest / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                source = tar.extractfile(member)
+                assert source is not None
+                with source, open(target, "wb") as out:
+                    while chunk := source.read(1 << 20):
+                        out.write(chunk)
+                target.chmod(0o755 if member.mode & 0o100 else 0o644)
+    except (tarfile.TarError, EOFError, OSError, gzip.BadGzipFile) as exc:
+        raise PlatformError(f"malformed truss archive: {exc}", status=400) from exc
+    if not (dest / "config.yaml").is_file():
+        raise PlatformError("malformed truss archive: it has no config.yaml", status=400)

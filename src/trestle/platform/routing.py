@@ -1,0 +1,57 @@
+"""The gateway's routing table, held in memory and rebuilt from the store when anything changes,
+so that no request touches the database."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from trestle.platform.states import DEVELOPMENT, DeploymentStatus
+from trestle.platform.store import Store
+
+
+@dataclasses.dataclass
+class ModelRoutes:
+    model_id: str
+    name: str
+    environments: dict[str, str | None]
+    development: str | None
+    deployments: set[str]
+
+
+class RouteTable:
+    def __init__(self) -> None:
+        self._models: dict[str, ModelRoutes] = {}
+        self.status: dict[str, DeploymentStatus] = {}
+
+    def rebuild(self, store: Store) -> None:
+        models: dict[str, ModelRoutes] = {}
+        by_id: dict[str, ModelRoutes] = {}
+        for model in store.models():
+            routes = ModelRoutes(model.id, model.name, {}, None, set())
+            by_id[model.id] = routes
+        for env in store.environments():
+            by_id[env.model_id].environments[env.name] = env.deployment_id
+        status: dict[str, DeploymentStatus] = {}
+        for dep in store.deployments():
+            routes = by_id[dep.model_id]
+            routes.deployments.add(dep.id)
+            if dep.is_development:
+                routes.development = dep.id
+            status[dep.id] = dep.status
+        for routes in by_id.values():
+            models[routes.name] = routes
+        models.update(by_id)  # ids win over names when they collide
+        self._models = models
+        self.status = status
+
+    def model(self, ref: str) -> ModelRoutes | None:
+        return self._models.get(ref)
+
+    def set_status(self, deployment_id: str, status: DeploymentStatus) -> None:
+        self.status[deployment_id] = status
+
+    @staticmethod
+    def environment_deployment(routes: ModelRoutes, env: str) -> str | None:
+        if env == DEVELOPMENT:
+            return routes.development
+        return routes.environments.get(env)

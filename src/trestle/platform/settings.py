@@ -1,0 +1,68 @@
+"""Platform settings, resolved once at start and passed down."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+DEFAULT_PORT = 8990
+DEFAULT_SERVER_ARGV = (
+    "{python}",
+    "-m",
+    "trestle",
+    "serve",
+    "{truss_dir}",
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "{port}",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    gateway_wait_seconds: float = 120.0
+    """How long a request waits for a ready replica (loading, waking up, restarting) before a 503."""
+    replace_timeout_seconds: float = 300.0
+    """How long a restart-type patch waits for the new replica before keeping the old one."""
+    server_argv: tuple[str, ...] = DEFAULT_SERVER_ARGV
+    """The model server command; ``{python}``, ``{truss_dir}`` and ``{port}`` are filled in."""
+    max_start_attempts: int = 2
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "platform.db"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+    @property
+    def deployments_dir(self) -> Path:
+        return self.data_dir / "deployments"
+
+    @property
+    def envs_dir(self) -> Path:
+        return self.data_dir / "envs"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache" / "uv"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.data_dir / "secrets"
+
+    def truss_dir(self, deployment_id: str) -> Path:
+        return self.deployments_dir / deployment_id / "truss"
+
+    def environment_file(self, deployment_id: str) -> Path:
+        # in a directory of its own: the server watches the file's directory for changes
+        return self.deployments_dir / deployment_id / "dynamic_config" / "environment"

@@ -1,0 +1,103 @@
+"""What the platform needs from a truss's config, read through ``trestle.config``."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trestle.config import load_config
+from trestle.errors import ConfigError, PlatformError
+from trestle.platform.engine import ServerRoutes
+
+
+@dataclasses.dataclass(frozen=True)
+class DockerServerSpec:
+    start_command: str
+    server_port: int
+    routes: ServerRoutes
+
+
+@dataclasses.dataclass(frozen=True)
+class TrussSpec:
+    model_name: str | None
+    requirements: list[str]
+    system_packages: list[str]
+    environment_variables: dict[str, str]
+    python_version: str | None
+    docker_server: DockerServerSpec | None
+    drain_seconds: float
+    model_module_dir: str
+    bundled_packages_dir: str
+    data_dir: str
+    requirements_file: str | None
+
+    def warnings(self) -> list[str]:
+        """Things in the config that the local engine cannot honour, said plainly."""
+        found: list[str] = []
+        if self.system_packages:
+            found.append(
+                "system_packages are not installed by the local engine: "
+                f"install {' '.join(self.system_packages)} on the platform host (e.g. apt-get install ...)"
+            )
+        here = f"py{sys.version_info.major}{sys.version_info.minor}"
+        if self.python_version and self.python_version != here:
+            found.append(
+                f"python_version is {self.python_version} but the local engine runs replicas on the platform's "
+                f"Python ({here}); start the platform with that Python to match"
+            )
+        return found
+
+
+def read_truss(truss_dir: Path, *, strict: bool) -> TrussSpec:
+    """The truss's config; ``strict`` rejects unknown keys (as ``push`` does). ConfigError → 400."""
+    try:
+        loaded = load_config(truss_dir, strict=strict)
+        cfg = loaded.config
+        requirements = list(cfg.requirement_lines(truss_dir))
+    except ConfigError as exc:
+        raise PlatformError(f"invalid config: {exc}", status=400) from exc
+    docker: DockerServerSpec | None = None
+    ds = cfg.docker_server
+    if ds is not None:
+        if not ds.start_command:
+            raise PlatformError("docker_server.no_build needs a start_command on the local engine", status=400)
+        docker = DockerServerSpec(
+            start_command=ds.start_command,
+            server_port=ds.server_port,
+            routes=ServerRoutes(
+                predict=ds.predict_endpoint,
+                readiness=ds.readiness_endpoint,
+                liveness=ds.liveness_endpoint,
+                websocket=ds.predict_endpoint,
+                custom=True,
+            ),
+        )
+    return TrussSpec(
+        model_name=cfg.model_name,
+        requirements=requirements,
+        system_packages=list(cfg.system_packages),
+        environment_variables={str(k): str(v) for k, v in cfg.environment_variables.items()},
+        python_version=cfg.python_version if "python_version" in raw_config(truss_dir) else None,
+        docker_server=docker,
+        drain_seconds=float(cfg.runtime.drain_timeout_seconds),
+        model_module_dir=cfg.model_module_dir,
+        bundled_packages_dir=cfg.bundled_packages_dir,
+        data_dir=cfg.data_dir,
+        requirements_file=cfg.requirements_file,
+    )
+
+
+def raw_config(truss_dir: Path) -> dict[str, Any]:
+    """config.yaml as plain YAML data (for diffs); an empty dict if missing or not a mapping."""
+    path = truss_dir / "config.yaml"
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -1,0 +1,120 @@
+"""The client side of live patching: diff the truss directory against the development deployment's
+manifest, send the changed files, and repeat on every save (watchfiles, ``.truss_ignore`` honoured)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from trestle.errors import PlatformError
+from trestle.platform import packaging
+from trestle.platform.client import PatchError, PlatformClient
+
+Report = Callable[[str, str], None]
+"""(kind, text): kind is "ok", "info", "warn" or "error"."""
+
+
+def local_changes(truss_dir: Path, remote_files: dict[str, str]) -> dict[str, bytes | None]:
+    local = packaging.manifest(truss_dir)
+    files: dict[str, bytes | None] = {
+        rel: (truss_dir / rel).read_bytes() for rel, digest in local.items() if remote_files.get(rel) != digest
+    }
+    files.update({rel: None for rel in remote_files if rel not in local})
+    return files
+
+
+def sync_once(client: PlatformClient, deployment_id: str, truss_dir: Path) -> dict[str, Any] | None:
+    """Send whatever differs; None when nothing does. Retries once if the deployment moved underneath."""
+    for attempt in range(2):
+        remote = client.manifest(deployment_id)
+        files = local_changes(truss_dir, remote["files"])
+        if not files:
+            return None
+        try:
+            return client.patch(deployment_id, remote["hash"], files)
+        except PatchError:
+            raise
+        except PlatformError as exc:
+            if exc.status != 409 or attempt:
+                raise
+    return None
+
+
+def apply_and_report(
+    client: PlatformClient, deployment_id: str, truss_dir: Path, report: Report, saved_at: float | None
+) -> bool:
+    """One sync, reported to the user; returns whether it succeeded (or had nothing to do)."""
+    try:
+        result = sync_once(client, deployment_id, truss_dir)
+    except PatchError as exc:
+        report("error", f"Patch failed: {exc.message}")
+        if exc.traceback:
+            report("error", exc.traceback.rstrip())
+        if exc.kind != "needs_full_deploy":
+            report("warn", "The previous code keeps serving; fix the error and save again.")
+        return False
+    except PlatformError as exc:
+        report("error", f"Patch failed: {exc.message}")
+        return False
+    if result is None or result["action"] == "none":
+        return True
+    took = time.time() - saved_at if saved_at else result.get("seconds", 0.0)
+    action = {"hot_reload": "hot reload", "restart": "restart", "rebuild": "environment rebuild + restart"}.get(
+        result["action"], result["action"]
+    )
+    changed = ", ".join(result.get("changed", []))
+    report("ok", f"Patched ({action}) in {took:.2f}s from save to serving: {changed}")
+    return True
+
+
+def _saved_at(truss_dir: Path, paths: set[str]) -> float:
+    times = []
+    for raw in paths:
+        path = Path(raw)
+        if path.exists():
+            times.append(path.stat().st_mtime)
+    return max(times) if times else time.time()
+
+
+def watch(
+    client: PlatformClient,
+    deployment_id: str,
+    truss_dir: Path,
+    report: Report,
+    *,
+    stop: Callable[[], bool] | None = None,
+) -> None:
+    """Patch on every change until interrupted (or ``stop()`` is true)."""
+    import threading
+
+    from watchfiles import watch as watch_files
+
+    truss_dir = truss_dir.resolve()
+
+    def keep(change: Any, path: str) -> bool:
+        try:
+            rel = Path(path).resolve().relative_to(truss_dir).as_posix()
+        except ValueError:
+            return False
+        if rel == packaging.IGNORE_FILE:
+            return True
+        return not packaging.is_ignored(packaging.ignore_spec(truss_dir), rel)
+
+    stop_event = threading.Event()
+    if stop is not None:
+
+        def poll_stop() -> None:
+            while not stop_event.is_set():
+                if stop():
+                    stop_event.set()
+                time.sleep(0.1)
+
+        threading.Thread(target=poll_stop, daemon=True).start()
+    report("info", f"Watching {truss_dir} for changes (Ctrl-C to stop)")
+    for changes in watch_files(
+        truss_dir, watch_filter=keep, debounce=100, step=20, stop_event=stop_event, raise_interrupt=False
+    ):
+        saved_at = _saved_at(truss_dir, {path for _, path in changes})
+        apply_and_report(client, deployment_id, truss_dir, report, saved_at)

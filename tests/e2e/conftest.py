@@ -1,0 +1,192 @@
+"""End-to-end fixtures: a real platform process (``trestle platform start``) on loopback, driving
+real ``trestle serve`` replicas, and the real CLI in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+KEY = "e2e-key"
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Platform:
+    def __init__(self, data_dir: Path, home: Path) -> None:
+        self.data_dir = data_dir
+        self.home = home
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir.parent / "platform.out"
+        self.env = {
+            **os.environ,
+            "HOME": str(home),
+            "TRESTLE_RC": str(home / ".trestlerc"),
+            "TRESTLE_REMOTE_URL": self.url,
+            "TRESTLE_API_KEY": KEY,
+            "NO_COLOR": "1",
+        }
+        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Api-Key {KEY}"}, timeout=60)
+
+    def start(self) -> None:
+        out = open(self.log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                PYTHON,
+                "-m",
+                "trestle",
+                "platform",
+                "start",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+                "--api-key",
+                KEY,
+                "--gateway-wait-seconds",
+                "30",
+            ],
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if self.http.get("/v1/health").status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError("platform did not start:\n" + self.log_path.read_text())
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def cli(self, *args: str, cwd: Path | None = None, check: bool = True, timeout: float = 180) -> str:
+        result = subprocess.run(
+            [PYTHON, "-m", "trestle", *args],
+            cwd=cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"trestle {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
+        return result.stdout + result.stderr
+
+    def deployment(self, dep_id: str) -> dict[str, Any]:
+        body: dict[str, Any] = self.http.get(f"/v1/deployments/{dep_id}").json()
+        return body
+
+    def wait_for(self, check: Any, timeout: float = 60, interval: float = 0.1) -> Any:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            last = check()
+            if last:
+                return last
+            time.sleep(interval)
+        raise AssertionError(f"condition not met in {timeout}s (last: {last!r})")
+
+    def logs(self, dep_id: str) -> str:
+        return self.http.get(f"/v1/deployments/{dep_id}/logs").text
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    root = tmp_path_factory.mktemp("platform")
+    (root / "home").mkdir()
+    plat = Platform(root / "data", root / "home")
+    plat.start()
+    yield plat
+    plat.stop()
+    plat.http.close()
+
+
+MODEL_CODE = """
+import json
+import os
+import time
+from pathlib import Path
+
+
+class Model:
+    def __init__(self, **kwargs):
+        self._environment = kwargs.get("environment")
+
+    def load(self):
+        counter = Path(os.environ["LOAD_COUNTER"])
+        with counter.open("a") as handle:
+            handle.write("x")
+        self.loads = len(counter.read_text())
+
+    def setup_environment(self, environment):
+        self._environment = environment
+
+    def predict(self, model_input):
+        if model_input.get("sleep"):
+            time.sleep(model_input["sleep"])
+        if model_input.get("stream"):
+            return self._stream(model_input["stream"])
+        return {"version": VERSION, "echo": model_input, "loads": self.loads, "env": self._environment}
+
+    def _stream(self, n):
+        for i in range(n):
+            yield f"chunk{i};"
+            time.sleep(0.3)
+
+    def chat_completions(self, model_input):
+        content = "hi " + model_input["messages"][-1]["content"]
+        message = {"role": "assistant", "content": content}
+        return {"object": "chat.completion", "choices": [{"index": 0, "message": message}]}
+
+
+VERSION = 1
+"""
+
+
+def last_json(out: str) -> dict[str, Any]:
+    """The JSON object line of ``push --output json`` (warnings go to stderr, printed around it)."""
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    body: dict[str, Any] = json.loads(lines[-1])
+    return body
+
+
+def write_truss(root: Path, name: str, counter: Path, extra_config: str = "") -> Path:
+    (root / "model").mkdir(parents=True, exist_ok=True)
+    (root / "config.yaml").write_text(
+        f"model_name: {name}\nenvironment_variables:\n  LOAD_COUNTER: {counter}\n{extra_config}"
+    )
+    (root / "model" / "model.py").write_text(MODEL_CODE)
+    return root

@@ -1,0 +1,270 @@
+"""The control API and gateway in process, over an engine double that 'starts' replicas instantly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from trestle.platform import packaging
+from trestle.platform.app import PlatformApp
+from trestle.platform.builder import BuildResult
+from trestle.platform.controller import Controller
+from trestle.platform.engine import HotReloadResult, Replica, ReplicaEvent, ReplicaSet, ReplicaSpec
+from trestle.platform.settings import Settings
+
+KEY = "k-test"
+AUTH = {"Authorization": f"Api-Key {KEY}"}
+
+
+class InstantEngine:
+    def __init__(self) -> None:
+        self.sets: dict[str, ReplicaSet] = {}
+        self.events: Callable[[str, ReplicaEvent, str], None] = lambda *a: None
+        self.fail_load = False
+        self.stopped: list[str] = []
+
+    async def start(self, spec: ReplicaSpec) -> None:
+        rset = ReplicaSet(spec.deployment_id, spec.routes)
+        rset.replicas = [Replica(spec.deployment_id + "-r", 1)]
+        self.sets[spec.deployment_id] = rset
+        self.events(spec.deployment_id, ReplicaEvent.STARTED, "")
+        if self.fail_load:
+            self.events(spec.deployment_id, ReplicaEvent.FAILED, "load failed")
+            return
+        rset.replicas[0].ready = True
+        rset.refresh()
+        self.events(spec.deployment_id, ReplicaEvent.READY, "")
+
+    async def replace(self, spec: ReplicaSpec, timeout: float) -> bool:
+        await self.start(spec)
+        return True
+
+    async def stop(self, deployment_id: str, *, drain: bool = True) -> None:
+        self.sets.pop(deployment_id, None)
+        self.stopped.append(deployment_id)
+
+    def replica_set(self, deployment_id: str) -> ReplicaSet | None:
+        return self.sets.get(deployment_id)
+
+    async def hot_reload(self, deployment_id: str) -> list[HotReloadResult]:
+        return [HotReloadResult("r", True, "ok")]
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+async def platform(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, PlatformApp, InstantEngine]]:
+    engine = InstantEngine()
+    settings = Settings(data_dir=tmp_path / "data", gateway_wait_seconds=0.2)
+    ctrl = Controller(settings, engine=engine)
+    engine.events = ctrl._on_event
+
+    async def fake_build(requirements: list[str], truss_dir: Path, log: Callable[[str], None]) -> BuildResult:
+        return BuildResult(Path(sys.executable), "k", True, 0.0)
+
+    ctrl.builder.build = fake_build  # type: ignore[method-assign]
+    app = PlatformApp(settings, ctrl)
+    app.ensure_key(KEY)
+    await app.startup()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://platform", headers=AUTH) as client:
+        yield client, app, engine
+    await app.shutdown()
+
+
+def make_truss(root: Path, name: str = "echo", extra: str = "") -> Path:
+    (root / "model").mkdir(parents=True, exist_ok=True)
+    (root / "config.yaml").write_text(f"model_name: {name}\n{extra}")
+    (root / "model" / "model.py").write_text("class Model:\n    def predict(self, x):\n        return x\n")
+    return root
+
+
+async def upload(client: httpx.AsyncClient, truss: Path) -> str:
+    data = packaging.pack(truss)
+    digest = packaging.digest(data)
+    response = await client.put(f"/v1/artifacts/{digest}", content=data)
+    assert response.status_code in (200, 201), response.text
+    return digest
+
+
+async def wait_status(client: httpx.AsyncClient, dep_id: str, status: str) -> dict[str, Any]:
+    for _ in range(200):
+        body: dict[str, Any] = (await client.get(f"/v1/deployments/{dep_id}")).json()
+        if body["status"] == status:
+            return body
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{dep_id} never reached {status}: {body}")
+
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_auth_is_required_everywhere(platform: Any) -> None:
+    client, _, _ = platform
+    for path in ("/v1/health", "/v1/models", "/models/x/production/predict"):
+        response = await client.get(path, headers={"Authorization": "Api-Key wrong"})
+        assert response.status_code == 401
+        assert "API key" in response.json()["error"]
+    assert (await client.get("/v1/health")).status_code == 200
+
+
+async def test_upload_is_content_addressed(platform: Any, tmp_path: Path) -> None:
+    client, _, _ = platform
+    data = packaging.pack(make_truss(tmp_path / "t"))
+    digest = packaging.digest(data)
+    assert (await client.head(f"/v1/artifacts/{digest}")).status_code == 404
+    assert (await client.put(f"/v1/artifacts/{digest}", content=data)).status_code == 201
+    assert (await client.head(f"/v1/artifacts/{digest}")).status_code == 200
+    assert (await client.put(f"/v1/artifacts/{digest}", content=data)).status_code == 200
+    bad = await client.put(f"/v1/artifacts/{'0' * 64}", content=data)
+    assert bad.status_code == 400
+    assert "does not match" in bad.json()["error"]
+    assert (await client.put("/v1/artifacts/not-a-digest", content=data)).status_code == 400
+
+
+async def test_push_errors_are_clear_4xx(platform: Any, tmp_path: Path) -> None:
+    client, _, _ = platform
+    garbage = b"this is not a tarball"
+    digest = packaging.digest(garbage)
+    await client.put(f"/v1/artifacts/{digest}", content=garbage)
+    response = await client.post("/v1/deployments", json={"artifact": digest})
+    assert response.status_code == 400
+    assert "malformed truss archive" in response.json()["error"]
+    response = await client.post("/v1/deployments", json={"artifact": "1" * 64})
+    assert response.status_code == 400
+    assert "upload it first" in response.json()["error"]
+    response = await client.post("/v1/deployments", content=b"{nope")
+    assert response.status_code == 400
+    assert "not valid JSON" in response.json()["error"]
+    unknown = await upload(client, make_truss(tmp_path / "u", extra="not_a_key: 1\n"))
+    response = await client.post("/v1/deployments", json={"artifact": unknown})
+    assert response.status_code == 400
+    assert "not_a_key" in response.json()["error"]
+    good = await upload(client, make_truss(tmp_path / "g"))
+    response = await client.post("/v1/deployments", json={"artifact": good, "environment": "Bad Name!"})
+    assert response.status_code == 400
+    assert "invalid environment name" in response.json()["error"]
+    response = await client.post("/v1/deployments", json={"artifact": good, "development": True, "environment": "x"})
+    assert response.status_code == 400
+    for path in ("/v1/deployments/nope", "/v1/models/nope", "/v1/models/nope/environments"):
+        response = await client.get(path)
+        assert response.status_code == 404, path
+    response = await client.post("/v1/deployments/nope/promote", json={})
+    assert response.status_code == 404
+
+
+async def test_push_promote_scale_down_and_rollback(platform: Any, tmp_path: Path) -> None:
+    client, app, engine = platform
+    digest = await upload(client, make_truss(tmp_path / "t"))
+    first = (await client.post("/v1/deployments", json={"artifact": digest, "environment": "production"})).json()
+    assert first["predict_url"].endswith(f"/deployment/{first['id']}/predict")
+    await wait_status(client, first["id"], "ACTIVE")
+    for _ in range(100):
+        if "production" in (await client.get(f"/v1/deployments/{first['id']}")).json()["environments"]:
+            break
+        await asyncio.sleep(0.01)
+    env_file = app.settings.environment_file(first["id"])
+    assert json.loads(env_file.read_text()) == {"name": "production"}
+
+    second = (await client.post("/v1/deployments", json={"artifact": digest})).json()
+    await wait_status(client, second["id"], "ACTIVE")
+    assert env_file.read_text() == json.dumps({"name": "production"})
+    assert app.settings.environment_file(second["id"]).read_text() == ""
+    result = (await client.post(f"/v1/deployments/{second['id']}/promote", json={})).json()
+    assert result["promoted"]
+    assert result["previous"] == first["id"]
+    assert result["previous_scaled_down"]
+    assert (await client.get(f"/v1/deployments/{first['id']}")).json()["status"] == "SCALED_TO_ZERO"
+    assert env_file.read_text() == ""
+
+    # rollback: promoting the old one wakes it up and switches once it is ACTIVE
+    result = (await client.post(f"/v1/deployments/{first['id']}/promote", json={})).json()
+    assert result["pending"]
+    await wait_status(client, first["id"], "ACTIVE")
+    for _ in range(100):
+        envs = (await client.get("/v1/models/echo/environments")).json()["environments"]
+        if envs[0]["deployment_id"] == first["id"]:
+            break
+        await asyncio.sleep(0.01)
+    assert envs[0]["deployment_id"] == first["id"]
+    assert (await client.get(f"/v1/deployments/{second['id']}")).json()["status"] == "SCALED_TO_ZERO"
+
+
+async def test_failed_load_is_deploy_failed_and_gateway_says_so(platform: Any, tmp_path: Path) -> None:
+    client, _, engine = platform
+    engine.fail_load = True
+    digest = await upload(client, make_truss(tmp_path / "t"))
+    dep = (await client.post("/v1/deployments", json={"artifact": digest})).json()
+    body = await wait_status(client, dep["id"], "DEPLOY_FAILED")
+    assert body["error"] == "load failed"
+    response = await client.post(f"/models/echo/deployment/{dep['id']}/predict", json={})
+    assert response.status_code == 503
+    assert "DEPLOY_FAILED" in response.json()["error"]
+    response = await client.post(f"/v1/deployments/{dep['id']}/promote", json={})
+    assert response.status_code == 409
+
+
+async def test_deactivate_and_bad_promotions(platform: Any, tmp_path: Path) -> None:
+    client, _, _ = platform
+    digest = await upload(client, make_truss(tmp_path / "t"))
+    dev = (await client.post("/v1/deployments", json={"artifact": digest, "development": True})).json()
+    await wait_status(client, dev["id"], "ACTIVE")
+    response = await client.post(f"/v1/deployments/{dev['id']}/promote", json={})
+    assert response.status_code == 400
+    assert "development deployment cannot be promoted" in response.json()["error"]
+    pub = (await client.post("/v1/deployments", json={"artifact": digest})).json()
+    await wait_status(client, pub["id"], "ACTIVE")
+    response = await client.post(f"/v1/deployments/{pub['id']}/promote", json={"environment": "UPPER"})
+    assert response.status_code == 400
+    assert (await client.post(f"/v1/deployments/{pub['id']}/deactivate")).json()["status"] == "INACTIVE"
+    response = await client.post(f"/models/echo/deployment/{pub['id']}/predict", json={})
+    assert response.status_code == 409
+    assert "INACTIVE" in response.json()["error"]
+    response = await client.post("/models/echo/environments/production/predict", json={})
+    assert response.status_code == 404
+    assert "no deployment yet" in response.json()["error"]
+    listing = (await client.get("/v1/deployments", params={"model": "echo"})).json()["deployments"]
+    assert [d["id"] for d in listing] == [dev["id"], pub["id"]]
+
+
+async def test_patch_endpoint(platform: Any, tmp_path: Path) -> None:
+    client, _, _ = platform
+    truss = make_truss(tmp_path / "t")
+    digest = await upload(client, truss)
+    dev = (await client.post("/v1/deployments", json={"artifact": digest, "development": True})).json()
+    await wait_status(client, dev["id"], "ACTIVE")
+    manifest = (await client.get(f"/v1/deployments/{dev['id']}/manifest")).json()
+    assert set(manifest["files"]) == {"config.yaml", "model/model.py"}
+    import base64
+
+    new_code = base64.b64encode(b"class Model:\n    def predict(self, x):\n        return 2\n").decode()
+    stale = await client.post(f"/v1/deployments/{dev['id']}/patch", json={"prev_hash": "x", "files": {}})
+    assert stale.status_code == 409
+    response = await client.post(
+        f"/v1/deployments/{dev['id']}/patch",
+        json={"prev_hash": manifest["hash"], "files": {"model/model.py": new_code}},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["action"] == "hot_reload"
+    escape = await client.post(
+        f"/v1/deployments/{dev['id']}/patch",
+        json={"prev_hash": response.json()["hash"], "files": {"../x.py": new_code}},
+    )
+    assert escape.status_code == 400
+    bad = await client.post(
+        f"/v1/deployments/{dev['id']}/patch",
+        json={
+            "prev_hash": response.json()["hash"],
+            "files": {"config.yaml": base64.b64encode(b"model_name: echo\nsystem_packages: [ffmpeg]\n").decode()},
+        },
+    )
+    assert bad.status_code == 409
+    assert bad.json()["type"] == "needs_full_deploy"

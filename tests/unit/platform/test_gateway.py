@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trestle.platform.engine import ReplicaSet, ServerRoutes
+from trestle.platform.gateway import Gateway, GatewayError, model_from_host, split_gateway_path
+from trestle.platform.routing import RouteTable
+from trestle.platform.states import DeploymentKind
+from trestle.platform.store import Store
+
+
+class NoEngine:
+    def replica_set(self, deployment_id: str) -> ReplicaSet | None:
+        return None
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> tuple[Gateway, dict[str, str]]:
+    store = Store(tmp_path / "p.db")
+    model, _ = store.get_or_create_model("echo")
+    pub = store.create_deployment(model_id=model.id, kind=DeploymentKind.PUBLISHED, artifact="a" * 64, truss_hash="h")
+    dev = store.create_deployment(model_id=model.id, kind=DeploymentKind.DEVELOPMENT, artifact="a" * 64, truss_hash="h")
+    store.set_environment_deployment(model.id, "production", pub.id)
+    store.ensure_environment(model.id, "staging")
+    table = RouteTable()
+    table.rebuild(store)
+    gw = Gateway(table, NoEngine(), wake=lambda _: None)  # type: ignore[arg-type]
+    return gw, {"model": model.id, "pub": pub.id, "dev": dev.id}
+
+
+@pytest.mark.parametrize(
+    ("rest", "dep", "path"),
+    [
+        ("/environments/production/predict", "pub", "/v1/models/model:predict"),
+        ("/environments/production/sync/v1/chat/completions", "pub", "/v1/chat/completions"),
+        ("/production/predict", "pub", "/v1/models/model:predict"),
+        ("/production/sync/v1/models/model", "pub", "/v1/models/model"),
+        ("/development/predict", "dev", "/v1/models/model:predict"),
+        ("/development/sync/v1/websocket", "dev", "/v1/websocket"),
+        ("/environments/development/predict", "dev", "/v1/models/model:predict"),
+        ("/deployment/{pub}/sync", "pub", "/"),
+        ("/deployment/{pub}/predict", "pub", "/v1/models/model:predict"),
+    ],
+)
+def test_resolve(gateway: tuple[Gateway, dict[str, str]], rest: str, dep: str, path: str) -> None:
+    gw, ids = gateway
+    for ref in (ids["model"], "echo"):
+        target = gw.resolve(ref, rest.format(**ids))
+        assert target.deployment_id == ids[dep]
+        assert target.path == path
+
+
+@pytest.mark.parametrize(
+    ("ref", "rest", "needle"),
+    [
+        ("nope", "/production/predict", "no model"),
+        ("echo", "/environments/qa/predict", "no environment 'qa'"),
+        ("echo", "/environments/staging/predict", "has no deployment yet"),
+        ("echo", "/deployment/zzz/predict", "no deployment 'zzz'"),
+        ("echo", "/production/other", "unknown gateway route"),
+        ("echo", "/whatever", "unknown gateway route"),
+    ],
+)
+def test_resolve_errors(gateway: tuple[Gateway, dict[str, str]], ref: str, rest: str, needle: str) -> None:
+    gw, _ = gateway
+    with pytest.raises(GatewayError) as info:
+        gw.resolve(ref, rest)
+    assert info.value.status == 404
+    assert needle in info.value.message
+
+
+def test_host_and_prefix_parsing() -> None:
+    assert model_from_host("model-abc123.example.com") == "abc123"
+    assert model_from_host("model-abc123.localhost:8990") == "abc123"
+    assert model_from_host("localhost:8990") is None
+    assert model_from_host("model-.x") is None
+    assert split_gateway_path("/models/echo/production/predict") == ("echo", "/production/predict")
+    assert split_gateway_path("/models/echo") is None
+    assert split_gateway_path("/v1/models") is None
+
+
+def test_custom_server_translation() -> None:
+    routes = ServerRoutes(predict="/invoke", readiness="/ready", liveness="/live", custom=True)
+    assert routes.translate("/v1/models/model:predict") == "/invoke"
+    assert routes.translate("/v1/models/model") == "/ready"
+    assert routes.translate("/") == "/live"
+    assert routes.translate("/v1/chat/completions") == "/v1/chat/completions"
+    assert ServerRoutes().translate("/") == "/"
+
+
+@pytest.mark.anyio
+async def test_least_outstanding_choice() -> None:
+    rset = ReplicaSet("d", ServerRoutes())
+    from trestle.platform.engine import NoReplica, Replica
+
+    a, b = Replica("a", 1), Replica("b", 2)
+    rset.replicas = [a, b]
+    with pytest.raises(NoReplica):
+        await rset.acquire(0.05)
+    a.ready = b.ready = True
+    rset.refresh()
+    a.outstanding = 3
+    assert rset.pick() is b
+    b.outstanding = 5
+    assert rset.pick() is a
