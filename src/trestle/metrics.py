@@ -34,7 +34,7 @@ class _Histogram:
     def buckets(self) -> list[tuple[str, float]]:
         out: list[tuple[str, float]] = []
         acc = 0
-        for bound, n in zip((*_LATENCY_BUCKETS, float("inf")), self.counts):
+        for bound, n in zip((*_LATENCY_BUCKETS, float("inf")), self.counts, strict=False):
             acc += n
             out.append(("+Inf" if bound == float("inf") else repr(bound), float(acc)))
         return out

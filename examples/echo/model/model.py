@@ -1,6 +1,7 @@
 """A dependency-free example: echoes its input, or streams it word by word."""
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 
 class Model:

@@ -229,3 +229,44 @@ def test_sigterm_with_open_streams_drains_then_cancels(tmp_path: Path) -> None:
         sock.close()
         assert server.wait_exit(10) == 0
         assert (markers / "term-finally").exists()
+
+
+STAGES = """
+import asyncio, os, pathlib, time
+import trestle
+
+MARK = pathlib.Path(os.environ["MARKERS"])
+
+
+class Model:
+    async def preprocess(self, inputs):
+        if inputs["stage"] == "pre":
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                (MARK / "pre-cancelled").write_text("x")
+                raise
+        return inputs
+
+    async def predict(self, inputs):
+        return inputs
+
+    def postprocess(self, outputs):
+        if outputs["stage"] == "post":
+            if trestle.disconnect_event().wait(30):
+                (MARK / "post-flagged").write_text("x")
+        return outputs
+"""
+
+
+def test_cancellation_reaches_preprocess_and_postprocess(tmp_path: Path) -> None:
+    markers = tmp_path / "m"
+    markers.mkdir()
+    with run_server(write_truss(tmp_path / "t", STAGES), env={"MARKERS": str(markers)}) as server:
+        for stage, marker in (("pre", "pre-cancelled"), ("post", "post-flagged")):
+            with pytest.raises(httpx.ReadTimeout):
+                httpx.post(server.url + "/predict", json={"stage": stage}, timeout=0.3)
+            assert wait_for_file(markers / marker, 5) < 1.0
+        metrics = httpx.get(server.url + "/metrics").text
+        assert 'trestle_cancellations_total{reason="disconnect"} 2.0' in metrics
+        assert 'trestle_request_duration_seconds_count{route="predict",status="499"} 2.0' in metrics

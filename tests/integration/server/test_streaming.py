@@ -258,3 +258,13 @@ def test_concurrent_streams_are_not_serialised(streams: ServerHandle) -> None:
     for t in threads:
         t.join()
     assert time.monotonic() - start < 1.5  # 4 streams of 0.5 s each, side by side under concurrency 8
+
+
+def test_stream_metrics(streams: ServerHandle) -> None:
+    httpx.post(streams.url + "/predict", json={"mode": "async_gen", "n": 7, "tag": "metrics"})
+    text = httpx.get(streams.url + "/metrics").text
+    line = next(x for x in text.splitlines() if x.startswith("trestle_stream_chunks_total "))
+    chunks = float(line.split()[1])
+    assert chunks >= 7
+    assert "trestle_time_to_first_chunk_seconds_count" in text
+    assert 'trestle_errors_total{kind="stream_aborted",route="predict"}' in text
