@@ -262,6 +262,8 @@ def test_concurrent_streams_are_not_serialised(streams: ServerHandle) -> None:
 
 def test_stream_metrics(streams: ServerHandle) -> None:
     httpx.post(streams.url + "/predict", json={"mode": "async_gen", "n": 7, "tag": "metrics"})
+    with pytest.raises(httpx.RemoteProtocolError):
+        httpx.post(streams.url + "/predict", json={"mode": "async_gen", "n": 3, "fail_at": 1, "tag": "metrics-abort"})
     text = httpx.get(streams.url + "/metrics").text
     line = next(x for x in text.splitlines() if x.startswith("trestle_stream_chunks_total "))
     chunks = float(line.split()[1])
