@@ -123,62 +123,63 @@ def test_request_only_predict_skips_parsing(tmp_path: Path) -> None:
 
 
 CONCURRENCY = """
-import threading, time, asyncio
+import asyncio, threading, time
+
 
 class Model:
+    # Each call holds until `hold` calls run at once (or `timeout` passes), so the observed
+    # peak is the real parallelism, whatever the machine's load.
+
     def __init__(self, **kwargs):
-        self.lock = threading.Lock()
+        self.cond = threading.Condition()
         self.active = 0
         self.peak = 0
 
-    def _enter(self):
-        with self.lock:
+    def _hold(self, body):
+        with self.cond:
             self.active += 1
             self.peak = max(self.peak, self.active)
-
-    def _exit(self):
-        with self.lock:
+            self.cond.notify_all()
+            self.cond.wait_for(lambda: self.peak >= body["hold"], timeout=body["timeout"])
             self.active -= 1
 
     def predict(self, inputs):
         if inputs.get("peak"):
-            peak, self.peak = self.peak, 0
+            with self.cond:
+                peak, self.peak = self.peak, 0
             return {"peak": peak}
-        self._enter()
-        try:
+        if "sleep" in inputs:
             time.sleep(inputs["sleep"])
-        finally:
-            self._exit()
+            return {"ok": True}
+        self._hold(inputs)
         return {"ok": True}
 
     async def chat_completions(self, body):
-        self._enter()
-        try:
-            await asyncio.sleep(body["sleep"])
-        finally:
-            self._exit()
+        await asyncio.get_running_loop().run_in_executor(None, self._hold, body)
         return {"ok": True}
 """
+
+
+def _fire(url: str, body: dict[str, object], n: int) -> float:
+    threads = [threading.Thread(target=httpx.post, args=(url,), kwargs={"json": body, "timeout": 60}) for _ in range(n)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.monotonic() - started
 
 
 @pytest.mark.parametrize("limit", [1, 3])
 def test_observed_parallelism_equals_predict_concurrency(tmp_path: Path, limit: int) -> None:
     truss = write_truss(tmp_path, CONCURRENCY, f"runtime:\n  predict_concurrency: {limit}\n")
     with run_server(truss) as server:
-        for path, body in (("/predict", {"sleep": 0.3}), ("/v1/chat/completions", {"sleep": 0.3})):
-            threads = [
-                threading.Thread(target=httpx.post, args=(server.url + path,), kwargs={"json": body, "timeout": 30})
-                for _ in range(2 * limit)
-            ]
-            started = time.monotonic()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            elapsed = time.monotonic() - started
-            assert elapsed >= 0.55, (path, elapsed)  # two waves, never all at once
+        for path in ("/predict", "/v1/chat/completions"):
+            # 2 x limit requests that would all run at once if nothing held them back
+            elapsed = _fire(server.url + path, {"hold": 2 * limit, "timeout": 0.4}, 2 * limit)
             peak = httpx.post(server.url + "/predict", json={"peak": True}).json()["peak"]
             assert peak == limit, path
+            assert elapsed >= 0.75, (path, elapsed)  # two waves of time-outs
 
 
 def test_queue_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
@@ -208,14 +209,6 @@ def test_queue_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
 def test_sync_pool_is_not_capped_at_40(tmp_path: Path) -> None:
     truss = write_truss(tmp_path, CONCURRENCY, "runtime:\n  predict_concurrency: 48\n")
     with run_server(truss) as server:
-        threads = [
-            threading.Thread(
-                target=httpx.post, args=(server.url + "/predict",), kwargs={"json": {"sleep": 1.0}, "timeout": 30}
-            )
-            for _ in range(48)
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        elapsed = _fire(server.url + "/predict", {"hold": 48, "timeout": 20}, 48)
         assert httpx.post(server.url + "/predict", json={"peak": True}).json()["peak"] == 48
+        assert elapsed < 15  # all 48 ran at once and released each other; a cap of 40 would wait 20 s
