@@ -1,6 +1,6 @@
 """The wrapper around the user's model: load it, check its health, run its methods.
 
-Sync methods run in worker threads (``loop.run_in_executor``), async methods run on the event
+Sync methods run in worker threads (``runtime.workers.WorkerPool``), async methods run on the event
 loop, generator functions are called directly and their generators are consumed by the HTTP
 layer. ``predict`` and the five ``/v1`` methods run under one FIFO :class:`Limiter` of
 ``runtime.predict_concurrency`` permits; preprocess and postprocess run outside it, as in Truss.
@@ -16,7 +16,6 @@ import logging
 import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -47,6 +46,7 @@ from trestle.runtime.cancel import Cancellation, bind_thread
 from trestle.runtime.limiter import Limiter
 from trestle.runtime.state import Health, ModelState
 from trestle.runtime.streams import SyncPump
+from trestle.runtime.workers import WorkerPool
 from trestle.settings import ServerSettings
 
 logger = logging.getLogger("trestle.model")
@@ -162,8 +162,8 @@ class ModelRuntime:
         concurrency = settings.predict_concurrency
         # predict_concurrency threads for predict and the /v1 methods, plus two spare ones so that a
         # cancelled sync call that ignores its cancellation flag cannot hold up the next request.
-        self.inference_pool = ThreadPoolExecutor(concurrency + 2, thread_name_prefix="trestle-predict")
-        self.aux_pool = ThreadPoolExecutor(max(40, concurrency), thread_name_prefix="trestle-aux")
+        self.inference_pool = WorkerPool(concurrency + 2, "trestle-predict")
+        self.aux_pool = WorkerPool(max(40, concurrency), "trestle-aux")
         self.environment: dict[str, Any] | None = None
         self.load_seconds: float | None = None
 
@@ -199,11 +199,10 @@ class ModelRuntime:
 
     async def load(self) -> None:
         """Run the load steps; on success READY, on failure FAILED (never raises)."""
-        loop = asyncio.get_running_loop()
         self.health.move(ModelState.LOADING)
         start = time.perf_counter()
         try:
-            await loop.run_in_executor(self.aux_pool, self._prepare)
+            await self.aux_pool.run(self._prepare)
             desc = self.desc
             assert desc is not None
             if desc.setup_environment is not None and self.environment:
@@ -233,7 +232,7 @@ class ModelRuntime:
                 if desc.load_is_async:
                     await desc.load()
                 else:
-                    await asyncio.get_running_loop().run_in_executor(self.aux_pool, desc.load)
+                    await self.aux_pool.run(desc.load)
             except Exception as exc:
                 if attempt + 1 >= attempts:
                     raise
@@ -249,7 +248,7 @@ class ModelRuntime:
     async def _call_simple(self, md: MethodDescriptor, *args: Any) -> Any:
         if md.kind is CallKind.ASYNC:
             return await md.fn(*args)
-        return await asyncio.get_running_loop().run_in_executor(self.aux_pool, md.fn, *args)
+        return await self.aux_pool.run(md.fn, *args)
 
     async def setup_environment(self, environment: dict[str, Any]) -> None:
         """Apply a changed environment (the platform promoted this deployment)."""
@@ -289,8 +288,8 @@ class ModelRuntime:
         self.desc, self.schema = desc, schema
 
     def shutdown(self) -> None:
-        self.inference_pool.shutdown(wait=False, cancel_futures=True)
-        self.aux_pool.shutdown(wait=False, cancel_futures=True)
+        self.inference_pool.shutdown()
+        self.aux_pool.shutdown()
 
     # --- health --------------------------------------------------------------------------
     async def healthy(self) -> bool:
@@ -321,7 +320,7 @@ class ModelRuntime:
             return (ctx.request(),)
         return ()
 
-    async def call(self, md: MethodDescriptor, inputs: Any, ctx: CallContext, pool: ThreadPoolExecutor) -> Any:
+    async def call(self, md: MethodDescriptor, inputs: Any, ctx: CallContext, pool: WorkerPool) -> Any:
         """Call one model method with Truss's error interception."""
         args = self._args(md, inputs, ctx)
         try:
@@ -329,7 +328,7 @@ class ModelRuntime:
             if kind is CallKind.ASYNC:
                 return await md.fn(*args)
             if kind is CallKind.SYNC:
-                return await asyncio.get_running_loop().run_in_executor(pool, _run_in_thread, ctx, md.fn, args)
+                return await pool.run(_run_in_thread, ctx, md.fn, args)
             return md.fn(*args)  # generator functions: nothing runs until iterated
         except asyncio.CancelledError:
             raise
@@ -340,9 +339,7 @@ class ModelRuntime:
             log_user_error(exc)
             raise UserCodeError() from exc
 
-    def _stream(
-        self, gen: Any, ctx: CallContext, pool: ThreadPoolExecutor, release: Callable[[], None] | None
-    ) -> Stream:
+    def _stream(self, gen: Any, ctx: CallContext, pool: WorkerPool, release: Callable[[], None] | None) -> Stream:
         if isinstance(gen, AsyncGenerator):
             return Stream(gen, release, None)
         rid = ctx.request_id

@@ -14,12 +14,17 @@ import asyncio
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import Executor
-from typing import Any
+from typing import Any, Protocol
 
 from trestle.runtime.cancel import Cancellation, bind_thread
 
 BUFFER_ITEMS = 8
+
+
+class Submitter(Protocol):
+    """Anything that runs ``fn()`` in another thread (``WorkerPool``, ``ThreadPoolExecutor``)."""
+
+    def submit(self, fn: Callable[[], Any], /) -> Any: ...
 
 
 class SyncPump:
@@ -28,7 +33,7 @@ class SyncPump:
     def __init__(
         self,
         iterator: Iterator[Any],
-        executor: Executor,
+        executor: Submitter,
         cancellation: Cancellation | None,
         on_thread: Callable[[], None] | None = None,
         buffer: int = BUFFER_ITEMS,
