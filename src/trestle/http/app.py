@@ -15,6 +15,7 @@ same path serves the streaming read time-out, the per-request time-out and shutd
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import time
@@ -127,8 +128,13 @@ async def _send_error(send: Send, err: errors.ErrorResponse, rid: bytes) -> None
     await send({"type": "http.response.body", "body": err.body})
 
 
+_ID_PREFIX = os.urandom(8).hex()
+_id_counter = itertools.count(1)
+
+
 def _new_request_id() -> bytes:
-    return os.urandom(16).hex().encode()
+    """Unique per request: a random per-process prefix and a counter (cheaper than 16 random bytes)."""
+    return f"{_ID_PREFIX}{next(_id_counter):08x}".encode()
 
 
 class _Disconnected(Exception):
@@ -145,6 +151,7 @@ class ModelApp:
         self.metrics.queued = lambda: runtime.limiter.waiting
         self.active: set[Cancellation] = set()
         self._watchers = _Watchers()
+        self._max_body = self.settings.max_body_bytes
         self.on_startup: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self.on_shutdown: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._get: dict[str, Callable[[Scope, Receive, Send], Coroutine[Any, Any, None]]] = {
@@ -280,7 +287,7 @@ class ModelApp:
 
     # --- inference -----------------------------------------------------------------------
     async def _read_body(self, receive: Receive, headers: _Headers) -> bytes:
-        limit = self.settings.max_body_bytes
+        limit = self._max_body
         if headers.content_length > limit:
             raise PayloadTooLarge(self._too_large(headers.content_length))
         message = await receive()

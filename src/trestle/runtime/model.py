@@ -15,9 +15,9 @@ import inspect
 import logging
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from types import TracebackType
+from types import AsyncGeneratorType, GeneratorType, TracebackType
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -148,7 +148,8 @@ def _run_in_thread(ctx: CallContext, fn: Callable[..., Any], args: tuple[Any, ..
 
 
 def is_stream(value: Any) -> bool:
-    return isinstance(value, (Generator, AsyncGenerator))
+    """A generator or async generator object (what Truss streams), checked without ABC machinery."""
+    return isinstance(value, (GeneratorType, AsyncGeneratorType))
 
 
 class ModelRuntime:
@@ -340,7 +341,7 @@ class ModelRuntime:
             raise UserCodeError() from exc
 
     def _stream(self, gen: Any, ctx: CallContext, pool: WorkerPool, release: Callable[[], None] | None) -> Stream:
-        if isinstance(gen, AsyncGenerator):
+        if isinstance(gen, AsyncGeneratorType):
             return Stream(gen, release, None)
         rid = ctx.request_id
 
@@ -419,7 +420,7 @@ class ModelRuntime:
 
 
 async def _close_generator(gen: Any) -> None:
-    if isinstance(gen, AsyncGenerator):
+    if isinstance(gen, AsyncGeneratorType):
         await gen.aclose()
     elif inspect.isgenerator(gen):
         gen.close()
