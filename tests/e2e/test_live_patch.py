@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import PYTHON, Platform, write_truss
+from tests.e2e.test_faults_and_builds import build_wheel
 
 
 class Watcher:
@@ -106,3 +107,74 @@ def test_watch_hot_reload_broken_edit_and_restart(platform: Platform, watched: t
     text = watcher.wait_for("trestle push --watch", count=1)
     assert "system_packages" in text
     assert dev()["version"] == 3
+
+
+PKG_MODEL = """
+import os
+from pathlib import Path
+
+import sharedlib
+import tinypkg
+
+
+class Model:
+    def load(self):
+        counter = Path(os.environ["LOAD_COUNTER"])
+        with counter.open("a") as handle:
+            handle.write("x")
+        self.loads = len(counter.read_text())
+
+    def predict(self, model_input):
+        return {"value": tinypkg.VALUE, "greeting": sharedlib.GREETING, "loads": self.loads}
+"""
+
+
+def test_watch_requirements_and_external_packages(platform: Platform, tmp_path: Path) -> None:
+    wheels = {}
+    for value in ("one", "two"):
+        (tmp_path / value).mkdir()
+        wheels[value] = build_wheel(tmp_path / value, value)
+    one, two = wheels["one"], wheels["two"]
+    shared = tmp_path / "shared" / "sharedlib"
+    shared.mkdir(parents=True)
+    (shared / "__init__.py").write_text("GREETING = 'hello'\n")
+    counter = tmp_path / "loads"
+    truss = tmp_path / "pkgs"
+    (truss / "model").mkdir(parents=True)
+    (truss / "config.yaml").write_text(
+        "model_name: pkgy\n"
+        f"requirements:\n  - tinypkg @ {one.as_uri()}\n"
+        "external_package_dirs:\n  - ../shared\n"
+        f"environment_variables:\n  LOAD_COUNTER: {counter}\n"
+    )
+    (truss / "model" / "model.py").write_text(PKG_MODEL)
+    watcher = Watcher(platform, truss, tmp_path / "watch.out")
+    try:
+        assert "1 external package dir(s)" in watcher.wait_for("Watching")
+
+        def dev() -> dict[str, object]:
+            response = platform.http.post("/models/pkgy/development/predict", json={})
+            assert response.status_code == 200, response.text
+            body: dict[str, object] = response.json()
+            return body
+
+        assert dev() == {"value": "one", "greeting": "hello", "loads": 1}
+        dep_id = platform.http.get("/v1/models/pkgy").json()["development_deployment_id"]
+        env_before = platform.deployment(dep_id)["env_key"]
+
+        # a file in an external package dir (outside the truss): the replica restarts with it
+        (shared / "__init__.py").write_text("GREETING = 'hi'\n")
+        text = watcher.wait_for("Patched (restart)")
+        assert "packages/sharedlib/__init__.py" in text
+        assert dev() == {"value": "one", "greeting": "hi", "loads": 2}
+
+        # a requirements change: a new environment is built and the replica restarts on it
+        edit(truss / "config.yaml", one.as_uri(), two.as_uri())
+        watcher.wait_for("Patched (environment rebuild + restart)", timeout=120)
+        assert dev() == {"value": "two", "greeting": "hi", "loads": 3}
+        after = platform.deployment(dep_id)
+        assert after["env_key"] != env_before
+        assert after["env_reused"] is False
+        assert after["status"] == "ACTIVE"
+    finally:
+        watcher.stop()

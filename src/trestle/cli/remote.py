@@ -1,5 +1,5 @@
 """Platform commands: ``platform start``, ``login``, ``push``, ``watch``, ``promote``, ``deployments``,
-``environments``, ``logs``, ``deactivate``, ``activate``; and ``resolve_predict_target`` for
+``environments``, ``logs``, ``scale``, ``deactivate``, ``activate``; and ``resolve_predict_target`` for
 ``trestle predict``. Every call to the platform goes through ``trestle.platform.client``."""
 
 from __future__ import annotations
@@ -135,6 +135,11 @@ def _wait(
 @click.option("--model-name", help="Use this model name instead of config.yaml's (not written back).")
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--preserve-previous-production-deployment", is_flag=True, help="With --promote: keep the old one up.")
+@click.option(
+    "--replicas",
+    type=click.IntRange(min=1),
+    help="Run this many replicas (a fixed count; `trestle scale` changes it or sets up autoscaling).",
+)
 def push(
     target_directory: Path,
     watch: bool,
@@ -146,6 +151,7 @@ def push(
     model_name: str | None,
     output: str,
     preserve_previous_production_deployment: bool,
+    replicas: int | None,
 ) -> None:
     """Package TARGET_DIRECTORY, upload it and create a deployment (published unless --watch)."""
     from trestle.config import load_config
@@ -185,6 +191,7 @@ def push(
             environment=env,
             deployment_name=deployment_name,
             preserve_previous_production_deployment=preserve_previous_production_deployment,
+            replicas=replicas,
         )
         for warning in dep.get("warnings", []):
             _say("warn", f"WARNING: {warning}", err=True)
@@ -192,6 +199,8 @@ def push(
             click.echo(f"Model ID:      {dep['model_id']} ({dep['model_name']})")
             click.echo(f"Deployment ID: {dep['id']}")
             click.echo(f"Predict URL:   {dep['predict_url']}")
+            if dep.get("replicas", 1) != 1:
+                click.echo(f"Replicas:      {dep['replicas']}")
             if env:
                 click.echo(f"Environment:   {env} (switches to this deployment once it is ACTIVE)")
             click.echo(f"Logs:          trestle logs --deployment {dep['id']} --tail")
@@ -217,6 +226,7 @@ def push(
                         "is_draft": dep["is_development"],
                         "status": dep["status"],
                         "environments": dep["environments"],
+                        "replicas": dep.get("replicas"),
                         "warnings": dep.get("warnings", []),
                     }
                 )
@@ -256,7 +266,7 @@ def watch_command(target_directory: Path, model_name: str | None, timeout_second
         if not dev:
             _fail("No development model found. Run `trestle push --watch` then try again.")
         dep = client.deployment(dev)
-        if dep["status"] == "INACTIVE":
+        if dep["status"] in ("INACTIVE", "SCALED_TO_ZERO"):
             client.activate(dev)
         _wait(client, dev, timeout_seconds, until=("ACTIVE", "DEPLOY_FAILED", "BUILD_FAILED"), quiet=False)
         _watch_loop(client, dev, target)
@@ -324,11 +334,24 @@ def deployments(model: str | None, output: str) -> None:
     if output == "json":
         click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(f"{'ID':<10} {'NAME':<16} {'STATUS':<15} {'ENVIRONMENTS':<24} CREATED")
+    click.echo(f"{'ID':<10} {'NAME':<16} {'STATUS':<15} {'REPLICAS':<12} {'ENVIRONMENTS':<24} CREATED")
     for dep in rows:
         name = dep["name"] or ("(development)" if dep["is_development"] else "")
         envs = ",".join(dep["environments"]) or "-"
-        click.echo(f"{dep['id']:<10} {name:<16} {dep['status']:<15} {envs:<24} {_when(dep['created_at'])}")
+        replicas = _replicas_text(dep)
+        click.echo(
+            f"{dep['id']:<10} {name:<16} {dep['status']:<15} {replicas:<12} {envs:<24} {_when(dep['created_at'])}"
+        )
+
+
+def _replicas_text(dep: dict[str, Any]) -> str:
+    """``ready/wanted``, with the autoscaling range when there is one: ``1/1 (0-2)``."""
+    text = f"{dep.get('ready_replicas', 0)}/{dep.get('replicas', 0)}"
+    scaling = dep.get("autoscaling") or {}
+    low, high = scaling.get("min_replicas"), scaling.get("max_replicas")
+    if low is not None and high is not None and (low != high or low == 0):
+        text += f" ({low}-{high})"
+    return text
 
 
 @click.command()
@@ -378,6 +401,68 @@ def logs(model: str | None, deployment_id: str | None, tail: bool, lines: int) -
         _fail(exc.message)
     finally:
         client.close()
+
+
+@click.command()
+@click.argument("deployment_id")
+@click.option("--replicas", type=click.IntRange(min=1), help="A fixed number of replicas (min = max).")
+@click.option("--min-replicas", type=click.IntRange(min=0), help="Autoscaling: at least this many (0: scale to zero).")
+@click.option("--max-replicas", type=click.IntRange(min=1), help="Autoscaling: at most this many.")
+@click.option("--concurrency-target", type=float, help="Autoscaling: in-flight requests per replica to aim for.")
+@click.option("--autoscaling-window", type=float, help="Autoscaling: seconds of load averaged to scale up.")
+@click.option("--scale-down-delay", type=float, help="Autoscaling: seconds of lower load before scaling down.")
+@click.option("--scale-to-zero-delay", type=float, help="Autoscaling: idle seconds before scaling to zero (min 0).")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the replicas are ready.")
+@click.option("--timeout-seconds", default=600.0, show_default=True, type=float)
+def scale(
+    deployment_id: str,
+    replicas: int | None,
+    min_replicas: int | None,
+    max_replicas: int | None,
+    concurrency_target: float | None,
+    autoscaling_window: float | None,
+    scale_down_delay: float | None,
+    scale_to_zero_delay: float | None,
+    wait: bool,
+    timeout_seconds: float,
+) -> None:
+    """Set DEPLOYMENT_ID's replicas: a fixed count (--replicas) or autoscaling settings."""
+    settings = {
+        "min_replicas": min_replicas,
+        "max_replicas": max_replicas,
+        "concurrency_target": concurrency_target,
+        "autoscaling_window": autoscaling_window,
+        "scale_down_delay": scale_down_delay,
+        "scale_to_zero_delay": scale_to_zero_delay,
+    }
+    body: dict[str, Any] = {key: value for key, value in settings.items() if value is not None}
+    if replicas is not None:
+        body["replicas"] = replicas
+    if not body:
+        _fail("nothing to change: pass --replicas N, or autoscaling settings such as --min-replicas/--max-replicas")
+    client = _client()
+    try:
+        dep = client.scale(deployment_id, **body)
+        if wait and (dep["status"] in _IN_PROGRESS or dep["status"] == "ACTIVE") and dep["replicas"] > 0:
+            deadline = time.monotonic() + timeout_seconds
+            while not (dep["status"] == "ACTIVE" and dep["ready_replicas"] >= dep["replicas"]):
+                if dep["status"] not in _IN_PROGRESS and dep["status"] != "ACTIVE":
+                    _fail(f"{deployment_id} is {dep['status']}; see `trestle logs --deployment {deployment_id}`")
+                if time.monotonic() > deadline:
+                    _fail(f"{dep['ready_replicas']} of {dep['replicas']} replicas ready after {timeout_seconds:.0f}s")
+                time.sleep(0.2)
+                dep = client.deployment(deployment_id)
+    except PlatformError as exc:
+        _fail(exc.message)
+    finally:
+        client.close()
+    _say("ok", f"{deployment_id} is {dep['status']} with {_replicas_text(dep)} replicas ready.")
+    scaling = dep["autoscaling"]
+    if scaling["min_replicas"] != scaling["max_replicas"] or scaling["min_replicas"] == 0:
+        click.echo(
+            f"Autoscaling: {scaling['min_replicas']}-{scaling['max_replicas']} replicas, "
+            f"target {scaling['concurrency_target']:g} in flight per replica"
+        )
 
 
 @click.command()
@@ -447,6 +532,7 @@ def resolve_predict_target(
 
 
 def register(group: click.Group) -> None:
-    for command in (platform_group, login, push, watch_command, promote, deployments, environments, logs, deactivate):
+    for command in (platform_group, login, push, watch_command, promote, deployments, environments, logs, scale):
         group.add_command(command)
+    group.add_command(deactivate)
     group.add_command(activate)

@@ -5,6 +5,7 @@ HEAD /v1/artifacts/{sha256}            PUT /v1/artifacts/{sha256}   (content-add
 POST /v1/deployments                   (push)
 GET  /v1/deployments[?model=]          GET /v1/deployments/{id}
 POST /v1/deployments/{id}/promote      POST /v1/deployments/{id}/deactivate   POST .../activate
+POST /v1/deployments/{id}/scale        ({replicas} or autoscaling settings)
 GET  /v1/deployments/{id}/logs[?tail=N&follow=1]
 GET  /v1/deployments/{id}/manifest     POST /v1/deployments/{id}/patch
 GET  /v1/models                        GET /v1/models/{ref}
@@ -73,6 +74,15 @@ def _bool(body: dict[str, Any], key: str) -> bool:
     return value
 
 
+def _opt_int(body: dict[str, Any], key: str) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PlatformError(f"{key} must be a whole number", status=400)
+    return value
+
+
 def _route(path: str, handler: Handler, methods: list[str]) -> Route:
     return Route(path, _errors(handler), methods=methods)
 
@@ -90,6 +100,7 @@ class ControlApi:
             _route("/v1/deployments/{id}/promote", self.promote, methods=["POST"]),
             _route("/v1/deployments/{id}/deactivate", self.deactivate, methods=["POST"]),
             _route("/v1/deployments/{id}/activate", self.activate, methods=["POST"]),
+            _route("/v1/deployments/{id}/scale", self.scale, methods=["POST"]),
             _route("/v1/deployments/{id}/logs", self.logs, methods=["GET"]),
             _route("/v1/deployments/{id}/manifest", self.manifest, methods=["GET"]),
             _route("/v1/deployments/{id}/patch", self.patch, methods=["POST"]),
@@ -158,6 +169,7 @@ class ControlApi:
             environment=_opt_str(body, "environment"),
             deployment_name=_opt_str(body, "deployment_name"),
             preserve_previous=_bool(body, "preserve_previous_production_deployment"),
+            replicas=_opt_int(body, "replicas"),
         )
         dep, warnings = self.ctrl.push(push)
         return JSONResponse({**self.view(request, dep), "warnings": warnings}, status_code=201)
@@ -188,6 +200,13 @@ class ControlApi:
 
     async def activate(self, request: Request) -> Response:
         dep = await self.ctrl.activate(request.path_params["id"])
+        return JSONResponse(self.view(request, dep))
+
+    async def scale(self, request: Request) -> Response:
+        body = await _json(request)
+        replicas = _opt_int(body, "replicas")
+        changes = {key: value for key, value in body.items() if key != "replicas" and value is not None}
+        dep = await self.ctrl.set_scaling(request.path_params["id"], replicas=replicas, changes=changes)
         return JSONResponse(self.view(request, dep))
 
     async def logs(self, request: Request) -> Response:

@@ -44,6 +44,7 @@ class PlatformApp:
 
     async def startup(self) -> None:
         await self.controller.recover()
+        self.controller.start_autoscaler()
 
     async def shutdown(self) -> None:
         await self.controller.close()

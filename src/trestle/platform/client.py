@@ -133,6 +133,10 @@ class PlatformClient:
         result: dict[str, Any] = self._call("POST", f"/v1/deployments/{deployment_id}/activate")
         return result
 
+    def scale(self, deployment_id: str, **body: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/v1/deployments/{deployment_id}/scale", json=body, timeout=120)
+        return result
+
     def logs(self, deployment_id: str, tail: int | None = None) -> str:
         params = {"tail": str(tail)} if tail else {}
         response = self.http.get(f"/v1/deployments/{deployment_id}/logs", params=params)

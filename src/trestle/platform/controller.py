@@ -16,6 +16,7 @@ from typing import Any
 from trestle.errors import PlatformError
 from trestle.platform import packaging
 from trestle.platform.artifacts import ArtifactStore
+from trestle.platform.autoscaling import Autoscaler, Autoscaling
 from trestle.platform.builder import Builder, BuildFailed
 from trestle.platform.engine import Engine, ReplicaEvent, ReplicaSpec, ServerRoutes
 from trestle.platform.local_engine import LocalEngine
@@ -41,6 +42,8 @@ class PushRequest:
     environment: str | None = None
     deployment_name: str | None = None
     preserve_previous: bool = False
+    replicas: int | None = None
+    """A fixed replica count; None: the defaults for a new deployment, unchanged for the development one."""
 
 
 def check_environment_name(name: str) -> str:
@@ -67,6 +70,7 @@ class Controller:
         self._pipelines: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self.patch_locks: dict[str, asyncio.Lock] = {}
+        self.autoscaler = Autoscaler(self, settings.autoscale_interval)
         self.routes.rebuild(self.store)
 
     # lifecycle --------------------------------------------------------------------------------
@@ -79,6 +83,9 @@ class Controller:
             self.log(dep.id, f"platform restarted; bringing the deployment back (was {dep.status.value})")
             self._set_status(dep.id, S.BUILDING)
             self._start_pipeline(dep.id)
+
+    def start_autoscaler(self) -> None:
+        self.spawn(self.autoscaler.run())
 
     async def close(self) -> None:
         for task in list(self._pipelines.values()) + list(self._background):
@@ -121,6 +128,8 @@ class Controller:
             if not MODEL_NAME.match(name):
                 raise PlatformError(f"invalid model name {name!r}", status=400)
             truss_hash = packaging.manifest_hash(packaging.manifest(staging))
+            if request.replicas is not None:
+                check_replicas(spec, Autoscaling.fixed(request.replicas))
             model, _ = self.store.get_or_create_model(name)
             if request.environment:
                 self.store.ensure_environment(model.id, request.environment)
@@ -129,7 +138,16 @@ class Controller:
                 dep = existing
                 self._cancel_pipeline(dep.id)
                 self.store.update_deployment(dep.id, artifact=request.artifact, truss_hash=truss_hash)
+                if request.replicas is not None:
+                    policy = Autoscaling.fixed(request.replicas, self.autoscaling_of(dep))
+                    dep = self.store.update_deployment(dep.id, autoscaling=policy.to_dict(), replicas=request.replicas)
             else:
+                development = request.development
+                if request.replicas is not None:
+                    policy = Autoscaling.fixed(request.replicas, Autoscaling.default(development=development))
+                else:
+                    policy = Autoscaling.default(development=development)
+                check_replicas(spec, policy)
                 dep = self.store.create_deployment(
                     model_id=model.id,
                     kind=DeploymentKind.DEVELOPMENT if request.development else DeploymentKind.PUBLISHED,
@@ -138,6 +156,8 @@ class Controller:
                     name=request.deployment_name,
                     target_environment=request.environment,
                     preserve_previous=request.preserve_previous,
+                    replicas=policy.floor,
+                    autoscaling=policy.to_dict(),
                 )
             target = self.settings.truss_dir(dep.id)
             self.spawn(self._replace_truss_dir(dep.id, staging, target, restart=existing is not None))
@@ -232,6 +252,12 @@ class Controller:
             }
         )
         dep = self.store.get_deployment(deployment_id)
+        policy = self.autoscaling_of(dep)
+        replicas = policy.clamp(dep.replicas) if dep.replicas > 0 else policy.floor
+        if spec.docker_server is not None:
+            replicas = 1
+        if replicas != dep.replicas:
+            dep = self.store.update_deployment(deployment_id, replicas=replicas)
         if spec.docker_server is not None:
             return ReplicaSpec(
                 deployment_id=deployment_id,
@@ -253,7 +279,7 @@ class Controller:
             argv=argv,
             cwd=truss_dir,
             env=env,
-            replicas=dep.replicas,
+            replicas=replicas,
             routes=ServerRoutes(),
             drain_seconds=spec.drain_seconds,
             revision=revision,
@@ -393,16 +419,80 @@ class Controller:
 
     async def activate(self, deployment_id: str) -> Deployment:
         dep = self.store.get_deployment(deployment_id)
+        if dep.status is S.SCALED_TO_ZERO:
+            self.wake(dep.id)
+            return self.store.get_deployment(deployment_id)
         if dep.status is not S.INACTIVE:
             raise PlatformError(f"deployment {dep.id} is {dep.status.value}, not INACTIVE", status=409)
         self._set_status(dep.id, S.BUILDING)
         self._start_pipeline(dep.id)
         return self.store.get_deployment(deployment_id)
 
+    # scaling ----------------------------------------------------------------------------------
+
+    def autoscaling_of(self, dep: Deployment) -> Autoscaling:
+        return Autoscaling.from_dict(dep.autoscaling, development=dep.is_development)
+
+    def busy(self, deployment_id: str) -> bool:
+        """Whether a pipeline or a patch is changing the deployment's replicas right now."""
+        lock = self.patch_locks.get(deployment_id)
+        return deployment_id in self._pipelines or (lock is not None and lock.locked())
+
+    async def set_scaling(
+        self, deployment_id: str, *, replicas: int | None = None, changes: dict[str, Any] | None = None
+    ) -> Deployment:
+        """Change a deployment's scaling settings: ``replicas`` fixes the count (min = max), ``changes``
+        updates settings by name. A running deployment is scaled now; an explicit count also wakes one
+        that is SCALED_TO_ZERO; any other status keeps the settings for its next start."""
+        dep = self.store.get_deployment(deployment_id)
+        changes = dict(changes or {})
+        current = self.autoscaling_of(dep)
+        if replicas is not None:
+            if {"min_replicas", "max_replicas"} & set(changes):
+                raise PlatformError("replicas sets min_replicas and max_replicas; pass one or the others", status=400)
+            policy = Autoscaling.fixed(replicas, current.updated(changes))
+        else:
+            policy = current.updated(changes)
+        spec = read_truss(self.settings.truss_dir(deployment_id), strict=False)
+        check_replicas(spec, policy)
+        if dep.replicas > 0:
+            wanted = replicas if replicas is not None else policy.clamp(dep.replicas)
+        else:
+            wanted = replicas or 0
+        dep = self.store.update_deployment(deployment_id, autoscaling=policy.to_dict(), replicas=wanted or dep.replicas)
+        self.autoscaler.forget(deployment_id)
+        self.log(deployment_id, f"scaling settings: {_describe(policy)}")
+        if dep.status is S.SCALED_TO_ZERO and replicas is not None:
+            self.wake(deployment_id)
+        elif dep.status.wants_replicas and self.engine.replica_set(deployment_id) is not None and wanted:
+            await self.engine.scale(deployment_id, wanted)
+        return self.store.get_deployment(deployment_id)
+
+    async def autoscale(self, deployment_id: str, replicas: int, reason: str) -> None:
+        """Apply an autoscaler decision (the deployment is ACTIVE when it is taken)."""
+        dep = self.store.get_deployment(deployment_id)
+        if dep.status is not S.ACTIVE or self.busy(deployment_id):
+            return
+        if replicas == 0:
+            await self.scale_to_zero(deployment_id, reason)
+            return
+        self.store.update_deployment(deployment_id, replicas=replicas)
+        self.log(deployment_id, f"autoscaler: {dep.replicas} → {replicas} replicas ({reason})")
+        await self.engine.scale(deployment_id, replicas)
+
+    async def scale_to_zero(self, deployment_id: str, reason: str) -> None:
+        """ACTIVE → SCALED_TO_ZERO: drain and stop every replica; the next request wakes it."""
+        self.log(deployment_id, f"autoscaler: scaling to zero ({reason})")
+        await self.engine.stop(deployment_id, drain=True)
+        self.store.update_deployment(deployment_id, replicas=0)
+        if self.store.get_deployment(deployment_id).status in (S.ACTIVE, S.UNHEALTHY):
+            self._set_status(deployment_id, S.SCALED_TO_ZERO)
+
     # views ------------------------------------------------------------------------------------
 
     def deployment_view(self, dep: Deployment) -> dict[str, Any]:
         model = self.store.find_model(dep.model_id)
+        rset = self.engine.replica_set(dep.id)
         return {
             "id": dep.id,
             "model_id": dep.model_id,
@@ -418,6 +508,32 @@ class Controller:
             "warnings": dep.info.get("warnings", []),
             "env_key": dep.info.get("env_key"),
             "env_reused": dep.info.get("env_reused"),
+            "replicas": dep.replicas,
+            "ready_replicas": rset.ready_count if rset is not None else 0,
+            "replica_states": [
+                {"id": replica.id, "ready": replica.ready, "in_flight": replica.outstanding}
+                for replica in (rset.replicas if rset is not None else [])
+            ],
+            "autoscaling": self.autoscaling_of(dep).to_dict(),
             "created_at": dep.created_at,
             "updated_at": dep.updated_at,
         }
+
+
+def check_replicas(spec: TrussSpec, policy: Autoscaling) -> None:
+    if spec.docker_server is not None and policy.max_replicas > 1:
+        raise PlatformError(
+            "a docker_server truss runs one replica on the local engine (its server_port is fixed)", status=400
+        )
+
+
+def _describe(policy: Autoscaling) -> str:
+    if not policy.autoscales:
+        return f"{policy.min_replicas} replica(s), fixed"
+    text = (
+        f"{policy.min_replicas}-{policy.max_replicas} replicas, target {policy.concurrency_target:g} in flight "
+        f"per replica over {policy.autoscaling_window:g}s, scale down after {policy.scale_down_delay:g}s"
+    )
+    if policy.min_replicas == 0:
+        text += f", to zero after {policy.scale_to_zero_delay:g}s idle"
+    return text

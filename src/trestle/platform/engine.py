@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import enum
 import itertools
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -68,15 +69,77 @@ EventSink = Callable[[str, ReplicaEvent, str], None]
 """(deployment id, event, human-readable detail)."""
 
 
-class Replica:
-    __slots__ = ("id", "outstanding", "port", "ready", "url")
+@dataclasses.dataclass(frozen=True)
+class LoadSample:
+    """A reading of a deployment's load meter (see ``LoadMeter.sample``)."""
 
-    def __init__(self, replica_id: str, port: int) -> None:
+    at: float
+    """When it was taken (``time.monotonic``)."""
+    busy: float
+    """Cumulative request-seconds in flight up to ``at`` (the integral of the in-flight count)."""
+    peak: int
+    """The highest in-flight count since the previous sample (at least the count at that sample)."""
+
+
+class LoadMeter:
+    """In-flight requests of one deployment, integrated over time, for the autoscaler.
+
+    The gateway calls ``begin``/``end`` around every proxied request; ``sample`` reads the cumulative
+    busy time, so the average concurrency over any window is the difference of two samples divided by
+    the window: no request is missed however short it is.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.in_flight = 0
+        self._busy = 0.0
+        self._since = clock()
+        self._peak = 0
+
+    def _advance(self) -> float:
+        now = self.clock()
+        self._busy += self.in_flight * (now - self._since)
+        self._since = now
+        return now
+
+    def begin(self) -> None:
+        self._advance()
+        self.in_flight += 1
+        if self.in_flight > self._peak:
+            self._peak = self.in_flight
+
+    def end(self) -> None:
+        self._advance()
+        self.in_flight -= 1
+
+    def sample(self) -> LoadSample:
+        now = self._advance()
+        reading = LoadSample(at=now, busy=self._busy, peak=self._peak)
+        self._peak = self.in_flight
+        return reading
+
+
+class Replica:
+    __slots__ = ("id", "meter", "outstanding", "port", "ready", "url")
+
+    def __init__(self, replica_id: str, port: int, meter: LoadMeter | None = None) -> None:
         self.id = replica_id
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.ready = False
         self.outstanding = 0
+        self.meter = meter
+
+    def begin(self) -> None:
+        """A request was sent to this replica (the gateway calls ``end`` when it is over)."""
+        self.outstanding += 1
+        if self.meter is not None:
+            self.meter.begin()
+
+    def end(self) -> None:
+        self.outstanding -= 1
+        if self.meter is not None:
+            self.meter.end()
 
 
 class NoReplica(Exception):
@@ -86,9 +149,10 @@ class NoReplica(Exception):
 class ReplicaSet:
     """The replicas of one deployment, as the gateway sees them."""
 
-    def __init__(self, deployment_id: str, routes: ServerRoutes) -> None:
+    def __init__(self, deployment_id: str, routes: ServerRoutes, meter: LoadMeter | None = None) -> None:
         self.deployment_id = deployment_id
         self.routes = routes
+        self.meter = meter or LoadMeter()
         self.replicas: list[Replica] = []
         self._ready = asyncio.Event()
         self._rr = itertools.count()
@@ -103,6 +167,10 @@ class ReplicaSet:
     @property
     def any_ready(self) -> bool:
         return self._ready.is_set()
+
+    @property
+    def ready_count(self) -> int:
+        return sum(1 for replica in self.replicas if replica.ready)
 
     def pick(self) -> Replica | None:
         """The ready replica with the fewest outstanding requests (ties broken round-robin)."""
@@ -152,6 +220,10 @@ class Engine(Protocol):
 
         Returns False (the old set keeps serving) when the new set does not become ready.
         """
+
+    async def scale(self, deployment_id: str, replicas: int) -> None:
+        """Run ``replicas`` (at least 1) replicas of a running deployment: start new ones beside the
+        running ones, or drain and stop the surplus. Nothing happens when none are running."""
 
     async def stop(self, deployment_id: str, *, drain: bool = True) -> None:
         """Stop a deployment's replicas; with ``drain`` in-flight requests finish first."""

@@ -186,6 +186,9 @@ class Gateway:
             status = self.routes.status.get(deployment_id)
             if status in (S.INACTIVE, S.BUILD_FAILED, S.DEPLOY_FAILED):
                 raise GatewayError(503, f"deployment {deployment_id} is {status.value if status else '?'}")
+            if status is S.SCALED_TO_ZERO:
+                # it was being scaled to zero when this request arrived: wake it again
+                self.wake(deployment_id)
             rset = self.engine.replica_set(deployment_id)
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -239,7 +242,6 @@ class Gateway:
             url += "?" + scope["query_string"].decode("latin-1")
         request = self.http.build_request(scope["method"], url, headers=headers, content=body)
         started = False
-        unreachable = False
         disconnected = False
         task = asyncio.current_task()
         assert task is not None
@@ -252,13 +254,13 @@ class Gateway:
             task.cancel()
 
         watcher = asyncio.get_running_loop().create_task(watch_disconnect())
-        replica.outstanding += 1
+        replica.begin()
         try:
             try:
                 response = await self.http.send(request, stream=True)
             except httpx.ConnectError:
-                unreachable = True
-                return
+                # raised from here (not returned): the caller retries on another replica
+                raise _Unreachable from None
             except httpx.HTTPError as exc:
                 # it may have run the request, so no retry; take the replica out of rotation until its
                 # supervisor sees it pass readiness again (it is probably dying)
@@ -290,9 +292,7 @@ class Gateway:
                 uncancel()
         finally:
             watcher.cancel()
-            replica.outstanding -= 1
-        if unreachable:
-            raise _Unreachable
+            replica.end()
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send, target: Target) -> None:
         replica = await self.replica_for(target.deployment_id)
@@ -305,7 +305,7 @@ class Gateway:
         message = await receive()
         if message["type"] != "websocket.connect":
             return
-        replica.outstanding += 1
+        replica.begin()
         try:
             try:
                 upstream = await ws_connect(url, additional_headers=headers, max_size=100 << 20, open_timeout=10)
@@ -316,7 +316,7 @@ class Gateway:
                 await send({"type": "websocket.accept"})
                 await _relay_websocket(receive, send, upstream)
         finally:
-            replica.outstanding -= 1
+            replica.end()
 
 
 class _Unreachable(Exception):

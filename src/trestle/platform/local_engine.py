@@ -15,13 +15,16 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from trestle.platform.engine import (
     EventSink,
     HotReloadResult,
+    LoadMeter,
     Replica,
     ReplicaEvent,
     ReplicaSet,
@@ -49,7 +52,8 @@ class _Supervisor:
         self.engine = engine
         self.spec = spec
         self.rset = rset
-        self.replica = Replica(f"{spec.deployment_id}-r{spec.revision}.{index}", 0)
+        self.index = index
+        self.replica = Replica(f"{spec.deployment_id}-r{spec.revision}.{index}", 0, rset.meter)
         self.proc: asyncio.subprocess.Process | None = None
         self.stopping = False
         self.gave_up = asyncio.Event()
@@ -134,6 +138,9 @@ class _Supervisor:
             code = await proc.wait()
         finally:
             self.set_ready(False)
+            if proc.returncode is not None:
+                # before any await: a stop() cancels this task right after the process exits
+                pidfile.unlink(missing_ok=True)
             await asyncio.wait([pump], timeout=2)
             pidfile.unlink(missing_ok=True)
         return became_ready, code
@@ -170,6 +177,26 @@ class _Supervisor:
                 await self.task
 
 
+class _Group:
+    """One generation of a deployment's replicas: its spec, its replica set and their supervisors."""
+
+    def __init__(self, spec: ReplicaSpec, rset: ReplicaSet) -> None:
+        self.spec = spec
+        self.rset = rset
+        self.supervisors: list[_Supervisor] = []
+        self._next_index = 0
+
+    def add(self, engine: LocalEngine, count: int) -> list[_Supervisor]:
+        added = []
+        for _ in range(count):
+            sup = _Supervisor(engine, self.spec, self.rset, self._next_index)
+            self._next_index += 1
+            added.append(sup)
+        self.supervisors.extend(added)
+        self.rset.replicas.extend(sup.replica for sup in added)
+        return added
+
+
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     try:
         os.killpg(pid, sig)
@@ -197,7 +224,9 @@ class LocalEngine:
         self.probe_timeout = probe_timeout
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=5.0))
         self._sets: dict[str, ReplicaSet] = {}
-        self._supervisors: dict[int, list[_Supervisor]] = {}
+        self._groups: dict[int, _Group] = {}
+        self._meters: dict[str, LoadMeter] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         run_dir.mkdir(parents=True, exist_ok=True)
         self.reap_orphans()
 
@@ -216,11 +245,11 @@ class LocalEngine:
         return self._sets.get(deployment_id)
 
     def _spawn(self, spec: ReplicaSpec) -> tuple[ReplicaSet, list[_Supervisor]]:
-        rset = ReplicaSet(spec.deployment_id, spec.routes)
-        count = 1 if spec.fixed_port else max(1, spec.replicas)
-        supervisors = [_Supervisor(self, spec, rset, index) for index in range(count)]
-        rset.replicas = [sup.replica for sup in supervisors]
-        self._supervisors[id(rset)] = supervisors
+        meter = self._meters.setdefault(spec.deployment_id, LoadMeter())
+        rset = ReplicaSet(spec.deployment_id, spec.routes, meter)
+        group = _Group(spec, rset)
+        self._groups[id(rset)] = group
+        supervisors = group.add(self, 1 if spec.fixed_port else max(1, spec.replicas))
         return rset, supervisors
 
     def _launch(self, supervisors: list[_Supervisor]) -> None:
@@ -243,32 +272,66 @@ class LocalEngine:
             return True
         rset, supervisors = self._spawn(spec)
         self._launch(supervisors)
-        gave_up = [asyncio.create_task(sup.gave_up.wait()) for sup in supervisors]
-        ready = asyncio.create_task(rset._ready.wait())
-        done, pending = await asyncio.wait([ready, *gave_up], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-        if ready not in done:
-            await self._stop_supervisors(rset, drain=False)
-            return False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        # the new generation takes over once every one of its replicas is ready
+        while not all(replica.ready for replica in rset.replicas):
+            if any(sup.gave_up.is_set() for sup in supervisors) or loop.time() > deadline:
+                await self._stop_group(rset, drain=False)
+                return False
+            await asyncio.sleep(0.05)
         self._sets[spec.deployment_id] = rset
-        asyncio.create_task(self._stop_supervisors(old, drain=True))
+        self._background(self._stop_group(old, drain=True))
         return True
 
-    async def _stop_supervisors(self, rset: ReplicaSet, *, drain: bool) -> None:
-        supervisors = self._supervisors.pop(id(rset), [])
-        await asyncio.gather(*(sup.stop(drain) for sup in supervisors))
+    async def scale(self, deployment_id: str, replicas: int) -> None:
+        rset = self._sets.get(deployment_id)
+        group = self._groups.get(id(rset)) if rset is not None else None
+        if rset is None or group is None:
+            return
+        wanted = 1 if group.spec.fixed_port else max(1, replicas)
+        current = len(group.supervisors)
+        if wanted > current:
+            self._launch(group.add(self, wanted - current))
+            self.logs.write(deployment_id, "platform", f"scaling up: {current} → {wanted} replicas")
+        elif wanted < current:
+            # surplus: replicas not ready first, then the least busy, newest first
+            ranked = sorted(
+                group.supervisors,
+                key=lambda sup: (sup.replica.ready, sup.replica.outstanding, -sup.index),
+            )
+            surplus = ranked[: current - wanted]
+            for sup in surplus:
+                group.supervisors.remove(sup)
+                rset.replicas.remove(sup.replica)
+            rset.refresh()
+            self.logs.write(deployment_id, "platform", f"scaling down: {current} → {wanted} replicas (draining)")
+            for sup in surplus:
+                self._background(sup.stop(drain=True))
+
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _stop_group(self, rset: ReplicaSet, *, drain: bool) -> None:
+        group = self._groups.pop(id(rset), None)
+        if group is not None:
+            await asyncio.gather(*(sup.stop(drain) for sup in group.supervisors))
 
     async def stop(self, deployment_id: str, *, drain: bool = True) -> None:
         rset = self._sets.pop(deployment_id, None)
+        self._meters.pop(deployment_id, None)
         if rset is not None:
-            await self._stop_supervisors(rset, drain=drain)
+            await self._stop_group(rset, drain=drain)
 
     async def hot_reload(self, deployment_id: str) -> list[HotReloadResult]:
+        """Hot-reload the ready replicas; one still loading (or restarting) reads the new files anyway."""
         rset = self._sets.get(deployment_id)
         if rset is None:
             return []
-        return list(await asyncio.gather(*(self._hot_reload_one(replica) for replica in rset.replicas)))
+        ready = [replica for replica in rset.replicas if replica.ready]
+        return list(await asyncio.gather(*(self._hot_reload_one(replica) for replica in ready)))
 
     async def _hot_reload_one(self, replica: Replica) -> HotReloadResult:
         try:
@@ -293,4 +356,6 @@ class LocalEngine:
 
     async def close(self) -> None:
         await asyncio.gather(*(self.stop(dep) for dep in list(self._sets)))
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.http.aclose()

@@ -3,6 +3,11 @@
 The same files give the same bytes (sorted names, zeroed times and owners), so the archive's sha256 is
 its address: pushing an unchanged truss uploads nothing. ``.truss_ignore`` (gitignore syntax) filters
 what is packed, hashed and watched, on top of a few defaults.
+
+A truss's ``external_package_dirs`` (relative to the truss, or absolute) are gathered as Truss does: the
+*contents* of each one are packed into the bundled packages directory (``packages/`` by default), so the
+platform's copy of the truss is self-contained. ``source_files`` is that gathered view of a local truss;
+``iter_files``/``manifest`` read a directory as it is (the platform's copy).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 import pathspec
+import yaml
 
 from trestle.errors import PlatformError
 
@@ -37,21 +43,61 @@ def is_ignored(spec: pathspec.GitIgnoreSpec, relpath: str, *, is_dir: bool = Fal
 
 def iter_files(truss_dir: Path) -> Iterator[str]:
     """Relative POSIX paths of the files that belong to the truss, sorted, ignores applied."""
-    spec = ignore_spec(truss_dir)
+    yield from sorted(_walk(truss_dir, ignore_spec(truss_dir)))
+
+
+def _walk(top: Path, spec: pathspec.GitIgnoreSpec, prefix: str = "") -> list[str]:
+    """Files under ``top`` (relative to it) whose path, with ``prefix``, the ignore spec keeps."""
     found: list[str] = []
-    for root, dirs, files in os.walk(truss_dir):
-        rel_root = Path(root).relative_to(truss_dir)
+    for root, dirs, files in os.walk(top):
+        rel_root = Path(root).relative_to(top)
         kept = []
         for name in dirs:
             rel = (rel_root / name).as_posix()
-            if not is_ignored(spec, rel, is_dir=True) and not (Path(root) / name).is_symlink():
+            if not is_ignored(spec, prefix + rel, is_dir=True) and not (Path(root) / name).is_symlink():
                 kept.append(name)
         dirs[:] = kept
         for name in files:
             rel = (rel_root / name).as_posix()
-            if not is_ignored(spec, rel) and (Path(root) / name).is_file():
+            if not is_ignored(spec, prefix + rel) and (Path(root) / name).is_file():
                 found.append(rel)
-    yield from sorted(found)
+    return found
+
+
+def external_package_dirs(truss_dir: Path) -> list[tuple[Path, str]]:
+    """``(directory, prefix in the truss)`` for each of the config's ``external_package_dirs``."""
+    try:
+        config = yaml.safe_load((truss_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return []
+    if not isinstance(config, dict):
+        return []
+    dirs = config.get("external_package_dirs") or []
+    bundled = str(config.get("bundled_packages_dir") or "packages").strip("/")
+    if not isinstance(dirs, list):
+        return []
+    return [((truss_dir / str(entry)).resolve(), bundled + "/") for entry in dirs]
+
+
+def source_files(truss_dir: Path) -> dict[str, Path]:
+    """``{path in the truss: local file}``: the truss's own files and its external package dirs' contents."""
+    spec = ignore_spec(truss_dir)
+    files = {rel: truss_dir / rel for rel in _walk(truss_dir, spec)}
+    for directory, prefix in external_package_dirs(truss_dir):
+        if not directory.is_dir():
+            raise PlatformError(f"external package dir {directory} is not a directory", status=400)
+        for rel in _walk(directory, spec, prefix):
+            mapped = prefix + rel
+            source = directory / rel
+            other = files.get(mapped)
+            if other is not None and other.resolve() != source.resolve():
+                raise PlatformError(
+                    f"{mapped} comes from both {other} and {source}: "
+                    "external package dirs are merged into the packages dir, so their files must not overlap",
+                    status=400,
+                )
+            files[mapped] = source
+    return dict(sorted(files.items()))
 
 
 def manifest(truss_dir: Path) -> dict[str, str]:
@@ -67,16 +113,16 @@ def manifest_hash(files: dict[str, str]) -> str:
 
 
 def pack(truss_dir: Path) -> bytes:
-    """The truss as deterministic tar.gz bytes."""
+    """The (gathered) truss as deterministic tar.gz bytes."""
     if not (truss_dir / "config.yaml").is_file():
         raise PlatformError(f"{truss_dir} is not a truss: it has no config.yaml", status=400)
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for rel in iter_files(truss_dir):
-            data = (truss_dir / rel).read_bytes()
+        for rel, path in source_files(truss_dir).items():
+            data = path.read_bytes()
             info = tarfile.TarInfo(rel)
             info.size = len(data)
-            info.mode = 0o755 if os.access(truss_dir / rel, os.X_OK) else 0o644
+            info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
             info.mtime = 0
             tar.addfile(info, io.BytesIO(data))
     return gzip.compress(raw.getvalue(), compresslevel=6, mtime=0)

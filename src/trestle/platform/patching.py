@@ -46,10 +46,20 @@ class PatchAction(str, enum.Enum):
 class PatchFailed(PlatformError):
     """The patch could not be applied; the previous code keeps serving."""
 
-    def __init__(self, message: str, *, kind: str, traceback: str | None = None, status: int = 422) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str,
+        traceback: str | None = None,
+        status: int = 422,
+        reload_back: bool = False,
+    ) -> None:
         super().__init__(message, status=status)
         self.kind = kind
         self.traceback = traceback
+        # some replicas took the new code before another failed: reload them once the files are restored
+        self.reload_back = reload_back
 
     def body(self) -> dict[str, Any]:
         return {"error": self.message, "type": self.kind, "traceback": self.traceback}
@@ -157,8 +167,11 @@ async def apply_patch(ctrl: Any, deployment_id: str, prev_hash: str, files: dict
         backup = write_files(truss_dir, files)
         try:
             action = await _apply(ctrl, deployment_id, plan)
-        except BaseException:
+        except BaseException as exc:
             write_files(truss_dir, backup)
+            if isinstance(exc, PatchFailed) and exc.reload_back:
+                # every replica serves the same code again: the old code
+                await ctrl.engine.hot_reload(deployment_id)
             raise
         new_hash = packaging.manifest_hash(packaging.manifest(truss_dir))
         ctrl.store.update_deployment(deployment_id, truss_hash=new_hash)
@@ -189,6 +202,7 @@ async def _apply(ctrl: Any, deployment_id: str, plan: PatchPlan) -> PatchAction:
                 f"hot reload failed, the previous code keeps serving: {first.message}",
                 kind="hot_reload_failed",
                 traceback=first.traceback,
+                reload_back=len(failed) < len(results),
             )
     truss_dir = ctrl.settings.truss_dir(deployment_id)
     try:

@@ -31,6 +31,8 @@ class Settings:
     server_argv: tuple[str, ...] = DEFAULT_SERVER_ARGV
     """The model server command; ``{python}``, ``{truss_dir}`` and ``{port}`` are filled in."""
     max_start_attempts: int = 2
+    autoscale_interval: float = 1.0
+    """Seconds between two readings of each deployment's load by the autoscaler."""
 
     @property
     def db_path(self) -> Path:

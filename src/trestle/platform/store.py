@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS deployments (
     error TEXT,
     info TEXT NOT NULL DEFAULT '{}',
     created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    autoscaling TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS deployments_model ON deployments(model_id);
 CREATE TABLE IF NOT EXISTS environments (
@@ -58,6 +59,9 @@ CREATE TABLE IF NOT EXISTS environments (
     PRIMARY KEY (model_id, name)
 );
 """
+
+_ADDED_COLUMNS = {"autoscaling": "TEXT NOT NULL DEFAULT '{}'"}
+"""Columns added after the first release, added to an older database when it is opened."""
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
@@ -87,10 +91,13 @@ class Deployment:
     target_environment: str | None
     preserve_previous: bool
     replicas: int
+    """The replicas the deployment runs now (0 once the autoscaler scaled it to zero)."""
     error: str | None
     info: dict[str, Any]
     created_at: float
     updated_at: float
+    autoscaling: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Its scaling settings as stored (``autoscaling.Autoscaling`` fills in the defaults)."""
 
     @property
     def is_development(self) -> bool:
@@ -115,6 +122,10 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
+        present = {row["name"] for row in self._db.execute("PRAGMA table_info(deployments)")}
+        for column, decl in _ADDED_COLUMNS.items():
+            if column not in present:
+                self._db.execute(f"ALTER TABLE deployments ADD COLUMN {column} {decl}")
 
     def close(self) -> None:
         with self._lock:
@@ -188,6 +199,7 @@ class Store:
         preserve_previous: bool = False,
         replicas: int = 1,
         info: dict[str, Any] | None = None,
+        autoscaling: dict[str, Any] | None = None,
     ) -> Deployment:
         now = time.time()
         dep = Deployment(
@@ -205,10 +217,13 @@ class Store:
             info=info or {},
             created_at=now,
             updated_at=now,
+            autoscaling=autoscaling or {},
         )
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO deployments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO deployments (id, model_id, name, kind, status, artifact, truss_hash, "
+                "target_environment, preserve_previous, replicas, error, info, created_at, updated_at, autoscaling) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     dep.id,
                     dep.model_id,
@@ -224,6 +239,7 @@ class Store:
                     json.dumps(dep.info),
                     dep.created_at,
                     dep.updated_at,
+                    json.dumps(dep.autoscaling),
                 ),
             )
         return dep
@@ -267,12 +283,22 @@ class Store:
         return self.get_deployment(deployment_id)
 
     def update_deployment(self, deployment_id: str, **fields: Any) -> Deployment:
-        allowed = {"artifact", "truss_hash", "target_environment", "preserve_previous", "replicas", "info", "name"}
+        allowed = {
+            "artifact",
+            "truss_hash",
+            "target_environment",
+            "preserve_previous",
+            "replicas",
+            "info",
+            "name",
+            "autoscaling",
+        }
         unknown = set(fields) - allowed
         if unknown:
             raise ValueError(f"cannot update {sorted(unknown)}")
-        if "info" in fields:
-            fields["info"] = json.dumps(fields["info"])
+        for name in ("info", "autoscaling"):
+            if name in fields:
+                fields[name] = json.dumps(fields[name])
         if "preserve_previous" in fields:
             fields["preserve_previous"] = int(fields["preserve_previous"])
         sets = ", ".join(f"{name} = ?" for name in fields)
@@ -349,6 +375,7 @@ def _deployment(row: sqlite3.Row) -> Deployment:
         info=json.loads(row["info"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        autoscaling=json.loads(row["autoscaling"]),
     )
 
 

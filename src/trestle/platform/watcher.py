@@ -1,8 +1,10 @@
-"""The client side of live patching: diff the truss directory against the development deployment's
-manifest, send the changed files, and repeat on every save (watchfiles, ``.truss_ignore`` honoured)."""
+"""The client side of live patching: diff the truss directory (gathered with its external package dirs)
+against the development deployment's manifest, send the changed files, and repeat on every save
+(watchfiles on the truss and its external package dirs, ``.truss_ignore`` honoured)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,11 +19,13 @@ Report = Callable[[str, str], None]
 
 
 def local_changes(truss_dir: Path, remote_files: dict[str, str]) -> dict[str, bytes | None]:
-    local = packaging.manifest(truss_dir)
-    files: dict[str, bytes | None] = {
-        rel: (truss_dir / rel).read_bytes() for rel, digest in local.items() if remote_files.get(rel) != digest
-    }
-    files.update({rel: None for rel in remote_files if rel not in local})
+    sources = packaging.source_files(truss_dir)
+    files: dict[str, bytes | None] = {}
+    for rel, path in sources.items():
+        data = path.read_bytes()
+        if remote_files.get(rel) != packaging.digest(data):
+            files[rel] = data
+    files.update({rel: None for rel in remote_files if rel not in sources})
     return files
 
 
@@ -93,14 +97,26 @@ def watch(
 
     truss_dir = truss_dir.resolve()
 
+    def roots() -> list[Path]:
+        """The truss and its external package dirs (those that exist)."""
+        found = [truss_dir]
+        for directory, _ in packaging.external_package_dirs(truss_dir):
+            if directory.is_dir() and directory not in found:
+                found.append(directory)
+        return found
+
     def keep(change: Any, path: str) -> bool:
-        try:
-            rel = Path(path).resolve().relative_to(truss_dir).as_posix()
-        except ValueError:
-            return False
-        if rel == packaging.IGNORE_FILE:
+        resolved = Path(path).resolve()
+        rels = []
+        with contextlib.suppress(ValueError):
+            rels.append(resolved.relative_to(truss_dir).as_posix())
+        for directory, prefix in packaging.external_package_dirs(truss_dir):
+            with contextlib.suppress(ValueError):
+                rels.append(prefix + resolved.relative_to(directory).as_posix())
+        if packaging.IGNORE_FILE in rels:
             return True
-        return not packaging.is_ignored(packaging.ignore_spec(truss_dir), rel)
+        spec = packaging.ignore_spec(truss_dir)
+        return any(not packaging.is_ignored(spec, rel) for rel in rels)
 
     stop_event = threading.Event()
     if stop is not None:
@@ -112,9 +128,17 @@ def watch(
                 time.sleep(0.1)
 
         threading.Thread(target=poll_stop, daemon=True).start()
-    report("info", f"Watching {truss_dir} for changes (Ctrl-C to stop)")
-    for changes in watch_files(
-        truss_dir, watch_filter=keep, debounce=100, step=20, stop_event=stop_event, raise_interrupt=False
-    ):
-        saved_at = _saved_at(truss_dir, {path for _, path in changes})
-        apply_and_report(client, deployment_id, truss_dir, report, saved_at)
+    watched = roots()
+    extra = f" and {len(watched) - 1} external package dir(s)" if len(watched) > 1 else ""
+    report("info", f"Watching {truss_dir}{extra} for changes (Ctrl-C to stop)")
+    while not stop_event.is_set():
+        for changes in watch_files(
+            *watched, watch_filter=keep, debounce=100, step=20, stop_event=stop_event, raise_interrupt=False
+        ):
+            saved_at = _saved_at(truss_dir, {path for _, path in changes})
+            apply_and_report(client, deployment_id, truss_dir, report, saved_at)
+            if roots() != watched:
+                break  # external_package_dirs changed: watch the new set
+        else:
+            return  # stopped or interrupted
+        watched = roots()

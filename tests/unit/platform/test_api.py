@@ -16,7 +16,7 @@ from trestle.platform import packaging
 from trestle.platform.app import PlatformApp
 from trestle.platform.builder import BuildResult
 from trestle.platform.controller import Controller
-from trestle.platform.engine import HotReloadResult, Replica, ReplicaEvent, ReplicaSet, ReplicaSpec
+from trestle.platform.engine import HotReloadResult, LoadMeter, Replica, ReplicaEvent, ReplicaSet, ReplicaSpec
 from trestle.platform.settings import Settings
 
 KEY = "k-test"
@@ -29,18 +29,32 @@ class InstantEngine:
         self.events: Callable[[str, ReplicaEvent, str], None] = lambda *a: None
         self.fail_load = False
         self.stopped: list[str] = []
+        self.now = 0.0  # the load meters' clock
+        self.reloads: list[str] = []
+        self.reload_results: list[list[HotReloadResult]] = []
+
+    def _replicas(self, rset: ReplicaSet, count: int) -> None:
+        while len(rset.replicas) < count:
+            replica = Replica(f"{rset.deployment_id}-r{len(rset.replicas)}", 1, rset.meter)
+            replica.ready = not self.fail_load
+            rset.replicas.append(replica)
+        del rset.replicas[count:]
+        rset.refresh()
 
     async def start(self, spec: ReplicaSpec) -> None:
-        rset = ReplicaSet(spec.deployment_id, spec.routes)
-        rset.replicas = [Replica(spec.deployment_id + "-r", 1)]
+        rset = ReplicaSet(spec.deployment_id, spec.routes, LoadMeter(clock=lambda: self.now))
         self.sets[spec.deployment_id] = rset
         self.events(spec.deployment_id, ReplicaEvent.STARTED, "")
+        self._replicas(rset, spec.replicas)
         if self.fail_load:
             self.events(spec.deployment_id, ReplicaEvent.FAILED, "load failed")
             return
-        rset.replicas[0].ready = True
-        rset.refresh()
         self.events(spec.deployment_id, ReplicaEvent.READY, "")
+
+    async def scale(self, deployment_id: str, replicas: int) -> None:
+        rset = self.sets.get(deployment_id)
+        if rset is not None:
+            self._replicas(rset, replicas)
 
     async def replace(self, spec: ReplicaSpec, timeout: float) -> bool:
         await self.start(spec)
@@ -54,6 +68,9 @@ class InstantEngine:
         return self.sets.get(deployment_id)
 
     async def hot_reload(self, deployment_id: str) -> list[HotReloadResult]:
+        self.reloads.append(deployment_id)
+        if self.reload_results:
+            return self.reload_results.pop(0)
         return [HotReloadResult("r", True, "ok")]
 
     async def close(self) -> None:
@@ -268,3 +285,133 @@ async def test_patch_endpoint(platform: Any, tmp_path: Path) -> None:
     )
     assert bad.status_code == 409
     assert bad.json()["type"] == "needs_full_deploy"
+
+
+async def test_replicas_on_push_and_scale(platform: Any, tmp_path: Path) -> None:
+    client, _, engine = platform
+    digest = await upload(client, make_truss(tmp_path / "t"))
+    dep = (await client.post("/v1/deployments", json={"artifact": digest, "replicas": 2})).json()
+    body = await wait_status(client, dep["id"], "ACTIVE")
+    assert (body["replicas"], body["ready_replicas"]) == (2, 2)
+    assert len(body["replica_states"]) == 2
+    assert body["autoscaling"]["min_replicas"] == body["autoscaling"]["max_replicas"] == 2
+
+    scaled = await client.post(f"/v1/deployments/{dep['id']}/scale", json={"replicas": 3})
+    assert scaled.status_code == 200, scaled.text
+    assert (scaled.json()["replicas"], scaled.json()["ready_replicas"]) == (3, 3)
+    assert len(engine.sets[dep["id"]].replicas) == 3
+
+    ranged = await client.post(f"/v1/deployments/{dep['id']}/scale", json={"min_replicas": 1, "max_replicas": 2})
+    assert ranged.json()["replicas"] == 2  # clamped into the new range at once
+    assert ranged.json()["autoscaling"]["concurrency_target"] == 1.0
+
+    for bad, needle in [
+        ({"replicas": 0}, "between 1 and"),
+        ({"replicas": 2, "min_replicas": 1}, "pass one or the others"),
+        ({"min_replicas": 5}, "more than max_replicas"),
+        ({"replicas": "2"}, "whole number"),
+        ({"speed": 3}, "unknown scaling setting"),
+    ]:
+        response = await client.post(f"/v1/deployments/{dep['id']}/scale", json=bad)
+        assert response.status_code == 400, bad
+        assert needle in response.json()["error"]
+    response = await client.post("/v1/deployments", json={"artifact": digest, "replicas": 0})
+    assert response.status_code == 400
+    assert (await client.post("/v1/deployments/nope/scale", json={"replicas": 1})).status_code == 404
+
+    # a docker_server truss listens on one fixed port: one replica only
+    docker = (
+        "docker_server:\n  start_command: x\n  server_port: 9\n  predict_endpoint: /p\n"
+        "  readiness_endpoint: /r\n  liveness_endpoint: /l\n"
+    )
+    custom = make_truss(tmp_path / "c", name="custom", extra=docker)
+    custom_digest = await upload(client, custom)
+    response = await client.post("/v1/deployments", json={"artifact": custom_digest, "replicas": 2})
+    assert response.status_code == 400
+    assert "one replica" in response.json()["error"]
+
+
+async def test_autoscaler_scales_up_down_and_to_zero(platform: Any, tmp_path: Path) -> None:
+    client, app, engine = platform
+    ctrl = app.controller
+    digest = await upload(client, make_truss(tmp_path / "t"))
+    dev = (await client.post("/v1/deployments", json={"artifact": digest, "development": True})).json()
+    body = await wait_status(client, dev["id"], "ACTIVE")
+    assert body["autoscaling"]["min_replicas"] == 0  # development deployments may scale to zero
+    settings = {
+        "max_replicas": 3,
+        "autoscaling_window": 2,
+        "scale_down_delay": 5,
+        "scale_to_zero_delay": 10,
+    }
+    assert (await client.post(f"/v1/deployments/{dev['id']}/scale", json=settings)).status_code == 200
+    meter = engine.sets[dev["id"]].meter
+
+    async def tick(seconds: int) -> dict[str, Any]:
+        for _ in range(seconds):
+            engine.now += 1
+            ctrl.autoscaler.tick()
+            await asyncio.sleep(0.01)  # let the spawned scaling run
+        body: dict[str, Any] = (await client.get(f"/v1/deployments/{dev['id']}")).json()
+        return body
+
+    for _ in range(3):
+        meter.begin()  # three requests in flight, target 1 per replica
+    assert (await tick(3))["replicas"] == 3
+    for _ in range(3):
+        meter.end()
+    assert (await tick(3))["replicas"] == 3  # within the scale-down delay
+    assert (await tick(3))["replicas"] == 1
+    assert "autoscaler: 3 → 1 replicas" in (await client.get(f"/v1/deployments/{dev['id']}/logs")).text
+    body = await tick(11)
+    assert body["status"] == "SCALED_TO_ZERO"
+    assert body["replicas"] == 0
+    assert dev["id"] in engine.stopped
+    # the next request wakes it (the instant engine's replicas do not listen: a clear 503)
+    response = await client.post("/models/echo/development/predict", json={})
+    assert response.status_code == 503
+    body = await wait_status(client, dev["id"], "ACTIVE")
+    assert body["replicas"] == 1
+
+
+async def test_a_hot_reload_failing_on_one_replica_reloads_the_others_back(platform: Any, tmp_path: Path) -> None:
+    import base64
+
+    client, app, engine = platform
+    digest = await upload(client, make_truss(tmp_path / "t"))
+    dev = (await client.post("/v1/deployments", json={"artifact": digest, "development": True, "replicas": 2})).json()
+    await wait_status(client, dev["id"], "ACTIVE")
+    manifest = (await client.get(f"/v1/deployments/{dev['id']}/manifest")).json()
+    engine.reload_results = [[HotReloadResult("r0", True, "ok"), HotReloadResult("r1", False, "ImportError: x")]]
+    new_code = base64.b64encode(b"class Model:\n    def predict(self, x):\n        return 2\n").decode()
+    response = await client.post(
+        f"/v1/deployments/{dev['id']}/patch",
+        json={"prev_hash": manifest["hash"], "files": {"model/model.py": new_code}},
+    )
+    assert response.status_code == 422
+    assert "ImportError" in response.json()["error"]
+    # r0 took the new code: after the files are restored, every replica reloads the old code
+    assert engine.reloads == [dev["id"], dev["id"]]
+    model_py = app.settings.truss_dir(dev["id"]) / "model" / "model.py"
+    assert "return x" in model_py.read_text()
+
+
+async def test_a_save_wakes_a_development_deployment_scaled_to_zero(platform: Any, tmp_path: Path) -> None:
+    import base64
+
+    client, app, _ = platform
+    digest = await upload(client, make_truss(tmp_path / "t"))
+    dev = (await client.post("/v1/deployments", json={"artifact": digest, "development": True})).json()
+    await wait_status(client, dev["id"], "ACTIVE")
+    await app.controller.scale_to_zero(dev["id"], "idle")
+    body = (await client.get(f"/v1/deployments/{dev['id']}")).json()
+    assert (body["status"], body["replicas"]) == ("SCALED_TO_ZERO", 0)
+    manifest = (await client.get(f"/v1/deployments/{dev['id']}/manifest")).json()
+    new_code = base64.b64encode(b"class Model:\n    def predict(self, x):\n        return 2\n").decode()
+    response = await client.post(
+        f"/v1/deployments/{dev['id']}/patch",
+        json={"prev_hash": manifest["hash"], "files": {"model/model.py": new_code}},
+    )
+    assert response.status_code == 200, response.text
+    body = await wait_status(client, dev["id"], "ACTIVE")
+    assert (body["replicas"], body["ready_replicas"]) == (1, 1)

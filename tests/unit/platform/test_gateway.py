@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -105,3 +106,69 @@ async def test_least_outstanding_choice() -> None:
     assert rset.pick() is b
     b.outstanding = 5
     assert rset.pick() is a
+
+
+class OneSet:
+    def __init__(self, rset: ReplicaSet) -> None:
+        self.rset = rset
+
+    def replica_set(self, deployment_id: str) -> ReplicaSet | None:
+        return self.rset
+
+
+@pytest.mark.anyio
+async def test_refused_connection_is_retried_on_another_replica(
+    gateway: tuple[Gateway, dict[str, str]], tmp_path: Path
+) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import httpx
+
+    from trestle.platform.engine import Replica
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["content-length"]))
+            body = b'{"served": true}'
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    gw, ids = gateway
+    rset = ReplicaSet(ids["pub"], ServerRoutes())
+    dead, alive = Replica("dead", free_port()), Replica("alive", server.server_address[1])
+    rset.replicas = [dead, alive]
+    dead.ready = alive.ready = True
+    rset.refresh()
+    gw.engine = OneSet(rset)  # type: ignore[assignment]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await gw(scope, receive, send, "echo", scope["path"])
+
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+            for _ in range(4):
+                response = await client.post("/production/predict", json={})
+                assert response.status_code == 200, response.text
+                assert response.json() == {"served": True}
+        assert not dead.ready  # out of rotation until its supervisor sees it ready again
+        assert alive.outstanding == dead.outstanding == 0
+    finally:
+        server.shutdown()
+        await gw.aclose()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

@@ -89,3 +89,52 @@ def test_unpack_rejects_links_and_garbage(tmp_path: Path) -> None:
 def test_pack_needs_config(tmp_path: Path) -> None:
     with pytest.raises(PlatformError, match="not a truss"):
         packaging.pack(tmp_path)
+
+
+def test_external_package_dirs_are_gathered_into_packages(tmp_path: Path) -> None:
+    from trestle.platform.watcher import local_changes
+
+    truss = make_truss(tmp_path / "t")
+    (truss / "config.yaml").write_text("model_name: t\nexternal_package_dirs: [../shared, ../more]\n")
+    (truss / "packages" / "own").mkdir(parents=True)
+    (truss / "packages" / "own" / "__init__.py").write_text("own")
+    shared = tmp_path / "shared"
+    (shared / "lib").mkdir(parents=True)
+    (shared / "lib" / "__init__.py").write_text("v1")
+    (shared / "lib" / "debug.log").write_text("ignored by the truss's .truss_ignore")
+    (tmp_path / "more" / "other").mkdir(parents=True)
+    (tmp_path / "more" / "other" / "mod.py").write_text("m")
+    files = packaging.source_files(truss)
+    assert set(files) == {
+        ".truss_ignore",
+        "config.yaml",
+        "model/model.py",
+        "packages/own/__init__.py",
+        "packages/lib/__init__.py",
+        "packages/other/mod.py",
+    }
+    dest = tmp_path / "deployed"
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(packaging.pack(truss))
+    packaging.unpack(archive, dest)
+    assert (dest / "packages" / "lib" / "__init__.py").read_text() == "v1"
+    # the platform's copy, hashed as it is, matches the gathered local truss: nothing to patch
+    remote = packaging.manifest(dest)
+    assert local_changes(truss, remote) == {}
+    (shared / "lib" / "__init__.py").write_text("v2")
+    (tmp_path / "more" / "other" / "mod.py").unlink()
+    assert local_changes(truss, remote) == {"packages/lib/__init__.py": b"v2", "packages/other/mod.py": None}
+
+
+def test_external_package_dir_problems_are_named(tmp_path: Path) -> None:
+    truss = make_truss(tmp_path / "t")
+    (truss / "config.yaml").write_text("model_name: t\nexternal_package_dirs: [../missing]\n")
+    with pytest.raises(PlatformError, match="missing is not a directory"):
+        packaging.pack(truss)
+    (truss / "config.yaml").write_text("model_name: t\nexternal_package_dirs: [../shared]\n")
+    (truss / "packages" / "lib").mkdir(parents=True)
+    (truss / "packages" / "lib" / "x.py").write_text("a")
+    (tmp_path / "shared" / "lib").mkdir(parents=True)
+    (tmp_path / "shared" / "lib" / "x.py").write_text("b")
+    with pytest.raises(PlatformError, match="packages/lib/x.py comes from both"):
+        packaging.pack(truss)

@@ -78,3 +78,30 @@ def test_environment_switch_returns_previous(store: Store) -> None:
     assert store.set_environment_deployment(model.id, "staging", b.id) == a.id
     assert store.environments_of(a.id) == []
     assert {e.name for e in store.environments(model.id)} == {"production", "staging"}
+
+
+def test_an_older_database_gains_the_new_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE deployments (id TEXT PRIMARY KEY, model_id TEXT NOT NULL, name TEXT, kind TEXT NOT NULL, "
+        "status TEXT NOT NULL, artifact TEXT NOT NULL, truss_hash TEXT NOT NULL, target_environment TEXT, "
+        "preserve_previous INTEGER NOT NULL DEFAULT 0, replicas INTEGER NOT NULL DEFAULT 1, error TEXT, "
+        "info TEXT NOT NULL DEFAULT '{}', created_at REAL NOT NULL, updated_at REAL NOT NULL);"
+        "INSERT INTO deployments VALUES ('d1', 'm1', NULL, 'published', 'ACTIVE', 'a', 'h', NULL, 0, 2, NULL, "
+        "'{}', 0, 0);"
+    )
+    db.commit()
+    db.close()
+    store = Store(path)
+    old = store.get_deployment("d1")
+    assert (old.replicas, old.autoscaling) == (2, {})
+    model, _ = store.get_or_create_model("m")
+    new = store.create_deployment(
+        model_id=model.id, kind=DeploymentKind.PUBLISHED, artifact="a", truss_hash="h", autoscaling={"max_replicas": 3}
+    )
+    assert store.get_deployment(new.id).autoscaling == {"max_replicas": 3}
+    store.update_deployment(new.id, autoscaling={"max_replicas": 4}, replicas=3)
+    assert (store.get_deployment(new.id).autoscaling, store.get_deployment(new.id).replicas) == ({"max_replicas": 4}, 3)

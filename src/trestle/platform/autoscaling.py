@@ -1,0 +1,253 @@
+"""Replica counts: each deployment's scaling settings, the policy that turns load into a replica count
+(a pure function, ``decide``), and the loop that applies it on the local engine.
+
+Load is the number of requests in flight at the gateway, integrated over time by the deployment's
+``LoadMeter``; the loop samples it every ``interval`` seconds. The policy:
+
+* **up** at once when the average in-flight count over ``autoscaling_window`` exceeds
+  ``concurrency_target`` per replica: to ``ceil(average / target)``, at most ``max_replicas``;
+* **down** when, for ``scale_down_delay`` seconds (and since the last change), the peak in-flight count
+  needed fewer replicas: to ``ceil(peak / target)``, at least ``max(min_replicas, 1)``;
+* **to zero** (only with ``min_replicas == 0``) after ``scale_to_zero_delay`` seconds with nothing in
+  flight; the next request wakes the deployment (SCALED_TO_ZERO → WAKING_UP → ACTIVE).
+
+A fixed count (``min_replicas == max_replicas``, what ``--replicas N`` sets) never changes on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import itertools
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from trestle.errors import PlatformError
+from trestle.platform.engine import LoadMeter, LoadSample
+from trestle.platform.states import DeploymentStatus
+
+if TYPE_CHECKING:
+    from trestle.platform.controller import Controller
+
+logger = logging.getLogger("trestle.platform")
+
+MAX_REPLICAS = 64
+"""A guard against typos (``--replicas 1000``) on a single host."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Autoscaling:
+    """A deployment's scaling settings (Baseten's names)."""
+
+    min_replicas: int = 1
+    max_replicas: int = 1
+    concurrency_target: float = 1.0
+    """In-flight requests per replica the autoscaler aims for."""
+    autoscaling_window: float = 60.0
+    """Seconds of load averaged for scaling up."""
+    scale_down_delay: float = 900.0
+    """Seconds of lower load (and since the last change) before scaling down."""
+    scale_to_zero_delay: float = 1800.0
+    """Seconds with nothing in flight before scaling to zero (with ``min_replicas == 0``)."""
+
+    @classmethod
+    def default(cls, *, development: bool) -> Autoscaling:
+        """One replica; a development deployment scales to zero when idle (as on Baseten)."""
+        return cls(min_replicas=0) if development else cls()
+
+    @classmethod
+    def fixed(cls, replicas: int, base: Autoscaling | None = None) -> Autoscaling:
+        if not 1 <= replicas <= MAX_REPLICAS:
+            raise PlatformError(
+                f"replicas must be between 1 and {MAX_REPLICAS} (to stop a deployment, deactivate it)", status=400
+            )
+        return dataclasses.replace(base or cls(), min_replicas=replicas, max_replicas=replicas).validated()
+
+    @property
+    def autoscales(self) -> bool:
+        """Whether the replica count can change on its own (a range, or scale to zero)."""
+        return self.min_replicas != self.max_replicas or self.min_replicas == 0
+
+    @property
+    def floor(self) -> int:
+        """The fewest replicas while the deployment is up."""
+        return max(1, self.min_replicas)
+
+    def clamp(self, replicas: int) -> int:
+        return min(self.max_replicas, max(self.floor, replicas))
+
+    def validated(self) -> Autoscaling:
+        if not 0 <= self.min_replicas <= MAX_REPLICAS:
+            raise PlatformError(f"min_replicas must be between 0 and {MAX_REPLICAS}", status=400)
+        if not 1 <= self.max_replicas <= MAX_REPLICAS:
+            raise PlatformError(f"max_replicas must be between 1 and {MAX_REPLICAS}", status=400)
+        if self.min_replicas > self.max_replicas:
+            raise PlatformError(
+                f"min_replicas ({self.min_replicas}) is more than max_replicas ({self.max_replicas})", status=400
+            )
+        for name in ("concurrency_target", "autoscaling_window", "scale_down_delay", "scale_to_zero_delay"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise PlatformError(f"{name} must be a positive number of {_UNIT[name]}", status=400)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def updated(self, changes: Mapping[str, Any]) -> Autoscaling:
+        """These settings with ``changes`` applied (unknown keys and wrong types are 400s), validated."""
+        fields = {field.name for field in dataclasses.fields(self)}
+        values: dict[str, Any] = {}
+        for name, value in changes.items():
+            if name not in fields:
+                raise PlatformError(f"unknown scaling setting {name!r}", status=400)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise PlatformError(f"{name} must be a number", status=400)
+            if name.endswith("_replicas"):
+                if value != int(value):
+                    raise PlatformError(f"{name} must be a whole number", status=400)
+                value = int(value)
+            else:
+                value = float(value)
+            values[name] = value
+        return dataclasses.replace(self, **values).validated()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, development: bool) -> Autoscaling:
+        """Stored settings; missing keys take the defaults (rows written before a setting existed)."""
+        base = cls.default(development=development)
+        known = {field.name for field in dataclasses.fields(cls)}
+        return dataclasses.replace(base, **{k: v for k, v in data.items() if k in known})
+
+
+_UNIT = {
+    "concurrency_target": "requests",
+    "autoscaling_window": "seconds",
+    "scale_down_delay": "seconds",
+    "scale_to_zero_delay": "seconds",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    replicas: int
+    reason: str
+
+
+def decide(
+    policy: Autoscaling, current: int, samples: Sequence[LoadSample], now: float, last_change: float
+) -> Decision | None:
+    """The replica count a deployment running ``current`` replicas should have, or None to keep it.
+
+    ``samples`` are the deployment's load readings, oldest first; ``last_change`` is when its count last
+    changed (or it started). Pure: same inputs, same answer.
+    """
+    if current <= 0:
+        return None  # scaled to zero: the next request wakes it, not the autoscaler
+    if current > policy.max_replicas or current < policy.floor:
+        wanted = policy.clamp(current)
+        return Decision(wanted, f"the scaling settings allow {policy.floor}-{policy.max_replicas} replicas")
+    target = policy.concurrency_target
+    window = _window(samples, now - policy.autoscaling_window)
+    if len(window) >= 2 and window[-1].at > window[0].at:
+        average = (window[-1].busy - window[0].busy) / (window[-1].at - window[0].at)
+        if average > target * current + 1e-9:
+            wanted = min(policy.max_replicas, math.ceil(average / target - 1e-9))
+            if wanted > current:
+                return Decision(
+                    wanted,
+                    f"{average:.2f} requests in flight on average over {policy.autoscaling_window:g}s "
+                    f"(target {target:g} per replica)",
+                )
+    if policy.min_replicas == 0 and _idle_for(samples, now, last_change, policy.scale_to_zero_delay):
+        return Decision(0, f"no request for {policy.scale_to_zero_delay:g}s")
+    delay = policy.scale_down_delay
+    if current > policy.floor and _covers(samples, now, last_change, delay):
+        peak = max(s.peak for s in samples if s.at > now - delay)
+        wanted = max(policy.floor, math.ceil(peak / target - 1e-9))
+        if wanted < current:
+            return Decision(
+                wanted, f"at most {peak} request(s) in flight over {delay:g}s (target {target:g} per replica)"
+            )
+    return None
+
+
+def _window(samples: Sequence[LoadSample], start: float) -> list[LoadSample]:
+    """The samples from ``start`` on, plus the last one before it: readings are taken about every
+    interval, not exactly, and the window's first reading must not fall just outside it."""
+    first = len(samples)
+    while first > 0 and samples[first - 1].at > start:
+        first -= 1
+    return list(itertools.islice(samples, max(0, first - 1), None))
+
+
+def _covers(samples: Sequence[LoadSample], now: float, last_change: float, span: float) -> bool:
+    """Whether the readings go back ``span`` seconds and the count has not changed within them."""
+    return bool(samples) and samples[0].at <= now - span + 1e-6 and now - last_change >= span - 1e-6
+
+
+def _idle_for(samples: Sequence[LoadSample], now: float, last_change: float, span: float) -> bool:
+    if not _covers(samples, now, last_change, span):
+        return False
+    return all(s.peak == 0 for s in samples if s.at > now - span)
+
+
+@dataclasses.dataclass
+class _History:
+    meter: LoadMeter
+    last_change: float
+    samples: collections.deque[LoadSample]
+
+
+class Autoscaler:
+    """Samples every running deployment that may scale and applies ``decide``'s answers."""
+
+    def __init__(self, ctrl: Controller, interval: float = 1.0) -> None:
+        self.ctrl = ctrl
+        self.interval = interval
+        self._history: dict[str, _History] = {}
+
+    def forget(self, deployment_id: str) -> None:
+        """Start the deployment's history afresh (its settings or count were just changed by hand)."""
+        self._history.pop(deployment_id, None)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                self.tick()
+            except Exception as exc:  # the loop must outlive any one deployment's trouble
+                logger.exception("autoscaler tick failed: %r", exc)
+
+    def tick(self) -> None:
+        seen: set[str] = set()
+        for dep in self.ctrl.store.deployments():
+            if dep.status is not DeploymentStatus.ACTIVE:
+                continue
+            policy = self.ctrl.autoscaling_of(dep)
+            rset = self.ctrl.engine.replica_set(dep.id)
+            if rset is None or (not policy.autoscales and dep.replicas == policy.min_replicas):
+                continue
+            seen.add(dep.id)
+            reading = rset.meter.sample()
+            now = reading.at  # the meter's clock is the one the samples use
+            history = self._history.get(dep.id)
+            if history is None or history.meter is not rset.meter:
+                # (re)started: a fresh meter, a fresh history
+                history = self._history[dep.id] = _History(rset.meter, now, collections.deque())
+            history.samples.append(reading)
+            keep = max(policy.autoscaling_window, policy.scale_down_delay, policy.scale_to_zero_delay)
+            samples = history.samples
+            while len(samples) > 1 and samples[1].at <= now - keep:
+                samples.popleft()
+            if self.ctrl.busy(dep.id):
+                continue  # a patch or a scale request is changing it
+            decision = decide(policy, dep.replicas, samples, now, history.last_change)
+            if decision is not None and decision.replicas != dep.replicas:
+                history.last_change = now
+                self.ctrl.spawn(self.ctrl.autoscale(dep.id, decision.replicas, decision.reason))
+        for gone in set(self._history) - seen:
+            del self._history[gone]
