@@ -9,8 +9,12 @@ Under ``/models/{model id or name}`` (or with no prefix for a ``Host: model-{id}
 
 ``predict`` goes to the replica's predict route, ``sync/{path}`` to ``/{path}`` on the replica
 (websockets included). The hot path is lean on purpose: the routing table is in memory, one shared
-keep-alive ``httpx.AsyncClient`` talks to the replicas, bodies stream through unbuffered, and a client
-that disconnects cancels the upstream request.
+keep-alive ``aiohttp.ClientSession`` talks to the replicas, bodies stream through unbuffered, and a
+client that disconnects cancels the upstream request.
+
+Why aiohttp and not httpx here: httpcore's pool polls every idle connection's socket on each request
+and anyio adds several checkpoints per read and write; measured at 16 concurrent requests that was
+~790 us of CPU per proxied request against ~60 us for aiohttp (C parser, no per-request pool scan).
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import anyio
-import httpx
 import orjson
 from starlette.types import Message, Receive, Scope, Send
 from websockets.asyncio.client import connect as ws_connect
@@ -105,14 +109,25 @@ class Gateway:
         self.engine = engine
         self.wake = wake
         self.wait_seconds = wait_seconds
-        self.http = httpx.AsyncClient(
-            timeout=httpx.Timeout(None, connect=5.0),
-            # idle connections expire before uvicorn closes them (5 s), so a reused one is never stale
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=4),
-        )
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        """The upstream client, made on first use (it must be created inside the running loop)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                # idle connections expire before uvicorn closes them (5 s), so a reused one is never stale
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=4),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            )
+        return self._session
 
     async def aclose(self) -> None:
-        await self.http.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     # routing ----------------------------------------------------------------------------------
 
@@ -240,7 +255,6 @@ class Gateway:
         url = replica.url + path
         if scope.get("query_string"):
             url += "?" + scope["query_string"].decode("latin-1")
-        request = self.http.build_request(scope["method"], url, headers=headers, content=body)
         started = False
         disconnected = False
         task = asyncio.current_task()
@@ -257,11 +271,17 @@ class Gateway:
         replica.begin()
         try:
             try:
-                response = await self.http.send(request, stream=True)
-            except httpx.ConnectError:
+                response = await self.http.request(
+                    scope["method"],
+                    url,
+                    headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
+                    data=body,
+                    allow_redirects=False,
+                )
+            except aiohttp.ClientConnectorError:
                 # raised from here (not returned): the caller retries on another replica
                 raise _Unreachable from None
-            except httpx.HTTPError as exc:
+            except aiohttp.ClientError as exc:
                 # it may have run the request, so no retry; take the replica out of rotation until its
                 # supervisor sees it pass readiness again (it is probably dying)
                 replica.ready = False
@@ -269,20 +289,25 @@ class Gateway:
                     rset.refresh()
                 await send_error(send, 502, f"replica {replica.id} failed before answering ({type(exc).__name__})")
                 return
+            complete = False
             try:
-                out_headers = [(k.lower(), v) for k, v in response.headers.raw if k.lower() not in _HOP_BY_HOP]
-                await send({"type": "http.response.start", "status": response.status_code, "headers": out_headers})
+                out_headers = [(k.lower(), v) for k, v in response.raw_headers if k.lower() not in _HOP_BY_HOP]
+                await send({"type": "http.response.start", "status": response.status, "headers": out_headers})
                 started = True
-                async for chunk in response.aiter_raw():
+                async for chunk in response.content.iter_any():
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
-            except httpx.HTTPError as exc:
+                complete = True
+            except aiohttp.ClientError as exc:
                 if not started:
                     await send_error(send, 502, f"replica {replica.id} failed mid-request ({type(exc).__name__})")
                 else:
                     raise StreamCut(f"replica {replica.id} dropped the stream") from exc
             finally:
-                await response.aclose()
+                if complete:
+                    response.release()  # back to the pool
+                else:
+                    response.close()  # drop the connection: the replica sees the disconnect and cancels
         except asyncio.CancelledError:
             if not disconnected:
                 raise
