@@ -179,3 +179,36 @@ def test_docker_server_truss(platform: Platform, tmp_path: Path) -> None:
     assert platform.http.get(f"{base}/sync").json() == {"ok": "/health"}
     assert platform.http.post(f"{base}/sync/v1/chat/completions", json={}).json()["path"] == "/v1/chat/completions"
     assert httpx.get(platform.url + f"{base}/sync").status_code == 401
+
+
+CRASHER = """
+import os
+
+
+class Model:
+    def predict(self, model_input):
+        if model_input.get("crash"):
+            os._exit(3)
+        return {"ok": True}
+"""
+
+
+def test_repeated_crashes_mark_the_deployment_unhealthy(platform: Platform, tmp_path: Path) -> None:
+    truss = tmp_path / "crasher"
+    (truss / "model").mkdir(parents=True)
+    (truss / "model" / "model.py").write_text(CRASHER)
+    (truss / "config.yaml").write_text("model_name: crasher\n")
+    dep = last_json(platform.cli("push", "--promote", "--output", "json", cwd=truss))["deployment_id"]
+    prod = "/models/crasher/environments/production/predict"
+    for _ in range(3):
+        assert platform.http.post(prod, json={}).json() == {"ok": True}  # waits for the restarted replica
+        assert platform.http.post(prod, json={"crash": True}).status_code == 502  # a clear error, not a hang
+    seen: set[str] = set()
+
+    def unhealthy() -> bool:
+        seen.add(platform.deployment(dep)["status"])
+        return "UNHEALTHY" in seen
+
+    assert platform.wait_for(unhealthy, timeout=10, interval=0.05)
+    # the supervisor keeps restarting it (with back-off): it serves again
+    assert platform.http.post(prod, json={}).json() == {"ok": True}

@@ -114,7 +114,10 @@ def serve(target_directory: Path, host: str, port: int, dev: bool | None, check_
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     for key in loaded.unknown_keys:
-        err_console.print(f"[yellow]warning:[/] {loaded.path}: unknown key {key!r} is ignored.")
+        err_console.print(
+            f"[yellow]warning:[/] {loaded.path}: unknown key {key!r}: Trestle does not use it "
+            "(the model still sees it in `config`; `trestle push` rejects it)."
+        )
     if check_requirements:
         try:
             lines = loaded.config.requirement_lines(target_directory)

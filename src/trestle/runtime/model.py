@@ -14,6 +14,7 @@ import asyncio
 import inspect
 import logging
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -89,12 +90,11 @@ class CallContext:
 class Stream:
     """A streamed result: an async iterator of chunks plus what to do when it ends."""
 
-    __slots__ = ("iterator", "release", "pump")
+    __slots__ = ("iterator", "release")
 
-    def __init__(self, iterator: AsyncIterator[Any], release: Callable[[], None] | None, pump: SyncPump | None) -> None:
+    def __init__(self, iterator: AsyncIterator[Any], release: Callable[[], None] | None) -> None:
         self.iterator = iterator
         self.release = release
-        self.pump = pump
 
     async def close(self) -> None:
         """Close the model's generator (its ``finally`` runs) and give back the permit."""
@@ -177,6 +177,12 @@ class ModelRuntime:
         data_dir.mkdir(parents=True, exist_ok=True)
         for name, value in s.config.environment_variables.items():
             os.environ.setdefault(name, value)
+        # Truss gathers external_package_dirs into packages/ before pushing; served in place, they
+        # go on sys.path after the bundled packages, with the same effect.
+        for extra in cfg.external_package_dirs:
+            path = str((truss_dir / extra).resolve())
+            if path not in sys.path:
+                sys.path.append(path)
         logger.info("Loading truss model from file.")
         cls = import_model_class(
             truss_dir,
@@ -342,14 +348,13 @@ class ModelRuntime:
 
     def _stream(self, gen: Any, ctx: CallContext, pool: WorkerPool, release: Callable[[], None] | None) -> Stream:
         if isinstance(gen, AsyncGeneratorType):
-            return Stream(gen, release, None)
+            return Stream(gen, release)
         rid = ctx.request_id
 
         def on_thread() -> None:
             request_id.set(rid)
 
-        pump = SyncPump(gen, pool, ctx.cancellation, on_thread=on_thread)
-        return Stream(pump, release, pump)
+        return Stream(SyncPump(gen, pool, ctx.cancellation, on_thread=on_thread), release)
 
     def _per_request_rule(self, message: str) -> UserCodeError:
         err = RuntimeError(message)

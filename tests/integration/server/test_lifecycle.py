@@ -367,3 +367,24 @@ def test_metrics_endpoint_exposes_request_metrics(tmp_path: Path) -> None:
         assert 'trestle_request_duration_seconds_count{route="predict",status="200"} 1.0' in text
         assert "trestle_requests_in_flight 0.0" in text
         wait_for(server.url + "/metrics/", 2)
+
+
+def test_packages_and_external_package_dirs_are_importable(tmp_path: Path) -> None:
+    code = (
+        "from bundled_helper import BUNDLED\n"
+        "from external_helper import EXTERNAL\n"
+        "from .sibling import SIBLING\n\n"
+        "class Model:\n"
+        "    def predict(self, x):\n"
+        "        return [BUNDLED, EXTERNAL, SIBLING]\n"
+    )
+    truss = write_truss(
+        tmp_path / "truss",
+        code,
+        "external_package_dirs:\n  - ../shared_lib\n",
+        files={"packages/bundled_helper.py": "BUNDLED = 'bundled'\n", "model/sibling.py": "SIBLING = 'relative'\n"},
+    )
+    (tmp_path / "shared_lib").mkdir()
+    (tmp_path / "shared_lib" / "external_helper.py").write_text("EXTERNAL = 'external'\n")
+    with run_server(truss) as server:
+        assert httpx.post(server.url + "/predict", json={}).json() == ["bundled", "external", "relative"]
