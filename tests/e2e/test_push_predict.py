@@ -133,3 +133,62 @@ def test_unknown_targets_are_4xx(platform: Platform) -> None:
     assert platform.http.get("/v1/deployments/zzzz").status_code == 404
     out = platform.cli("push", "--environment", "Bad!", cwd=Path("."), check=False)
     assert "Error" in out
+
+
+def test_login_custom_environment_and_push_flags(platform: Platform, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    # login: the CLI then finds the platform through the rc file alone
+    rc = tmp_path / "trestlerc"
+    env = {k: v for k, v in platform.env.items() if k not in ("TRESTLE_REMOTE_URL", "TRESTLE_API_KEY")}
+    env["TRESTLE_RC"] = str(rc)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "trestle", *args], env=env, capture_output=True, text=True, timeout=180, cwd=truss
+        )
+
+    truss = write_truss(tmp_path / "m", "named-in-config", tmp_path / "loads")
+    assert cli("deployments", "named-in-config").returncode != 0  # not logged in yet
+    bad = cli("login", "--remote", platform.url, "--api-key", "wrong")
+    assert bad.returncode != 0
+    assert not rc.exists()
+    assert cli("login", "--remote", platform.url, "--api-key", KEY).returncode == 0
+    assert oct(os.stat(rc).st_mode & 0o777) == "0o600"
+
+    # --model-name overrides config.yaml without rewriting it; --environment creates a custom one
+    staged = cli("push", "--model-name", "flagged", "--environment", "staging", "--output", "json")
+    assert staged.returncode == 0, staged.stderr
+    first = last_json(staged.stdout)
+    assert first["model_name"] == "flagged"
+    assert "model_name: named-in-config" in (truss / "config.yaml").read_text()
+    assert "staging" in first["environments"]
+    assert platform.http.post("/models/flagged/environments/staging/predict", json={"s": 1}).json()["echo"] == {"s": 1}
+    assert "staging" in cli("environments", "flagged").stdout
+
+    # trestle predict resolves the truss's own model: --environment and --deployment
+    named = write_truss(tmp_path / "n", "predict-target", tmp_path / "loads2")
+    pushed = last_json(platform.cli("push", "--environment", "staging", "--output", "json", cwd=named))
+    by_env = platform.cli("predict", "--environment", "staging", "-d", '{"e": 1}', cwd=named)
+    assert json.loads(by_env)["echo"] == {"e": 1}
+    by_id = platform.cli("predict", "--deployment", pushed["deployment_id"], "-d", '{"d": 2}', cwd=named)
+    assert json.loads(by_id)["echo"] == {"d": 2}
+
+    # --no-wait returns before the deployment is ACTIVE; it gets there on its own
+    quick = cli("push", "--model-name", "flagged", "--no-wait", "--output", "json")
+    assert quick.returncode == 0, quick.stderr
+    second = last_json(quick.stdout)
+    assert second["status"] != "ACTIVE"
+    platform.wait_for(lambda: platform.deployment(second["deployment_id"])["status"] == "ACTIVE")
+
+    # --promote with --preserve-previous-production-deployment keeps the old production up
+    promoted = cli("push", "--model-name", "flagged", "--promote", "--output", "json")
+    third = last_json(promoted.stdout)
+    preserved = cli(
+        "push", "--model-name", "flagged", "--promote", "--preserve-previous-production-deployment", "--output", "json"
+    )
+    fourth = last_json(preserved.stdout)
+    assert platform.deployment(fourth["deployment_id"])["status"] == "ACTIVE"
+    assert platform.deployment(third["deployment_id"])["status"] == "ACTIVE"  # preserved, not scaled to zero

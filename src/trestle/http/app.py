@@ -29,7 +29,6 @@ from starlette.responses import StreamingResponse
 from trestle._types import Message, Receive, Scope, Send
 from trestle.contract import parse_json_input, validate_python_input
 from trestle.errors import (
-    InputParsingError,
     MethodNotImplemented,
     ModelNotReady,
     PayloadTooLarge,
@@ -339,11 +338,7 @@ class ModelApp:
                 if binary:
                     return validate_python_input(input_type, loads_msgpack(body))
                 return parse_json_input(input_type, body)
-        if binary:
-            return loads_msgpack(body)
-        if not body and method is None:
-            raise InputParsingError("Invalid JSON payload: the request body is empty.")
-        return loads_json(body)
+        return loads_msgpack(body) if binary else loads_json(body)
 
     async def _inference(self, scope: Scope, receive: Receive, send: Send, route: str, method: str | None) -> None:
         started_at = time.perf_counter()
