@@ -192,3 +192,18 @@ def test_login_custom_environment_and_push_flags(platform: Platform, tmp_path: P
     fourth = last_json(preserved.stdout)
     assert platform.deployment(fourth["deployment_id"])["status"] == "ACTIVE"
     assert platform.deployment(third["deployment_id"])["status"] == "ACTIVE"  # preserved, not scaled to zero
+
+
+def test_deactivate_drains_in_flight_requests(platform: Platform, tmp_path: Path) -> None:
+    truss = write_truss(tmp_path / "d", "drainer", tmp_path / "loads")
+    dep = last_json(platform.cli("push", "--promote", "--output", "json", cwd=truss))["deployment_id"]
+    prod = "/models/drainer/environments/production/predict"
+    results: list[httpx.Response] = []
+    thread = threading.Thread(target=lambda: results.append(platform.http.post(prod, json={"sleep": 1.5})))
+    thread.start()
+    time.sleep(0.5)  # the request is running in the replica
+    platform.cli("deactivate", dep)
+    thread.join(15)
+    assert results[0].status_code == 200  # finished during the drain, not cut
+    assert results[0].json()["echo"] == {"sleep": 1.5}
+    assert platform.deployment(dep)["status"] == "INACTIVE"

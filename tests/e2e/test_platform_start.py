@@ -1,0 +1,74 @@
+"""``trestle platform start``: the first start prints its URL and a new API key, stored hashed."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.e2e.conftest import free_port
+
+
+class Started:
+    """A platform process whose output is collected by a thread."""
+
+    def __init__(self, data: Path, port: int) -> None:
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "trestle", "platform", "start", "--port", str(port), "--data-dir", str(data)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "HOME": str(data.parent)},
+        )
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=1)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise TimeoutError(self.output())
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def stop(self) -> str:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=30)
+        self.reader.join(5)
+        return self.output()
+
+
+def test_first_start_prints_a_key_that_works_and_is_stored_hashed(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    port = free_port()
+    text = Started(data, port).stop()
+    assert f"http://127.0.0.1:{port}" in text
+    match = re.search(r"API key \(shown once, stored hashed\): (\S+)", text)
+    assert match, text
+    key = match.group(1)
+    assert key.encode() not in (data / "platform.db").read_bytes()  # only its hash is stored
+
+    second = Started(data, port)
+    try:
+        url = f"http://127.0.0.1:{port}/v1/models"
+        assert httpx.get(url, headers={"Authorization": f"Api-Key {key}"}).status_code == 200
+        assert httpx.get(url, headers={"Authorization": "Api-Key wrong"}).status_code == 401
+    finally:
+        text = second.stop()
+    assert "API key" not in text  # not generated (or shown) again
