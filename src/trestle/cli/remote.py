@@ -4,8 +4,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -21,6 +23,18 @@ _STYLE = {"ok": "green", "info": "cyan", "warn": "yellow", "error": "red"}
 
 def _fail(message: str) -> NoReturn:
     raise click.ClickException(message)
+
+
+@contextlib.contextmanager
+def _session() -> Iterator[PlatformClient]:
+    """A client for one command; platform errors become the command's error message."""
+    client = _client()
+    try:
+        yield client
+    except PlatformError as exc:
+        _fail(exc.message)
+    finally:
+        client.close()
 
 
 def _client() -> PlatformClient:
@@ -324,13 +338,8 @@ def _when(stamp: float) -> str:
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def deployments(model: str | None, output: str) -> None:
     """List MODEL's deployments (default: the model of the truss in the current directory)."""
-    client = _client()
-    try:
+    with _session() as client:
         rows = client.deployments(_model_ref(model))
-    except PlatformError as exc:
-        _fail(exc.message)
-    finally:
-        client.close()
     if output == "json":
         click.echo(json.dumps(rows, indent=2))
         return
@@ -359,13 +368,8 @@ def _replicas_text(dep: dict[str, Any]) -> str:
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def environments(model: str | None, output: str) -> None:
     """List MODEL's environments and the deployment each one serves."""
-    client = _client()
-    try:
+    with _session() as client:
         result = client.environments(_model_ref(model))
-    except PlatformError as exc:
-        _fail(exc.message)
-    finally:
-        client.close()
     if output == "json":
         click.echo(json.dumps(result, indent=2))
         return
@@ -469,13 +473,8 @@ def scale(
 @click.argument("deployment_id")
 def deactivate(deployment_id: str) -> None:
     """Stop DEPLOYMENT_ID's replicas (draining in-flight requests); it keeps its artifact and can be activated."""
-    client = _client()
-    try:
+    with _session() as client:
         dep = client.deactivate(deployment_id)
-    except PlatformError as exc:
-        _fail(exc.message)
-    finally:
-        client.close()
     _say("ok", f"{deployment_id} is {dep['status']}.")
 
 
@@ -483,13 +482,8 @@ def deactivate(deployment_id: str) -> None:
 @click.argument("deployment_id")
 def activate(deployment_id: str) -> None:
     """Bring an INACTIVE deployment back."""
-    client = _client()
-    try:
+    with _session() as client:
         dep = client.activate(deployment_id)
-    except PlatformError as exc:
-        _fail(exc.message)
-    finally:
-        client.close()
     _say("ok", f"{deployment_id} is {dep['status']}.")
 
 
