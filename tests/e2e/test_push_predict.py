@@ -207,3 +207,14 @@ def test_deactivate_drains_in_flight_requests(platform: Platform, tmp_path: Path
     assert results[0].status_code == 200  # finished during the drain, not cut
     assert results[0].json()["echo"] == {"sleep": 1.5}
     assert platform.deployment(dep)["status"] == "INACTIVE"
+
+
+def test_push_rejects_unknown_keys_and_prints_ids_urls_and_progress(platform: Platform, tmp_path: Path) -> None:
+    truss = write_truss(tmp_path / "u", "strict-model", tmp_path / "loads", extra_config="mystery_key: 1\n")
+    refused = platform.cli("push", cwd=truss, check=False)
+    assert "mystery_key" in refused
+    assert "Extra fields not allowed" in refused
+    truss = write_truss(tmp_path / "ok", "talkative", tmp_path / "loads")
+    out = platform.cli("push", "--promote", cwd=truss)
+    for expected in ("Model ID", "Deployment ID", "Predict URL:", "/deployment/", "status: BUILDING", "status: ACTIVE"):
+        assert expected in out, (expected, out)
