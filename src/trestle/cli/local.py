@@ -113,6 +113,12 @@ def serve(target_directory: Path, host: str, port: int, dev: bool | None, check_
         loaded = load_config(target_directory)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    if loaded.config.docker_server is not None:
+        raise click.ClickException(
+            "This truss runs its own server (docker_server): run its start_command "
+            f"({loaded.config.docker_server.start_command!r}) directly, or `trestle push` it to the platform, "
+            "which runs it and maps Truss's routes to it."
+        )
     for key in loaded.unknown_keys:
         err_console.print(
             f"[yellow]warning:[/] {loaded.path}: unknown key {key!r}: Trestle does not use it "

@@ -132,3 +132,14 @@ def test_predict_reports_errors_and_bad_input(streamer: ServerHandle) -> None:
     assert result.returncode == 1
     assert "Could not call" in result.stderr
     wait_for(streamer.url + "/", 2)
+
+
+def test_serve_explains_docker_server_trusses(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text(
+        "docker_server:\n  start_command: python -m http.server 9000\n  server_port: 9000\n"
+        "  predict_endpoint: /predict\n  readiness_endpoint: /\n  liveness_endpoint: /\n"
+    )
+    result = run("serve", str(tmp_path), "--port", str(free_port()))
+    assert result.returncode == 1
+    assert "runs its own server (docker_server)" in result.stderr
+    assert "python -m http.server 9000" in result.stderr
