@@ -188,8 +188,7 @@ def push(
         _fail("config.yaml has no model_name: set one, or pass --model-name")
     env = "production" if promote else environment
     quiet = output == "json"
-    client = _client()
-    try:
+    with _session() as client:
         if not quiet:
             _say("info", "Deploying as a development deployment." if watch else "Deploying as a published deployment.")
         archive = packaging.pack(target)
@@ -247,10 +246,6 @@ def push(
             )
         if watch:
             _watch_loop(client, dep["id"], target)
-    except PlatformError as exc:
-        _fail(exc.message)
-    finally:
-        client.close()
 
 
 def _watch_loop(client: PlatformClient, deployment_id: str, target: Path) -> None:
@@ -273,8 +268,7 @@ def watch_command(target_directory: Path, model_name: str | None, timeout_second
     name = model_name or _model_name_from(target)
     if not name:
         _fail("config.yaml has no model_name: set one, or pass --model-name")
-    client = _client()
-    try:
+    with _session() as client:
         model = client.model(name)
         dev = model.get("development_deployment_id")
         if not dev:
@@ -284,10 +278,6 @@ def watch_command(target_directory: Path, model_name: str | None, timeout_second
             client.activate(dev)
         _wait(client, dev, timeout_seconds, until=("ACTIVE", "DEPLOY_FAILED", "BUILD_FAILED"), quiet=False)
         _watch_loop(client, dev, target)
-    except PlatformError as exc:
-        _fail(exc.message)
-    finally:
-        client.close()
 
 
 # promote / deployments / environments / logs / deactivate ----------------------------------------
@@ -307,8 +297,7 @@ def promote(
     timeout_seconds: float,
 ) -> None:
     """Point ENVIRONMENT at DEPLOYMENT_ID (atomically, once it is ACTIVE); an older one is a rollback."""
-    client = _client()
-    try:
+    with _session() as client:
         result = client.promote(deployment_id, environment, preserve_previous_production_deployment)
         if result["pending"]:
             _say("info", f"{deployment_id} will become the {environment} deployment once it is ACTIVE.")
@@ -323,10 +312,6 @@ def promote(
         if result.get("previous") and result["previous"] != deployment_id:
             note = " (scaled to zero)" if result.get("previous_scaled_down") else ""
             click.echo(f"Previous {environment} deployment: {result['previous']}{note}")
-    except PlatformError as exc:
-        _fail(exc.message)
-    finally:
-        client.close()
 
 
 def _when(stamp: float) -> str:
@@ -444,8 +429,7 @@ def scale(
         body["replicas"] = replicas
     if not body:
         _fail("nothing to change: pass --replicas N, or autoscaling settings such as --min-replicas/--max-replicas")
-    client = _client()
-    try:
+    with _session() as client:
         dep = client.scale(deployment_id, **body)
         if wait and (dep["status"] in _IN_PROGRESS or dep["status"] == "ACTIVE") and dep["replicas"] > 0:
             deadline = time.monotonic() + timeout_seconds
@@ -456,10 +440,6 @@ def scale(
                     _fail(f"{dep['ready_replicas']} of {dep['replicas']} replicas ready after {timeout_seconds:.0f}s")
                 time.sleep(0.2)
                 dep = client.deployment(deployment_id)
-    except PlatformError as exc:
-        _fail(exc.message)
-    finally:
-        client.close()
     _say("ok", f"{deployment_id} is {dep['status']} with {_replicas_text(dep)} replicas ready.")
     scaling = dep["autoscaling"]
     if scaling["min_replicas"] != scaling["max_replicas"] or scaling["min_replicas"] == 0:
