@@ -271,7 +271,7 @@ class ModelApp:
     async def _hot_reload(self, scope: Scope, receive: Receive, send: Send) -> None:
         rid = _new_request_id()
         try:
-            await asyncio.get_running_loop().run_in_executor(None, self.runtime.hot_reload)
+            await self.runtime.aux_pool.run(self.runtime.hot_reload)
         except ModelNotReady as exc:
             await _send_error(send, errors.from_exception(exc), rid)
             return
