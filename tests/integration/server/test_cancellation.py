@@ -90,11 +90,6 @@ class Model:
 
 
 @pytest.fixture(scope="module")
-def markers(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("markers")
-
-
-@pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, markers: Path) -> Iterator[ServerHandle]:
     truss = write_truss(tmp_path_factory.mktemp("cancel"), MODEL, "runtime:\n  predict_concurrency: 1\n")
     with run_server(truss, env={"MARKERS": str(markers)}) as handle:

@@ -101,11 +101,6 @@ class Model:
 
 
 @pytest.fixture(scope="module")
-def markers(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("markers")
-
-
-@pytest.fixture(scope="module")
 def streams(tmp_path_factory: pytest.TempPathFactory, markers: Path) -> Iterator[ServerHandle]:
     truss = write_truss(tmp_path_factory.mktemp("streams"), STREAMS, "runtime:\n  predict_concurrency: 8\n")
     with run_server(truss, env={"MARKERS": str(markers)}) as server:
