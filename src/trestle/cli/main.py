@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from trestle import __version__
-from trestle.cli import local, remote
+from trestle.cli import deploy, local, remote
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,6 +17,7 @@ def cli() -> None:
 
 local.register(cli)
 remote.register(cli)
+deploy.register(cli)
 
 
 def main() -> None:

@@ -1,0 +1,370 @@
+"""``build_context``: a self-contained Docker build context that runs ``trestle serve`` for a truss.
+
+    OUT/
+      Dockerfile                 FROM base, the install script, the truss, a non-root user, CMD
+      trestle-build/
+        install.sh               every install step (apt, venv, Trestle + requirements, build_commands)
+        trestle.txt              how to install Trestle: ./dist/<wheel> (built here) or trestle==<version>
+        dist/trestle-*.whl       Trestle itself
+        requirements.txt         the truss's requirements
+        system_packages.txt      the truss's system_packages
+        build_commands.sh        the truss's build_commands
+        writable_dirs.txt        directories the non-root user owns (model cache, weights mounts)
+        fetch.py, fetch.json     Hugging Face repos and external_data baked in at build time
+        healthcheck.py           the HEALTHCHECK: the model's readiness route
+      app/                       the truss, external_package_dirs gathered into its packages dir
+
+The Dockerfile only copies files and runs ``install.sh``, so running that script into a virtualenv
+(``TRESTLE_VENV``) reproduces the image's Python environment without a Docker daemon.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pathspec
+
+from trestle import __version__
+from trestle.config import LoadedConfig, TrussConfig
+from trestle.config.weights import MODEL_CACHE_PATH
+from trestle.deploy.accelerators import DEFAULT_CUDA_VERSION, cuda_base_image
+from trestle.deploy.spec import APP_DIR, PORT, READINESS_PATH, model_name
+from trestle.errors import ConfigError, TrestleError
+
+BUILD_DIR = "/opt/trestle/build"
+VENV = "/opt/trestle/venv"
+HF_HOME = "/opt/trestle/huggingface"
+APP_UID = 60000
+UV_IMAGE = "ghcr.io/astral-sh/uv"
+IGNORE_FILE = ".truss_ignore"
+DEFAULT_IGNORES = ("__pycache__/", "*.pyc", "*.pyo", ".git/", ".DS_Store", ".mypy_cache/", ".pytest_cache/", ".venv/")
+_CONTEXT_FILES = ("install.sh", "healthcheck.py", "fetch.py")
+
+
+class BuildContextError(TrestleError):
+    """The build context cannot be written (bad truss layout, or Trestle cannot be packaged)."""
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What ``build_context`` wrote, and what the user should know about it."""
+
+    path: Path
+    base_image: str
+    cmd: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+def base_image_for(config: TrussConfig, cuda_version: str = DEFAULT_CUDA_VERSION) -> tuple[str, str, bool]:
+    """``(image, python for uv venv, whether uv may download a Python)`` for the truss."""
+    version = config.canonical_python_version
+    if config.base_image is not None and config.base_image.image:
+        return config.base_image.image, config.base_image.python_executable_path or "python3", False
+    if config.resources.use_gpu:
+        return cuda_base_image(cuda_version), version, True
+    return f"python:{version}-slim", version, False
+
+
+def serve_command() -> list[str]:
+    return [f"{VENV}/bin/trestle", "serve", APP_DIR, "--host", "0.0.0.0", "--port", str(PORT)]
+
+
+def _healthcheck(config: TrussConfig) -> str:
+    start = config.runtime.health_checks.startup_threshold_seconds
+    start_period = 1800 if start is None else max(start, 1)
+    argv = json.dumps([f"{VENV}/bin/python", f"{BUILD_DIR}/healthcheck.py", str(PORT)])
+    return f"HEALTHCHECK --interval=10s --timeout=5s --start-period={start_period}s --retries=3 CMD {argv}"
+
+
+def _label(key: str, value: str) -> str:
+    return f"{key}={json.dumps(value)}"
+
+
+def dockerfile(
+    config: TrussConfig,
+    name: str,
+    *,
+    cuda_version: str = DEFAULT_CUDA_VERSION,
+    fetch_secrets: tuple[str, ...] = (),
+    fetch: bool = False,
+) -> str:
+    base, python, downloads = base_image_for(config, cuda_version)
+    uv_version = _uv_version()
+    labels = [
+        _label("org.opencontainers.image.title", name),
+        _label("org.opencontainers.image.description", config.description or f"Truss model {name} served by Trestle"),
+        _label("org.opencontainers.image.base.name", base),
+        _label("dev.trestle.version", __version__),
+        _label("dev.trestle.truss", name),
+        _label("dev.trestle.python-version", config.canonical_python_version),
+    ]
+    env = {
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "TRESTLE_VENV": VENV,
+        "TRESTLE_PYTHON": python,
+        "UV_PYTHON_DOWNLOADS": "automatic" if downloads else "never",
+        "UV_PYTHON_INSTALL_DIR": "/opt/trestle/python",
+        "UV_LINK_MODE": "copy",
+        "UV_COMPILE_BYTECODE": "1",
+        "HF_HOME": HF_HOME,
+        "PATH": f"{VENV}/bin:$PATH",
+    }
+    lines = [
+        "# syntax=docker/dockerfile:1",
+        f"# Generated by trestle {__version__} for the truss {name!r}: `trestle image build-context`.",
+        "# The install steps are in trestle-build/install.sh (tests run it outside Docker).",
+        f"ARG UV_IMAGE={UV_IMAGE}:{uv_version}",
+        "FROM ${UV_IMAGE} AS uv",
+        "",
+        f"FROM {base}",
+        "LABEL " + " \\\n      ".join(labels),
+        "ENV " + " \\\n    ".join(f"{key}={value}" for key, value in env.items()),
+        "COPY --from=uv /uv /uvx /usr/local/bin/",
+        f"COPY trestle-build/ {BUILD_DIR}/",
+        f"RUN --mount=type=cache,target=/root/.cache/uv,sharing=locked sh {BUILD_DIR}/install.sh",
+        f"COPY --chown={APP_UID}:{APP_UID} app/ {APP_DIR}/",
+    ]
+    if fetch:
+        mounts = "".join(f"--mount=type=secret,id={secret},required=false " for secret in fetch_secrets)
+        lines.append(
+            f"RUN {mounts}{VENV}/bin/python {BUILD_DIR}/fetch.py && chown -R {APP_UID}:{APP_UID} {APP_DIR} {HF_HOME}"
+        )
+    lines += [
+        f"USER {APP_UID}:{APP_UID}",
+        f"WORKDIR {APP_DIR}",
+        f"EXPOSE {PORT}",
+        _healthcheck(config),
+        "STOPSIGNAL SIGTERM",
+        "CMD " + json.dumps(serve_command()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def parse_cmd(dockerfile_text: str) -> list[str]:
+    """The exec-form CMD of a Dockerfile (the last one), as an argv list."""
+    for line in reversed(dockerfile_text.splitlines()):
+        if line.startswith("CMD "):
+            value = json.loads(line[4:])
+            if isinstance(value, list) and all(isinstance(item, str) for item in value):
+                return value
+    raise ValueError("the Dockerfile has no exec-form CMD")
+
+
+def _uv_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("uv")
+    except Exception:  # pragma: no cover - uv is a dependency, but an image tag must not fail the render
+        return "latest"
+
+
+# --- the truss and Trestle -------------------------------------------------------------------
+
+
+def _ignore_spec(truss_dir: Path) -> pathspec.GitIgnoreSpec:
+    lines = list(DEFAULT_IGNORES)
+    ignore_file = truss_dir / IGNORE_FILE
+    if ignore_file.is_file():
+        lines.extend(ignore_file.read_text().splitlines())
+    return pathspec.GitIgnoreSpec.from_lines(lines)
+
+
+def _files(top: Path, spec: pathspec.GitIgnoreSpec) -> Iterator[Path]:
+    for root, dirs, names in os.walk(top):
+        rel_root = Path(root).relative_to(top)
+        dirs[:] = sorted(d for d in dirs if not spec.match_file((rel_root / d).as_posix() + "/"))
+        for name in sorted(names):
+            rel = rel_root / name
+            if not spec.match_file(rel.as_posix()) and (top / rel).is_file():
+                yield rel
+
+
+def copy_truss(loaded: LoadedConfig, dest: Path) -> None:
+    """The truss (``.truss_ignore`` applied) with each external package dir's contents merged into
+    the bundled packages dir, as Truss gathers them before a push."""
+    truss_dir = loaded.truss_dir
+    spec = _ignore_spec(truss_dir)
+    for rel in _files(truss_dir, spec):
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(truss_dir / rel, target)
+    bundled = dest / loaded.config.bundled_packages_dir
+    for entry in loaded.config.external_package_dirs:
+        source = (truss_dir / entry).resolve()
+        if not source.is_dir():
+            raise BuildContextError(f"{loaded.path}: external_package_dirs: {entry!r} is not a directory")
+        for rel in _files(source, spec):
+            target = bundled / rel
+            if target.exists():
+                raise BuildContextError(
+                    f"{loaded.config.bundled_packages_dir}/{rel.as_posix()} comes from both the truss and {source}: "
+                    "external package dirs are merged into the packages dir, so their files must not overlap"
+                )
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / rel, target)
+
+
+def source_root() -> Path | None:
+    """The Trestle source tree this package was installed from (editable installs), if any."""
+    root = Path(__file__).resolve().parents[3]
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file() and 'name = "trestle"' in pyproject.read_text():
+        return root
+    return None
+
+
+def build_wheel(out_dir: Path) -> Path:
+    """A wheel of the installed Trestle, built from its source tree with ``uv build``."""
+    root = source_root()
+    if root is None:
+        raise BuildContextError(
+            "Trestle was not installed from a source tree, so it cannot build its own wheel; pass --trestle-wheel "
+            "PATH, or --trestle-from-index to install trestle==" + __version__ + " from the package index"
+        )
+    with tempfile.TemporaryDirectory(prefix="trestle-wheel-") as tmp:
+        argv = [sys.executable, "-m", "uv", "build", "--wheel", "--out-dir", tmp, str(root)]
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        wheels = sorted(Path(tmp).glob("trestle-*.whl"))
+        if done.returncode != 0 or not wheels:
+            raise BuildContextError(f"building Trestle's wheel failed ({shlex.join(argv)}):\n{done.stderr.strip()}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        target = out_dir / wheels[0].name
+        shutil.copy2(wheels[0], target)
+        return target
+
+
+# --- weights, data and writable directories ---------------------------------------------------
+
+
+def _hf_source(source: str) -> tuple[str, str]:
+    repo, _, revision = source.removeprefix("hf://").partition("@")
+    return repo, revision
+
+
+def fetch_plan(config: TrussConfig) -> tuple[dict[str, Any], list[str], list[str]]:
+    """``(fetch.json, writable dirs, notes)`` from ``model_cache``, ``weights`` and ``external_data``."""
+    repos: list[dict[str, Any]] = []
+    dirs: list[str] = [MODEL_CACHE_PATH, HF_HOME]
+    notes: list[str] = []
+    for repo in config.model_cache:
+        if repo.kind != "hf":
+            notes.append(f"model_cache {repo.repo_id!r} ({repo.kind}) is not baked in: mount it at runtime")
+            continue
+        repos.append(
+            {
+                "repo_id": repo.repo_id,
+                "revision": repo.revision,
+                "local_dir": repo.runtime_path,
+                "allow_patterns": repo.allow_patterns,
+                "ignore_patterns": repo.ignore_patterns,
+                "secret": repo.runtime_secret_name,
+            }
+        )
+        if repo.runtime_path:
+            dirs.append(repo.runtime_path)
+    for source in config.weights:
+        dirs.append(source.mount_location)
+        if not source.is_huggingface:
+            notes.append(f"weights {source.source!r} are not baked in: mount them at {source.mount_location}")
+            continue
+        repo_id, revision = _hf_source(source.source)
+        secret = source.auth_secret_name or (source.auth.auth_secret_name if source.auth else None)
+        repos.append(
+            {
+                "repo_id": repo_id,
+                "revision": revision,
+                "local_dir": source.mount_location,
+                "allow_patterns": source.allow_patterns,
+                "ignore_patterns": source.ignore_patterns,
+                "secret": secret or "hf_access_token",
+            }
+        )
+    data = [
+        {"url": item.url, "path": f"{APP_DIR}/{config.data_dir}/{item.local_data_path}"}
+        for item in config.external_data or []
+    ]
+    return {"huggingface": repos, "external_data": data}, list(dict.fromkeys(dirs)), notes
+
+
+# --- the whole context ------------------------------------------------------------------------
+
+
+def build_context(
+    loaded: LoadedConfig,
+    out: Path,
+    *,
+    trestle_wheel: Path | None = None,
+    trestle_from_index: bool = False,
+    cuda_version: str = DEFAULT_CUDA_VERSION,
+) -> BuildContext:
+    """Write the build context for ``loaded`` into ``out`` (which must be empty or absent)."""
+    config = loaded.config
+    if config.docker_server is not None:
+        raise ConfigError(
+            "a docker_server truss brings its own server image; Trestle builds images that run `trestle serve`",
+            path=str(loaded.path),
+            key="docker_server",
+        )
+    if out.exists() and any(out.iterdir()):
+        raise BuildContextError(f"{out} is not empty; give a new or empty directory")
+    if out.resolve().is_relative_to(loaded.truss_dir.resolve()):
+        raise BuildContextError(f"{out} is inside the truss; put the build context outside it")
+    name = model_name(config, loaded.truss_dir)
+    build = out / "trestle-build"
+    build.mkdir(parents=True)
+    for file_name in _CONTEXT_FILES:
+        (build / file_name).write_bytes(resources.files("trestle.deploy").joinpath("context").joinpath(file_name).read_bytes())
+    (build / "install.sh").chmod(0o755)
+
+    requirements = config.requirement_lines(loaded.truss_dir)
+    plan, writable, notes = fetch_plan(config)
+    extra = ["huggingface_hub>=0.20"] if plan["huggingface"] else []
+    if trestle_wheel is not None:
+        wheel = build / "dist" / trestle_wheel.name
+        wheel.parent.mkdir()
+        shutil.copy2(trestle_wheel, wheel)
+        trestle_line = f"./dist/{wheel.name}"
+    elif trestle_from_index:
+        trestle_line = f"trestle=={__version__}"
+    else:
+        trestle_line = f"./dist/{build_wheel(build / 'dist').name}"
+    _write_lines(build / "trestle.txt", [trestle_line, *extra])
+    _write_lines(build / "requirements.txt", requirements)
+    _write_lines(build / "system_packages.txt", config.system_packages)
+    _write_lines(build / "build_commands.sh", config.build_commands)
+    _write_lines(build / "writable_dirs.txt", writable)
+    (build / "fetch.json").write_text(json.dumps(plan, indent=2) + "\n")
+
+    copy_truss(loaded, out / "app")
+    secrets = tuple(dict.fromkeys(repo["secret"] for repo in plan["huggingface"] if repo["secret"]))
+    fetch = bool(plan["huggingface"] or plan["external_data"])
+    text = dockerfile(config, name, cuda_version=cuda_version, fetch_secrets=secrets, fetch=fetch)
+    (out / "Dockerfile").write_text(text)
+    (out / ".dockerignore").write_text("**/__pycache__\n**/*.pyc\n")
+    if config.build.secret_to_path_mapping or config.build.arguments:
+        notes.append("build.arguments and build.secret_to_path_mapping are not used by Trestle's Dockerfile")
+    base, _, _ = base_image_for(config, cuda_version)
+    if config.base_image is not None and config.base_image.docker_auth is not None:
+        notes.append(f"{base} is private (docker_auth): log your builder in to its registry before building")
+    return BuildContext(path=out, base_image=base, cmd=parse_cmd(text), notes=notes)
+
+
+def _write_lines(path: Path, lines: list[str]) -> None:
+    path.write_text("".join(f"{line}\n" for line in lines))
+
+
+__all__ = ["READINESS_PATH", "BuildContext", "BuildContextError", "build_context", "dockerfile", "parse_cmd"]
