@@ -5,6 +5,7 @@
 #   TRESTLE_VENV       the virtualenv to create or reuse (default /opt/trestle/venv)
 #   TRESTLE_PYTHON     the interpreter for a new virtualenv: a version such as 3.11, or a path
 #   TRESTLE_SKIP_APT   1: skip apt-get for system_packages (skipped anyway when not root)
+#   TRESTLE_SKIP_SYSTEM  1: act as if not root: no apt-get, no user, no chown (for tests run as root)
 #   TRESTLE_ROOT       a prefix for the directories it creates (default: none, i.e. /)
 #   UV                 the uv executable (default: uv on PATH)
 set -eu
@@ -17,7 +18,7 @@ root=${TRESTLE_ROOT:-}
 app_uid=60000
 
 log() { printf 'trestle-install: %s\n' "$*"; }
-is_root() { [ "$(id -u)" = 0 ]; }
+is_root() { [ "${TRESTLE_SKIP_SYSTEM:-0}" != 1 ] && [ "$(id -u)" = 0 ]; }
 
 # 1. system_packages, through apt.
 if [ -s "$here/system_packages.txt" ]; then
