@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from trestle.deploy.k8s import (
+    DEFAULT_STARTUP_SECONDS,
     Manifest,
     container,
     environment_config,
@@ -45,8 +46,7 @@ def _knative_scaling(spec: DeploymentSpec) -> dict[str, str]:
         "autoscaling.knative.dev/window": f"{window}s",
         "autoscaling.knative.dev/scale-down-delay": f"{min(s.scale_down_delay, KNATIVE_MAX_DELAY)}s",
     }
-    if s.min_replicas == 0:
-        annotations["autoscaling.knative.dev/initial-scale"] = "0"
+    annotations["serving.knative.dev/progress-deadline"] = _progress_deadline(spec)
     return annotations
 
 
@@ -55,10 +55,21 @@ def _number(value: float) -> str:
 
 
 def _serverless_container(spec: DeploymentSpec, name: str) -> Manifest:
-    """Knative allows one port named ``http1`` or ``h2c``, probes without a port, and no startupProbe."""
+    """Knative allows one port named ``http1`` or ``h2c`` and probes without a port.
+
+    Without a startup probe, liveness checks the process (``/``) rather than the model, so a slow
+    ``load()`` is not restarted; readiness (the model's route) gates traffic, and the revision's
+    progress deadline is the startup threshold.
+    """
     body = container(spec, name=name, port_name="http1", probe_port=None)
     del body["startupProbe"]
+    body["livenessProbe"]["httpGet"]["path"] = "/"
     return body
+
+
+def _progress_deadline(spec: DeploymentSpec) -> str:
+    startup = spec.config.runtime.health_checks.startup_threshold_seconds
+    return f"{DEFAULT_STARTUP_SECONDS if startup is None else max(startup, 1)}s"
 
 
 def _request_timeout(spec: DeploymentSpec) -> int | None:
@@ -112,6 +123,7 @@ def kserve(spec: DeploymentSpec) -> list[Manifest]:
         "autoscaling.knative.dev/target-utilization-percentage": str(s.target_utilization),
         "autoscaling.knative.dev/window": f"{min(max(s.autoscaling_window, KNATIVE_MIN_WINDOW), KNATIVE_MAX_DELAY)}s",
         "autoscaling.knative.dev/scale-down-delay": f"{min(s.scale_down_delay, KNATIVE_MAX_DELAY)}s",
+        "serving.knative.dev/progress-deadline": _progress_deadline(spec),
     }
     service = {
         "apiVersion": "serving.kserve.io/v1beta1",
@@ -126,12 +138,12 @@ def serve_config(spec: DeploymentSpec) -> dict[str, Any]:
     """The Ray Serve config (``serveConfigV2``) with every autoscaling field explicit."""
     s = spec.scaling
     res = spec.config.resources
-    actor: dict[str, Any] = {"num_cpus": res.cpu_cores, "memory": res.memory_bytes}
-    if res.accelerator is not None:
-        actor["num_gpus"] = res.accelerator.count
-        actor["accelerator_type"] = res.accelerator.type
-    else:
-        actor["num_gpus"] = 0
+    # One replica per worker pod: the pod's limits bound memory, and its node selector pins the GPU
+    # type (Ray's detected accelerator names differ from Baseten's, e.g. A100 is "A100-80G").
+    actor: dict[str, Any] = {
+        "num_cpus": res.cpu_cores,
+        "num_gpus": res.accelerator.count if res.accelerator is not None else 0,
+    }
     window = float(s.autoscaling_window)
     autoscaling = {
         "min_replicas": s.min_replicas,
@@ -193,6 +205,13 @@ def _ray_pod(spec: DeploymentSpec, *, head: bool) -> Manifest:
     return {"metadata": {"labels": dict(spec.labels)}, "spec": pod}
 
 
+def _worker_start_params(spec: DeploymentSpec) -> dict[str, str]:
+    """What each worker offers Ray, written out (KubeRay would otherwise guess from limits)."""
+    res = spec.config.resources
+    gpus = res.accelerator.count if res.accelerator is not None else 0
+    return {"num-cpus": str(max(1, math.ceil(res.cpu_cores))), "num-gpus": str(gpus)}
+
+
 def rayservice(spec: DeploymentSpec) -> list[Manifest]:
     """A RayService: a head (no model replicas: ``num-cpus: 0``) and one worker group sized by scaling."""
     s = spec.scaling
@@ -201,7 +220,7 @@ def rayservice(spec: DeploymentSpec) -> list[Manifest]:
         "replicas": s.min_replicas,
         "minReplicas": s.min_replicas,
         "maxReplicas": s.max_replicas,
-        "rayStartParams": {},
+        "rayStartParams": _worker_start_params(spec),
         "template": _ray_pod(spec, head=False),
     }
     service = {

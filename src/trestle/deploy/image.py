@@ -327,7 +327,9 @@ def build_context(
     build = out / "trestle-build"
     build.mkdir(parents=True)
     for file_name in _CONTEXT_FILES:
-        (build / file_name).write_bytes(resources.files("trestle.deploy").joinpath("context").joinpath(file_name).read_bytes())
+        (build / file_name).write_bytes(
+            resources.files("trestle.deploy").joinpath("context").joinpath(file_name).read_bytes()
+        )
     (build / "install.sh").chmod(0o755)
 
     requirements = config.requirement_lines(loaded.truss_dir)
