@@ -71,12 +71,26 @@ def run_server(
     args: list[str] | None = None,
     ready: bool = True,
     timeout: float = 60.0,
+    python: str | None = None,
 ) -> Iterator[ServerHandle]:
-    """Run ``python -m trestle serve truss_dir`` and wait until it is ready (or just live)."""
+    """Run ``python -m trestle serve truss_dir`` and wait until it is ready (or just live).
+
+    ``python``: another interpreter (a venv built by ``tests.support.venvs``); default: this one.
+    """
     port = port or free_port()
     log_fd, log_name = tempfile.mkstemp(prefix="trestle-server-", suffix=".log")
     proc_env = {**os.environ, "TRESTLE_LOAD_RETRY_DELAY": "0.1", **(env or {})}
-    cmd = [sys.executable, "-m", "trestle", "serve", str(truss_dir), "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [
+        python or sys.executable,
+        "-m",
+        "trestle",
+        "serve",
+        str(truss_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     process = subprocess.Popen(cmd + (args or []), stdout=log_fd, stderr=subprocess.STDOUT, env=proc_env)
     os.close(log_fd)
     handle = ServerHandle(process, f"http://127.0.0.1:{port}", Path(log_name), port)

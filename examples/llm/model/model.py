@@ -20,6 +20,8 @@ from trestle.protocols import ChatModel, DeltaLike, Finish, GenerationRequest, M
 
 logger = logging.getLogger(__name__)
 TRUSS_DIR = Path(__file__).resolve().parent.parent
+_OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+_HUB_TIMEOUT_SECONDS = 10.0
 
 
 def resolve_checkpoint(checkpoint: str) -> str:
@@ -72,10 +74,42 @@ class Model(ChatModel):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        local = Path(self._checkpoint).is_dir() or self._hub_checkpoint_is_cached(self._checkpoint)
         self._device = "cuda" if torch.cuda.is_available() else "cpu"
-        self._tokenizer = AutoTokenizer.from_pretrained(self._checkpoint)
-        self._model = AutoModelForCausalLM.from_pretrained(self._checkpoint).to(self._device)
+        self._tokenizer = AutoTokenizer.from_pretrained(self._checkpoint, local_files_only=local)
+        model = AutoModelForCausalLM.from_pretrained(self._checkpoint, local_files_only=local)
+        self._model = model.to(self._device)
         self._model.eval()
+
+    @staticmethod
+    def _hub_checkpoint_is_cached(repo_id: str) -> bool:
+        """True when the hub checkpoint is in the local cache; otherwise check the hub answers, quickly.
+
+        Without the check, a machine that cannot reach the hub spends minutes in the hub client's
+        retries and ends in a 150-line traceback from inside transformers; this fails in seconds
+        with one message that says what to do.
+        """
+        import huggingface_hub
+
+        if isinstance(huggingface_hub.try_to_load_from_cache(repo_id, "config.json"), str):
+            return True
+        endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+        how = (
+            "Point this example at a local checkpoint instead: set LLM_CHECKPOINT=/path/to/checkpoint "
+            "(a directory with config.json, the tokenizer and the weights) or model_metadata.checkpoint in "
+            f"config.yaml (a path relative to the truss works), or download it first (`hf download {repo_id}`)."
+        )
+        offline = any(os.environ.get(name, "") not in ("", "0", "false") for name in _OFFLINE_VARIABLES)
+        if offline:
+            raise RuntimeError(
+                f"checkpoint {repo_id!r} is not in the Hugging Face cache and the hub is off (offline). {how}"
+            )
+        try:
+            huggingface_hub.HfApi(endpoint=endpoint).model_info(repo_id, timeout=_HUB_TIMEOUT_SECONDS)
+        except Exception as exc:  # connection refused, DNS, time-out, 401/404: all end the same way
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise RuntimeError(f"cannot fetch checkpoint {repo_id!r} from {endpoint}: {reason}. {how}") from None
+        return False
 
     # --- generation ----------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import click
 import httpx
 from packaging.requirements import InvalidRequirement, Requirement
 from rich.console import Console
+from rich.markup import escape
 
 from trestle.errors import ConfigError
 
@@ -75,24 +76,35 @@ def init(target_directory: Path, name: str | None) -> None:
     click.echo(f"Serve it with: trestle serve {target_directory}")
 
 
-def missing_requirements(lines: list[str]) -> list[str]:
-    """The requirement lines that the current environment does not satisfy."""
-    missing: list[str] = []
+def requirement_differences(lines: list[str]) -> list[tuple[str, str | None]]:
+    """``(requirement, installed version or None)`` for each line the current environment does not satisfy."""
+    found: list[tuple[str, str | None]] = []
     for line in lines:
         try:
             req = Requirement(line)
         except InvalidRequirement:
-            continue  # URLs, -e and other pip options: cannot be checked, let pip's errors speak
+            continue  # URLs, -e and other pip options: cannot be checked
         if req.marker is not None and not req.marker.evaluate():
             continue
         try:
             version = metadata.version(req.name)
         except metadata.PackageNotFoundError:
-            missing.append(line)
+            found.append((line, None))
             continue
         if req.specifier and not req.specifier.contains(version, prereleases=True):
-            missing.append(f"{line} (installed: {version})")
-    return missing
+            found.append((line, version))
+    return found
+
+
+def _warn_requirement_differences(lines: list[str]) -> None:
+    """Truss serves whatever its image has installed: name each difference, never refuse."""
+    for requirement, installed in requirement_differences(lines):
+        what = f"installed: {installed}" if installed is not None else "not installed"
+        err_console.print(
+            f"[yellow]warning:[/] requirement {escape(repr(requirement))} is not met by this environment "
+            f"({what}); serving anyway",
+            soft_wrap=True,
+        )
 
 
 @click.command()
@@ -100,7 +112,12 @@ def missing_requirements(lines: list[str]) -> list[str]:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--dev/--no-dev", default=None, help="Development mode: error bodies name the exception.")
-@click.option("--check-requirements/--no-check-requirements", default=True, show_default=True)
+@click.option(
+    "--check-requirements/--no-check-requirements",
+    default=True,
+    show_default=True,
+    help="Warn about each requirement the environment does not meet (the truss is served either way).",
+)
 def serve(target_directory: Path, host: str, port: int, dev: bool | None, check_requirements: bool) -> None:
     """Serve the truss in TARGET_DIRECTORY with the current Python environment."""
     from trestle.config import load_config
@@ -129,13 +146,7 @@ def serve(target_directory: Path, host: str, port: int, dev: bool | None, check_
             lines = loaded.config.requirement_lines(target_directory)
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
-        missing = missing_requirements(lines)
-        if missing:
-            listing = "\n  ".join(missing)
-            raise click.ClickException(
-                f"The truss needs packages that are not installed in this environment:\n  {listing}\n"
-                "Install them (pip install ...) or run with --no-check-requirements."
-            )
+        _warn_requirement_differences(lines)
     settings = ServerSettings.from_env(target_directory, loaded.config, host=host, port=port, dev=dev)
     sys.exit(ModelServer(settings).run())
 

@@ -16,6 +16,7 @@ import annotated_types
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
+from trestle._typing import is_subclass
 from trestle.errors import ConfigError
 
 KeyPath = tuple[str | int, ...]
@@ -161,7 +162,7 @@ def describe(annotation: Any, metadata: Sequence[Any] = ()) -> str:
         return f"a list of {plural}" if plural else "a list"
     if origin in (dict, Mapping) or annotation is dict:
         return "a mapping"
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+    if is_subclass(annotation, BaseModel):
         return "a mapping"
     return "a valid value"
 
@@ -172,7 +173,7 @@ def describe(annotation: Any, metadata: Sequence[Any] = ()) -> str:
 def _tagged_member(annotation: Any, tag: str) -> Any | None:
     """The member of a ``kind``-discriminated union whose tag is ``tag``."""
     for member in get_args(annotation):
-        if isinstance(member, type) and issubclass(member, BaseModel):
+        if is_subclass(member, BaseModel):
             field = member.model_fields.get("kind")
             if field is not None and field.default == tag:
                 return member
@@ -210,7 +211,7 @@ def resolve(root: type[BaseModel], loc: Sequence[str | int]) -> tuple[KeyPath, s
             if member is not None:
                 annotation, metadata = member, []
                 continue
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel) and isinstance(part, str):
+        if is_subclass(annotation, BaseModel) and isinstance(part, str):
             field = annotation.model_fields.get(part)
             path.append(part)
             if field is None:

@@ -74,14 +74,12 @@ def _pyproject_dependencies(path: Path) -> list[str]:
 
 if sys.version_info >= (3, 11):
     import tomllib
-
-    def _parse_toml(text: str, path: Path) -> dict[str, Any]:
-        try:
-            return tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"invalid TOML: {exc}", path=str(path)) from None
-
 else:  # pragma: no cover - depends on the interpreter
+    import tomli as tomllib  # the same parser, a dependency on Python 3.10 only
 
-    def _parse_toml(text: str, path: Path) -> dict[str, Any]:
-        raise ConfigError("reading requirements from pyproject.toml needs Python 3.11 or newer", path=str(path))
+
+def _parse_toml(text: str, path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML: {exc}", path=str(path)) from None

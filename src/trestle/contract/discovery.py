@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, TracebackType
 
 from trestle.errors import ModelLoadError
 
@@ -284,10 +284,26 @@ def _import_model_module(layout: _Layout) -> ModuleType:
             sys.modules.pop(name, None)
             raise
     except Exception as exc:
-        raise ModelLoadError(f"Failed to import model file {layout.model_file}: {type(exc).__name__}: {exc}") from exc
+        error = ModelLoadError(f"Failed to import model file {layout.model_file}: {type(exc).__name__}: {exc}")
+        # `from None`: the log shows one traceback, the user's frames, ending in their line; the
+        # original stays reachable as __context__.
+        raise error.with_traceback(_from_user_code(exc.__traceback__, layout.truss_dir)) from None
     if layout.stem.isidentifier():
         setattr(package, layout.stem, module)
     return module
+
+
+def _from_user_code(tb: TracebackType | None, truss_dir: Path) -> TracebackType | None:
+    """The traceback from the first frame in the truss's own files on (Trestle and importlib dropped).
+
+    A SyntaxError has no frame in the user's file (its location is in the message); then the
+    whole traceback is dropped, since every frame in it is Trestle's or importlib's.
+    """
+    root = str(truss_dir)
+    start = tb
+    while start is not None and not start.tb_frame.f_code.co_filename.startswith(root):
+        start = start.tb_next
+    return start
 
 
 def _same_file(module: ModuleType, file: Path) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import functools
 import inspect
+import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 
 import starlette.requests
 
+from trestle._typing import is_subclass
 from trestle.errors import ModelDefinitionError
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "MethodDescriptor",
     "ModelDescriptor",
     "describe_method",
+    "definition_error",
     "describe_model",
     "is_request_type",
 ]
@@ -128,7 +131,44 @@ class ModelDescriptor:
 
 def is_request_type(annotation: Any) -> bool:
     """Whether an annotation is ``starlette.requests.Request`` or a subclass (``fastapi.Request`` is one)."""
-    return isinstance(annotation, type) and issubclass(annotation, starlette.requests.Request)
+    return is_subclass(annotation, starlette.requests.Request)
+
+
+def _source_location(where: object) -> tuple[str, int, str] | None:
+    """``(file, line, name)`` of a user's function or class definition, or None when unknown."""
+    if inspect.isclass(where):
+        try:
+            _, line = inspect.findsource(where)
+            return inspect.getsourcefile(where) or inspect.getfile(where), line + 1, where.__name__
+        except (OSError, TypeError):
+            return None
+    function: Any = getattr(where, "__func__", where)
+    target = inspect.unwrap(function)
+    code = getattr(target, "__code__", None)
+    if not isinstance(code, types.CodeType):
+        return None
+    return code.co_filename, code.co_firstlineno, code.co_name
+
+
+def definition_error(message: str, where: object) -> ModelDefinitionError:
+    """A ``ModelDefinitionError`` whose traceback ends at the user's definition that breaks the rule.
+
+    The rule is checked by Trestle, but the mistake is in the user's file: the error carries one
+    traceback entry at ``where`` (a method or the class), so the logged traceback ends in the
+    user's ``def`` line rather than in Trestle's checks.
+    """
+    error = ModelDefinitionError(message)
+    location = _source_location(where)
+    if location is None:
+        return error
+    filename, line, name = location
+    code = compile("\n" * (line - 1) + "raise __trestle_error__", filename, "exec").replace(co_name=name)
+    try:
+        exec(code, {"__trestle_error__": error})
+    except ModelDefinitionError as raised:
+        tb = raised.__traceback__
+        return raised.with_traceback(tb.tb_next if tb is not None else None)  # drop this function's frame
+    return error  # pragma: no cover - the code above always raises
 
 
 def _unwrap_callable(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -206,19 +246,21 @@ def describe_method(name: str, fn: Callable[..., Any]) -> MethodDescriptor:
             parameter_annotation = annotations[0]
     elif len(params) == 2:
         if is_request_type(annotations[0]):
-            raise ModelDefinitionError(
+            raise definition_error(
                 f"`{name}` method with two arguments is not allowed to have request as first argument, "
-                f"request must be second. Got: {signature}"
+                f"request must be second. Got: {signature}",
+                target,
             )
         if not is_request_type(annotations[1]):
-            raise ModelDefinitionError(
+            raise definition_error(
                 f"`{name}` method with two arguments must have request as second argument (type annotated). "
-                f"Got: {signature} "
+                f"Got: {signature} ",
+                target,
             )
         form = ArgForm.INPUTS_AND_REQUEST
         parameter_annotation = annotations[0]
     else:
-        raise ModelDefinitionError(f"`{name}` method cannot have more than two arguments. Got: {signature}")
+        raise definition_error(f"`{name}` method cannot have more than two arguments. Got: {signature}", target)
 
     returns = hints.get("return", signature.return_annotation)
     return MethodDescriptor(
@@ -246,26 +288,26 @@ def describe_model(instance: object) -> ModelDescriptor:
         found[name] = _lookup(instance, name)
     is_healthy = found["is_healthy"]
     if is_healthy is not None and is_healthy.form is not ArgForm.NONE:
-        raise ModelDefinitionError(IS_HEALTHY_ARGS)
+        raise definition_error(IS_HEALTHY_ARGS, is_healthy.fn)
     for name in _SECOND:
         found[name] = _lookup(instance, name)
 
     websocket, predict = found["websocket"], found["predict"]
     preprocess, postprocess = found["preprocess"], found["postprocess"]
     if websocket is not None and (predict or preprocess or postprocess):
-        raise ModelDefinitionError(WEBSOCKET_AND_PREDICT)
+        raise definition_error(WEBSOCKET_AND_PREDICT, websocket.fn)
     if websocket is None and predict is None:
-        raise ModelDefinitionError(NO_PREDICT_OR_WEBSOCKET)
+        raise definition_error(NO_PREDICT_OR_WEBSOCKET, type(instance))
     if websocket is not None:
         if websocket.form is not ArgForm.INPUTS_ONLY:
-            raise ModelDefinitionError(WEBSOCKET_ARGS)
+            raise definition_error(WEBSOCKET_ARGS, websocket.fn)
         if websocket.kind is not CallKind.ASYNC:
-            raise ModelDefinitionError(WEBSOCKET_NOT_ASYNC)
+            raise definition_error(WEBSOCKET_NOT_ASYNC, websocket.fn)
     elif predict is not None:
         if preprocess is not None and predict.form is ArgForm.REQUEST_ONLY:
-            raise ModelDefinitionError(PREPROCESS_WITH_REQUEST_ONLY_PREDICT)
+            raise definition_error(PREPROCESS_WITH_REQUEST_ONLY_PREDICT, predict.fn)
         if postprocess is not None and postprocess.form is ArgForm.REQUEST_ONLY:
-            raise ModelDefinitionError(REQUEST_ONLY_POSTPROCESS)
+            raise definition_error(REQUEST_ONLY_POSTPROCESS, postprocess.fn)
 
     load = getattr(instance, "load", None)
     if load is not None and not callable(load):

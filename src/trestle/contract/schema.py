@@ -2,8 +2,9 @@
 
 The input type comes from the first non-request parameter of ``preprocess`` (if present) or
 ``predict``; the output type from the return annotation of ``postprocess`` (if present) or
-``predict``. Validation goes straight from the body bytes through pydantic-core
-(``model_validate_json``), without an intermediate ``json.loads``.
+``predict``. Both may be pydantic 1 or pydantic 2 models (``contract.datamodels``). Validation of a
+v2 model goes straight from the body bytes through pydantic-core (``model_validate_json``),
+without an intermediate ``json.loads``.
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ import collections.abc
 import types
 import typing
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-import pydantic
-from pydantic import BaseModel
-
+from trestle._typing import is_subclass
+from trestle.contract import datamodels
 from trestle.contract.methods import ModelDescriptor
 from trestle.errors import InputParsingError
 
@@ -28,44 +28,40 @@ __all__ = [
     "validate_python_input",
 ]
 
-M = TypeVar("M", bound=BaseModel)
-
 _STREAM_TYPES = (collections.abc.Iterator, collections.abc.AsyncIterator)  # Generator/AsyncGenerator included
 
 
 @dataclass(frozen=True)
 class TrussSchema:
-    input_type: type[BaseModel] | None
-    output_type: type[BaseModel] | None
+    input_type: type[Any] | None
+    output_type: type[Any] | None
     supports_streaming: bool
 
     def to_json(self) -> dict[str, Any]:
         """The body of ``GET /v1/models/{name}/schema``."""
         return {
-            "input_schema": self.input_type.model_json_schema() if self.input_type is not None else None,
-            "output_schema": self.output_type.model_json_schema() if self.output_type is not None else None,
+            "input_schema": datamodels.json_schema(self.input_type) if self.input_type is not None else None,
+            "output_schema": datamodels.json_schema(self.output_type) if self.output_type is not None else None,
             "supports_streaming": self.supports_streaming,
         }
 
 
 def _is_model(annotation: Any) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+    return datamodels.is_model_class(annotation)
 
 
 def _is_stream(annotation: Any) -> bool:
     """``Generator``/``AsyncGenerator``/``Iterator``/``AsyncIterator``, bare or subscripted."""
-    base = typing.get_origin(annotation) or annotation
-    return isinstance(base, type) and issubclass(base, _STREAM_TYPES)
+    return is_subclass(typing.get_origin(annotation) or annotation, _STREAM_TYPES)
 
 
-def _awaited_model(annotation: Any) -> type[BaseModel] | None:
+def _awaited_model(annotation: Any) -> type[Any] | None:
     """``T`` for ``Awaitable[T]`` / ``Coroutine[..., T]`` when ``T`` is a pydantic model."""
-    base = typing.get_origin(annotation)
-    if not (isinstance(base, type) and issubclass(base, collections.abc.Awaitable)):
+    if not is_subclass(typing.get_origin(annotation), collections.abc.Awaitable):
         return None
     args = typing.get_args(annotation)
     if args and _is_model(args[-1]):
-        found: type[BaseModel] = args[-1]
+        found: type[Any] = args[-1]
         return found
     return None
 
@@ -74,7 +70,7 @@ def _is_union(annotation: Any) -> bool:
     return typing.get_origin(annotation) in (typing.Union, types.UnionType)
 
 
-def _output(annotation: Any) -> tuple[type[BaseModel] | None, bool] | None:
+def _output(annotation: Any) -> tuple[type[Any] | None, bool] | None:
     """(output model, supports_streaming), or None when the annotation is not a recognised output form."""
     if _is_model(annotation):  # (a)
         return annotation, False
@@ -121,11 +117,12 @@ def _loc_to_path(loc: tuple[int | str, ...]) -> str:
     return "".join(out)
 
 
-def format_validation_error(exc: pydantic.ValidationError) -> str:
-    """Truss's message: a header, then one ``  `path`: message.`` line per error."""
-    lines = ["Input Parsing Error:" if exc.error_count() == 1 else "Input Parsing Errors:"]
+def format_validation_error(exc: Any) -> str:
+    """Truss's message: a header, then one ``  `path`: message.`` line per error (pydantic 1 or 2)."""
     try:
-        for error in exc.errors(include_url=False, include_input=False):
+        errors = datamodels.error_dicts(exc)
+        lines = ["Input Parsing Error:" if len(errors) == 1 else "Input Parsing Errors:"]
+        for error in errors:
             msg = error["msg"]
             if not msg:
                 msg = str({k: v for k, v in error.items() if k != "loc"})
@@ -135,25 +132,29 @@ def format_validation_error(exc: pydantic.ValidationError) -> str:
     return "\n".join(lines)
 
 
-def _invalid_json(exc: pydantic.ValidationError) -> str | None:
-    for error in exc.errors(include_url=False, include_input=False):
+def _invalid_json(exc: Any) -> str | None:
+    for error in datamodels.error_dicts(exc):
         if error["type"] == "json_invalid" and not error["loc"]:
             detail = error.get("ctx", {}).get("error", error["msg"])
             return f"Invalid JSON payload: {detail}"
     return None
 
 
-def parse_json_input(input_type: type[M], body: bytes) -> M:
+def parse_json_input(input_type: type[Any], body: bytes) -> Any:
     """Validate a JSON body straight into ``input_type``; failures raise ``InputParsingError`` (400)."""
     try:
-        return input_type.model_validate_json(body)
-    except pydantic.ValidationError as exc:
+        return datamodels.validate_json(input_type, body)
+    except ValueError as exc:  # pydantic's ValidationError (both versions) is a ValueError
+        if not datamodels.is_validation_error(exc):
+            raise InputParsingError(f"Invalid JSON payload: {exc}") from None  # v1: json.loads failed
         raise InputParsingError(_invalid_json(exc) or format_validation_error(exc)) from exc
 
 
-def validate_python_input(input_type: type[M], obj: object) -> M:
+def validate_python_input(input_type: type[Any], obj: object) -> Any:
     """Validate an already-decoded object (e.g. from msgpack) into ``input_type``."""
     try:
-        return input_type.model_validate(obj)
-    except pydantic.ValidationError as exc:
+        return datamodels.validate(input_type, obj)
+    except ValueError as exc:
+        if not datamodels.is_validation_error(exc):
+            raise
         raise InputParsingError(format_validation_error(exc)) from exc

@@ -16,16 +16,17 @@ from typing import Any
 
 import msgpack
 import orjson
-from pydantic import BaseModel
+from pydantic import BaseModel  # in pydantic 1 and 2; instances are written through contract.datamodels
 
+from trestle.contract import datamodels
 from trestle.errors import InputParsingError
 
 _ORJSON_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
 def _json_default(obj: Any) -> Any:
-    if isinstance(obj, BaseModel):
-        return obj.model_dump(mode="json")
+    if datamodels.is_model(obj):
+        return datamodels.dump_python(obj, json_mode=True)
     if isinstance(obj, decimal.Decimal):
         return str(obj)
     if isinstance(obj, (set, frozenset, tuple)):
@@ -38,7 +39,7 @@ def _json_default(obj: Any) -> Any:
 
 def dumps_json(obj: Any) -> bytes:
     if isinstance(obj, BaseModel):
-        return obj.model_dump_json().encode()
+        return datamodels.dump_json(obj)
     return orjson.dumps(obj, default=_json_default, option=_ORJSON_OPTS)
 
 
@@ -81,8 +82,8 @@ def _msgpack_default(obj: Any) -> Any:
         return {b"__decimal__": True, b"data": str(obj)}
     if isinstance(obj, uuid.UUID):
         return {b"__uuid__": True, b"data": str(obj)}
-    if isinstance(obj, BaseModel):
-        return obj.model_dump(mode="python")
+    if datamodels.is_model(obj):
+        return datamodels.dump_python(obj, json_mode=False)
     if type(obj).__module__ == "numpy":
         encoded = _numpy_encode(obj)
         if encoded is not None:
@@ -127,8 +128,8 @@ def _msgpack_hook(obj: dict[Any, Any]) -> Any:
 
 
 def dumps_msgpack(obj: Any) -> bytes:
-    if isinstance(obj, BaseModel):
-        obj = obj.model_dump(mode="python")
+    if datamodels.is_model(obj):
+        obj = datamodels.dump_python(obj, json_mode=False)
     data: bytes = msgpack.packb(obj, default=_msgpack_default, use_bin_type=True, datetime=False)
     return data
 

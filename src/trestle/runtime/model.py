@@ -41,7 +41,7 @@ from trestle.contract import (
     read_environment,
     reload_model_class,
 )
-from trestle.errors import ModelNotReady, UserCodeError
+from trestle.errors import ModelDefinitionError, ModelNotReady, UserCodeError
 from trestle.logs import request_id
 from trestle.runtime.cancel import Cancellation, bind_thread
 from trestle.runtime.limiter import Limiter
@@ -357,8 +357,8 @@ class ModelRuntime:
         return Stream(SyncPump(gen, pool, ctx.cancellation, on_thread=on_thread), release)
 
     def _per_request_rule(self, message: str) -> UserCodeError:
-        err = RuntimeError(message)
-        logger.error("Internal Server Error (in model/chainlet). %s", message)
+        err = ModelDefinitionError(message)  # Truss's class: logs and alerts match on its name
+        logger.error("Internal Server Error (in model/chainlet). %s: %s", type(err).__name__, message)
         user_error = UserCodeError()
         user_error.__cause__ = err
         return user_error

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 import httpx
@@ -40,17 +41,25 @@ def test_init_refuses_an_existing_directory(tmp_path: Path) -> None:
     assert "already exists" in result.stderr
 
 
-def test_serve_names_missing_requirements(tmp_path: Path) -> None:
+def test_serve_warns_about_unmet_requirements_and_serves(tmp_path: Path) -> None:
+    """Truss serves whatever is installed: a pin that differs (torch==2.0.1 with 2.13) is a warning, not a refusal."""
     truss = write_truss(
         tmp_path,
         "class Model:\n    def predict(self, x):\n        return x\n",
-        "requirements:\n  - httpx>=0.1\n  - definitely-not-installed-pkg==1.0\n  - orjson>=999\n",
+        "requirements:\n  - httpx>=0.1\n  - definitely-not-installed-pkg==1.0\n  - orjson>=999\n"
+        "  - uvicorn[standard]==0.0.1\n",
     )
-    result = run("serve", str(truss), "--port", str(free_port()))
-    assert result.returncode == 1
-    assert "definitely-not-installed-pkg==1.0" in result.stderr
-    assert "orjson>=999 (installed:" in result.stderr
-    assert "httpx" not in result.stderr.split("environment:")[1]
+    with run_server(truss) as server:
+        assert httpx.post(server.url + "/predict", json={"a": 1}).json() == {"a": 1}
+        log = server.log()
+    warnings = [line for line in log.splitlines() if "is not met by this environment" in line]
+    orjson_version = metadata.version("orjson")
+    uvicorn_version = metadata.version("uvicorn")
+    assert any("'definitely-not-installed-pkg==1.0'" in w and "(not installed)" in w for w in warnings), log
+    assert any("'orjson>=999'" in w and f"(installed: {orjson_version})" in w for w in warnings), log
+    assert any("'uvicorn[standard]==0.0.1'" in w and f"(installed: {uvicorn_version})" in w for w in warnings), log
+    assert not any("httpx" in w for w in warnings)
+    assert "serving anyway" in warnings[0]
 
 
 def test_serve_warns_about_unknown_keys_and_rejects_bad_values(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.server import ServerHandle, run_server
+from tests.support.server import ServerHandle, free_port, run_server
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -92,3 +92,29 @@ def test_closing_the_stream_stops_generation(oai: openai.OpenAI, server: ServerH
     line = next(x for x in server.log().splitlines() if "Generation stopped after" in x)
     stopped_at = int(line.split("Generation stopped after ")[1].split()[0])
     assert stopped_at < 1900
+
+
+@pytest.mark.parametrize("network", ["offline", "unreachable"])
+def test_weights_that_cannot_be_fetched_fail_fast_and_say_what_to_do(
+    tmp_path: Path, network: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No cached checkpoint and no hub: one clear message within seconds (was 99 s and 150 lines)."""
+    truss = tmp_path / "llm"
+    shutil.copytree(LLM, truss)
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT", "LLM_CHECKPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    env = {"HF_HOME": str(tmp_path / "hf-home")}  # an empty cache
+    if network == "offline":
+        env["HF_HUB_OFFLINE"] = "1"
+    else:
+        env["HF_ENDPOINT"] = f"http://127.0.0.1:{free_port()}"  # nothing listens: connection refused
+    with run_server(truss, env=env, ready=False, timeout=120) as handle:
+        assert handle.wait_exit(120) == 1
+        log = handle.log()
+    expected = "is not in the Hugging Face cache" if network == "offline" else "cannot fetch checkpoint"
+    assert f"'HuggingFaceTB/SmolLM2-135M-Instruct' {expected}" in log or expected in log, log
+    assert "LLM_CHECKPOINT=/path/to/checkpoint" in log and "model_metadata.checkpoint" in log
+    errors = [line for line in log.splitlines() if "Exception while loading model" in line]
+    assert errors, log
+    trace = log[log.index("Exception while loading model") :]
+    assert "site-packages/transformers" not in trace and "site-packages/huggingface_hub" not in trace, trace

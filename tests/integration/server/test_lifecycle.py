@@ -388,3 +388,52 @@ def test_packages_and_external_package_dirs_are_importable(tmp_path: Path) -> No
     (tmp_path / "shared_lib" / "external_helper.py").write_text("EXTERNAL = 'external'\n")
     with run_server(truss) as server:
         assert httpx.post(server.url + "/predict", json={}).json() == ["bundled", "external", "relative"]
+
+
+RULE_BROKEN = """
+class Model:
+    def is_healthy(self, verbose):
+        return True
+
+    def predict(self, model_input):
+        return model_input
+"""
+
+
+def test_rule_error_names_model_definition_error_and_the_users_line(tmp_path: Path) -> None:
+    """As in Truss, the log names ModelDefinitionError; the traceback ends at the user's `def` line."""
+    truss = write_truss(tmp_path, RULE_BROKEN)
+    with run_server(truss, ready=False) as server:
+        assert server.wait_exit(30) == 1
+        log = server.log()
+    assert "trestle.errors.ModelDefinitionError: `is_healthy` must have only one argument: `self`." in log
+    trace = log[log.index("Traceback (most recent call last):") : log.index("ModelDefinitionError:")]
+    frames = [line.strip() for line in trace.splitlines() if line.strip().startswith("File ")]
+    assert frames == [f'File "{truss / "model" / "model.py"}", line 3, in is_healthy'], log
+    assert "def is_healthy(self, verbose):" in trace
+
+
+IMPORT_BROKEN = """
+import os
+
+SETTING = os.environ["TRESTLE_TEST_NO_SUCH_VARIABLE"]
+
+
+class Model:
+    def predict(self, model_input):
+        return model_input
+"""
+
+
+def test_import_error_traceback_ends_in_the_users_line(tmp_path: Path) -> None:
+    truss = write_truss(tmp_path, IMPORT_BROKEN)
+    with run_server(truss, ready=False) as server:
+        assert server.wait_exit(30) == 1
+        log = server.log()
+    trace = log[log.index("Traceback (most recent call last):") :]
+    trace = trace[: trace.index("ModelLoadError: Failed to import model file")]
+    frames = [line.strip() for line in trace.splitlines() if line.strip().startswith("File ")]
+    assert frames[0] == f'File "{truss / "model" / "model.py"}", line 4, in <module>', log
+    assert not any("/trestle/" in frame or "importlib" in frame for frame in frames), log
+    assert "direct cause" not in log
+    assert "KeyError: 'TRESTLE_TEST_NO_SUCH_VARIABLE'" in log

@@ -259,10 +259,12 @@ def test_response_or_generator_with_postprocess_is_truss_error(tmp_path: Path) -
         r = httpx.post(server.url + "/predict", json={})
         assert r.status_code == 500
         assert r.json()["error"] == "Internal Server Error (in model/chainlet)."
-        assert "you cannot use postprocessing" in r.json()["detail"]
+        assert r.json()["detail"] == (
+            "ModelDefinitionError: If the predict function returns a response object, you cannot use postprocessing."
+        )
         r = httpx.post(server.url + "/predict", json={"stream": True})
         assert r.status_code == 500
-        assert "returns a generator" in server.log()
+        assert "ModelDefinitionError: If the predict function returns a generator" in server.log()
 
 
 def test_dev_mode_error_body_names_the_exception(tmp_path: Path) -> None:

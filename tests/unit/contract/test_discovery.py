@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pickle
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -199,7 +200,7 @@ def test_exception_during_import_is_wrapped(make_truss: MakeTruss) -> None:
         import_model_class(truss)
     assert str((truss / "model" / "model.py").resolve()) in str(info.value)
     assert "RuntimeError: boom at import" in str(info.value)
-    assert isinstance(info.value.__cause__, RuntimeError)
+    assert isinstance(info.value.__context__, RuntimeError)
     assert "model.model" not in sys.modules
 
 
@@ -207,7 +208,7 @@ def test_missing_dependency_is_wrapped(make_truss: MakeTruss) -> None:
     truss = make_truss({"model/model.py": "import trestle_no_such_module_xyz\n"})
     with pytest.raises(ModelLoadError) as info:
         import_model_class(truss)
-    assert isinstance(info.value.__cause__, ModuleNotFoundError)
+    assert isinstance(info.value.__context__, ModuleNotFoundError)
 
 
 def test_pickling_instances_of_model_module_classes(make_truss: MakeTruss) -> None:
@@ -271,7 +272,7 @@ def test_failed_reload_keeps_old_modules(make_truss: MakeTruss) -> None:
     (truss / "model" / "model.py").write_text("def broken(:\n")
     with pytest.raises(ModelLoadError) as info:
         reload_model_class(truss)
-    assert isinstance(info.value.__cause__, SyntaxError)
+    assert isinstance(info.value.__context__, SyntaxError)
     assert sys.modules["model.model"] is old_module
     assert type(pickle.loads(pickle.dumps(old()))) is old
 
@@ -307,3 +308,20 @@ def test_reload_of_a_truss_never_imported_replaces_another(make_truss: MakeTruss
     import_model_class(first)
     assert reload_model_class(second)().predict(None) == {"version": 2}
     assert Path(sys.modules["model"].__path__[0]).resolve() == (second / "model").resolve()
+
+
+def test_import_error_traceback_is_the_users(make_truss: MakeTruss) -> None:
+    """The logged traceback starts and ends in the user's file: no Trestle or importlib frames, no chain."""
+    code = "import os\n\nVALUE = undefined_name + 1\n\nclass Model:\n    pass\n"
+    truss = make_truss({"model/model.py": code})
+    with pytest.raises(ModelLoadError) as info:
+        import_model_class(truss)
+    frames = traceback.extract_tb(info.value.__traceback__)
+    model_file = str((truss / "model" / "model.py").resolve())
+    user = [f for f in frames if f.filename == model_file]
+    assert user and (user[-1].lineno, user[-1].line) == (3, "VALUE = undefined_name + 1")
+    assert frames[-1] == user[-1]
+    assert not any("importlib" in f.filename for f in frames)
+    text = "".join(traceback.format_exception(type(info.value), info.value, info.value.__traceback__))
+    assert "direct cause" not in text and "During handling" not in text
+    assert text.rstrip().endswith("NameError: name 'undefined_name' is not defined")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import inspect
+import traceback
 from collections.abc import AsyncGenerator, Generator
 from typing import Any
 
@@ -10,6 +11,7 @@ import starlette.requests
 from pydantic import BaseModel
 
 from tests.unit.contract._support import build_instance
+from tests.unit.contract.conftest import MakeTruss
 from trestle.contract import (
     GENERATOR_WITH_POSTPROCESS,
     RESPONSE_WITH_POSTPROCESS,
@@ -18,6 +20,7 @@ from trestle.contract import (
     CallKind,
     describe_method,
     describe_model,
+    import_model_class,
     is_request_type,
 )
 from trestle.errors import ModelDefinitionError, ModelLoadError
@@ -530,3 +533,86 @@ def test_explicit_optional_request_is_not_a_request() -> None:
     desc = describe_model(Model()).predict
     assert desc is not None
     assert desc.form is ArgForm.INPUTS_ONLY
+
+
+# ---------------------------------------------------------------------------------------------
+# Every annotation form loads on every Python (3.10: `dict[str, Any]` is an instance of `type`)
+
+ANNOTATION_SOURCES = [
+    "dict[str, Any]",
+    "list[int]",
+    "list[Payload]",
+    "tuple[int, ...]",
+    "int | None",
+    "Payload | None",
+    "Optional[Payload]",
+    "Union[Payload, dict]",
+    "List[int]",
+    "Dict[str, Any]",
+    "Annotated[Payload, 'meta']",
+    "Annotated[dict[str, Any], 'meta']",
+    "Literal['a', 'b']",
+    "Any",
+]
+
+
+@pytest.mark.parametrize("future", [False, True], ids=["runtime", "future-annotations"])
+@pytest.mark.parametrize("annotation", ANNOTATION_SOURCES)
+def test_any_annotation_form_loads(annotation: str, future: bool) -> None:
+    header = "from __future__ import annotations\n" if future else ""
+    model = build_instance(
+        header
+        + f"""
+from typing import Annotated, Any, Dict, List, Literal, Optional, Union
+import fastapi
+from pydantic import BaseModel
+
+class Payload(BaseModel):
+    text: str
+
+class Model:
+    def preprocess(self, model_input: {annotation}) -> {annotation}:
+        return model_input
+
+    def predict(self, model_input: {annotation}, request: fastapi.Request) -> {annotation}:
+        return model_input
+
+    def postprocess(self, model_output: {annotation}) -> {annotation}:
+        return model_output
+"""
+    )
+    desc = describe_model(model)
+    assert desc.predict is not None and desc.predict.form is ArgForm.INPUTS_AND_REQUEST
+    assert desc.preprocess is not None and desc.preprocess.form is ArgForm.INPUTS_ONLY
+    assert desc.postprocess is not None and desc.postprocess.form is ArgForm.INPUTS_ONLY
+
+
+# ---------------------------------------------------------------------------------------------
+# Rule errors point at the user's definition
+
+
+def test_rule_error_traceback_ends_in_the_users_def_line(make_truss: MakeTruss) -> None:
+    code = """
+        class Model:
+            def is_healthy(self, x):
+                return True
+
+            def predict(self, x):
+                return x
+        """
+    truss = make_truss({"model/model.py": code})
+    with pytest.raises(ModelDefinitionError) as info:
+        describe_model(import_model_class(truss)())
+    last = traceback.extract_tb(info.value.__traceback__)[-1]
+    assert (last.filename, last.lineno, last.name) == (str(truss / "model" / "model.py"), 2, "is_healthy")
+    assert last.line == "def is_healthy(self, x):"
+    shown = "".join(traceback.format_exception_only(type(info.value), info.value))
+    assert "ModelDefinitionError: `is_healthy` must have only one argument" in shown
+
+
+def test_class_level_rule_error_points_at_the_class(make_truss: MakeTruss) -> None:
+    truss = make_truss({"model/model.py": "import os\n\n\nclass Model:\n    def load(self):\n        pass\n"})
+    with pytest.raises(ModelDefinitionError, match="must have a `predict` or `websocket` method") as info:
+        describe_model(import_model_class(truss)())
+    last = traceback.extract_tb(info.value.__traceback__)[-1]
+    assert (last.filename, last.lineno) == (str(truss / "model" / "model.py"), 4)
