@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -72,10 +73,15 @@ def run_server(
     ready: bool = True,
     timeout: float = 60.0,
 ) -> Iterator[ServerHandle]:
-    """Run ``python -m trestle serve truss_dir`` and wait until it is ready (or just live)."""
+    """Run ``python -m trestle serve truss_dir`` and wait until it is ready (or just live).
+
+    The server gets its own ``HOME`` (a temporary directory, unless ``env`` names one) so that
+    what it writes there (``~/inference_server_crashed.txt``) stays out of the user's.
+    """
     port = port or free_port()
     log_fd, log_name = tempfile.mkstemp(prefix="trestle-server-", suffix=".log")
-    proc_env = {**os.environ, "TRESTLE_LOAD_RETRY_DELAY": "0.1", **(env or {})}
+    home = tempfile.mkdtemp(prefix="trestle-home-")
+    proc_env = {**os.environ, "HOME": home, "TRESTLE_LOAD_RETRY_DELAY": "0.1", **(env or {})}
     cmd = [sys.executable, "-m", "trestle", "serve", str(truss_dir), "--host", "127.0.0.1", "--port", str(port)]
     process = subprocess.Popen(cmd + (args or []), stdout=log_fd, stderr=subprocess.STDOUT, env=proc_env)
     os.close(log_fd)
@@ -92,6 +98,7 @@ def run_server(
             process.wait(timeout=10)
         with contextlib.suppress(OSError):
             os.unlink(log_name)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def write_truss(root: Path, model_code: str, config: str = "", files: dict[str, str] | None = None) -> Path:

@@ -101,7 +101,12 @@ def missing_requirements(lines: list[str]) -> list[str]:
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--dev/--no-dev", default=None, help="Development mode: error bodies name the exception.")
 @click.option("--check-requirements/--no-check-requirements", default=True, show_default=True)
-def serve(target_directory: Path, host: str, port: int, dev: bool | None, check_requirements: bool) -> None:
+@click.option(
+    "--access-log/--no-access-log", default=None, help="Log one line per request (method, path, status, time, id)."
+)
+def serve(
+    target_directory: Path, host: str, port: int, dev: bool | None, check_requirements: bool, access_log: bool | None
+) -> None:
     """Serve the truss in TARGET_DIRECTORY with the current Python environment."""
     from trestle.config import load_config
     from trestle.logs import configure
@@ -136,7 +141,9 @@ def serve(target_directory: Path, host: str, port: int, dev: bool | None, check_
                 f"The truss needs packages that are not installed in this environment:\n  {listing}\n"
                 "Install them (pip install ...) or run with --no-check-requirements."
             )
-    settings = ServerSettings.from_env(target_directory, loaded.config, host=host, port=port, dev=dev)
+    settings = ServerSettings.from_env(
+        target_directory, loaded.config, host=host, port=port, dev=dev, access_log=access_log
+    )
     sys.exit(ModelServer(settings).run())
 
 

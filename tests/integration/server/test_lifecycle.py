@@ -363,7 +363,7 @@ def test_metrics_endpoint_exposes_request_metrics(tmp_path: Path) -> None:
     truss = write_truss(tmp_path, DRAIN)
     with run_server(truss) as server:
         httpx.post(server.url + "/predict", json={"sleep": 0})
-        text = httpx.get(server.url + "/metrics").text
+        text = httpx.get(server.url + "/metrics/trestle").text
         assert 'trestle_request_duration_seconds_count{route="predict",status="200"} 1.0' in text
         assert "trestle_requests_in_flight 0.0" in text
         wait_for(server.url + "/metrics/", 2)
