@@ -93,12 +93,21 @@ def run_server(
             wait_for(handle.url + "/", timeout, handle)
         yield handle
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=10)
+        _stop(process)
         with contextlib.suppress(OSError):
             os.unlink(log_name)
         shutil.rmtree(home, ignore_errors=True)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (a clean exit, so that coverage saves the server's data), a second signal to skip
+    the drain if it lingers, SIGKILL as the last resort."""
+    for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGINT, 3.0), (signal.SIGKILL, 10.0)):
+        if process.poll() is not None:
+            return
+        process.send_signal(sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=wait)
 
 
 def write_truss(root: Path, model_code: str, config: str = "", files: dict[str, str] | None = None) -> Path:
