@@ -19,7 +19,7 @@ import uvloop
 
 from trestle.config import load_config
 from trestle.http.app import ModelApp
-from trestle.runtime.model import ModelRuntime
+from trestle.runtime import ModelRuntime
 from trestle.settings import ServerSettings
 
 PEERS = Path(__file__).resolve().parents[2].parent / "shared" / "perfbench" / "peers" / "trestle"
@@ -37,9 +37,9 @@ async def main(kind: str, n: int) -> None:
     else:
         truss = PEERS / kind
         settings = ServerSettings.from_env(truss, load_config(truss).config)
-        runtime = ModelRuntime(settings)
+        app = ModelApp.build(settings)
+        runtime = app.runtime
         await runtime.load()
-        app = ModelApp(runtime)
     scope: dict[str, Any] = {
         "type": "http",
         "method": "POST",

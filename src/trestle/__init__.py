@@ -2,12 +2,26 @@
 
 Model code may use :func:`disconnect_event` to learn that the client of the current request has
 left (or that it timed out): it works in sync methods (worker threads) and async ones.
+
+This module stays light: the platform and the CLI import it, and neither should load the model
+runtime, so ``disconnect_event`` is imported on first use.
 """
 
 from __future__ import annotations
 
-from trestle.runtime.cancel import disconnect_event
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "disconnect_event"]
+
+if TYPE_CHECKING:
+    from trestle.runtime.cancel import disconnect_event
+
+
+def __getattr__(name: str) -> Any:
+    if name == "disconnect_event":
+        from trestle.runtime.cancel import disconnect_event
+
+        return disconnect_event
+    raise AttributeError(f"module 'trestle' has no attribute {name!r}")

@@ -5,14 +5,16 @@
     ├── ModelLoadError              the user's model could not be imported, built or loaded
     │   └── ModelDefinitionError    the Model class breaks the contract (also a TypeError, as in Truss)
     ├── SecretNotFound              a secret is undeclared or empty (also a KeyError)
+    ├── InvalidTransition           a state machine was asked for a move it does not allow (a bug)
     ├── RequestError                something about one request; each carries its HTTP status
     │   ├── InputParsingError       400: body is not valid JSON/msgpack or fails the pydantic schema
     │   ├── PayloadTooLarge         413: body over the configured limit
     │   ├── MethodNotImplemented    404: a /v1 route whose model method is missing
     │   ├── ModelNotReady           503: model is loading, failed, unhealthy or stopping
     │   ├── Overloaded              429: the wait queue is full
-    │   ├── RequestTimeout          504: the per-request time-out elapsed
+    │   ├── RequestTimeout          504: the per-request time-out or the stream's read time-out elapsed
     │   └── UserCodeError           500: model code raised (the original is the __cause__)
+    ├── ClientDisconnected          the client left while its request body was being read
     ├── StreamAborted               a stream failed after its first chunk; the connection is cut
     └── PlatformError               the platform (control plane, engines) failed; carries a status
 
@@ -51,6 +53,10 @@ class SecretNotFound(TrestleError, KeyError):
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else ""
+
+
+class InvalidTransition(TrestleError, RuntimeError):
+    """A state change that the written transitions do not allow."""
 
 
 class RequestError(TrestleError):
@@ -108,6 +114,10 @@ class UserCodeError(RequestError):
 
     def __init__(self, message: str = "Internal Server Error (in model/chainlet).") -> None:
         super().__init__(message)
+
+
+class ClientDisconnected(TrestleError):
+    """The client closed the connection before its request body was complete."""
 
 
 class StreamAborted(TrestleError):

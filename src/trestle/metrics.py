@@ -2,8 +2,13 @@
 
 prometheus_client's own metric objects take a lock and walk every bucket on each observation.
 The server records into the small structures below (one event-loop thread writes them) and a
-custom collector turns them into Prometheus families only when ``/metrics`` is scraped. User
-metrics created with prometheus_client appear beside them, as in Truss.
+collector turns them into Prometheus families only when scraped.
+
+Two views, as on Truss: :func:`model_metrics` (``/metrics``) is the default registry, which holds
+the model's own metrics, without the process, platform and GC collectors, without ``trestle_*``
+families and without ``*_created`` series. :func:`trestle_metrics` (``/metrics/trestle``) is
+Trestle's: the server's families, the ``trestle_*`` families of the default registry (the protocol
+helpers' counters) and the process, platform and GC collectors.
 """
 
 from __future__ import annotations
@@ -12,8 +17,12 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-from prometheus_client.registry import REGISTRY, Collector
+import prometheus_client
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
+
+METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST.encode()
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -44,7 +53,7 @@ class ServerMetrics:
     """All of the model server's metrics."""
 
     def __init__(self) -> None:
-        self.in_flight = 0
+        self.in_flight: Callable[[], int] = lambda: 0  # set by the app: the runtime's counts
         self.queued: Callable[[], int] = lambda: 0
         self.stream_chunks = 0
         self.ttfc = _Histogram()
@@ -73,7 +82,7 @@ class _Collector(Collector):
 
     def collect(self) -> Iterator[Any]:
         m = self.metrics
-        yield GaugeMetricFamily("trestle_requests_in_flight", "Inference requests being served.", value=m.in_flight)
+        yield GaugeMetricFamily("trestle_requests_in_flight", "Inference requests being served.", value=m.in_flight())
         yield GaugeMetricFamily(
             "trestle_requests_queued", "Requests waiting for a predict_concurrency slot.", value=m.queued()
         )
@@ -97,13 +106,63 @@ class _Collector(Collector):
         yield errors
 
 
-_registered: _Collector | None = None
+_OWN_PREFIX = "trestle_"
+_process = CollectorRegistry(auto_describe=False)
+_prepared = False
 
 
-def install(metrics: ServerMetrics) -> None:
-    """Expose ``metrics`` in the default registry (replacing an earlier server's in this process)."""
-    global _registered
-    if _registered is not None:
-        REGISTRY.unregister(_registered)
-    _registered = _Collector(metrics)
-    REGISTRY.register(_registered)
+def _prepare() -> None:
+    """Once per process: move the process, platform and GC collectors out of the default registry
+    (Truss unregisters them) into Trestle's view, and turn ``*_created`` series off (as Truss does)."""
+    global _prepared
+    if _prepared:
+        return
+    _prepared = True
+    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+    for default in (
+        prometheus_client.PROCESS_COLLECTOR,
+        prometheus_client.PLATFORM_COLLECTOR,
+        prometheus_client.GC_COLLECTOR,
+    ):
+        try:
+            REGISTRY.unregister(default)
+        except KeyError:  # already gone (the model or an earlier server removed it)
+            pass
+    prometheus_client.ProcessCollector(registry=_process)
+    prometheus_client.PlatformCollector(registry=_process)
+    prometheus_client.GCCollector(registry=_process)
+
+
+class _View:
+    """A registry-like object for ``generate_latest``."""
+
+    def __init__(self, *sources: Callable[[], Iterator[Metric]]) -> None:
+        self.sources = sources
+
+    def collect(self) -> Iterator[Metric]:
+        for source in self.sources:
+            yield from source()
+
+
+def _model_families() -> Iterator[Metric]:
+    for family in REGISTRY.collect():
+        if not family.name.startswith(_OWN_PREFIX):
+            yield family
+
+
+def _own_default_families() -> Iterator[Metric]:
+    for family in REGISTRY.collect():
+        if family.name.startswith(_OWN_PREFIX):
+            yield family
+
+
+def model_metrics() -> bytes:
+    """The exposition text of ``/metrics``: the model's metrics only."""
+    _prepare()
+    return generate_latest(_View(_model_families))
+
+
+def trestle_metrics(metrics: ServerMetrics) -> bytes:
+    """The exposition text of ``/metrics/trestle``."""
+    _prepare()
+    return generate_latest(_View(_Collector(metrics).collect, _own_default_families, _process.collect))  # type: ignore[arg-type]

@@ -1,12 +1,14 @@
 """Run one model server process under uvicorn (httptools + uvloop).
 
 Start-up: the listener opens at once (liveness 200, readiness 503) and the model loads in the
-background. A failed load is logged once with its traceback, readiness says why for
+background. A failed load is logged once with its traceback, ``~/inference_server_crashed.txt``
+is written (Truss's marker, which tooling watches), readiness says why for
 ``load_failure_linger`` seconds, then the process exits with status 1.
 
 Shutdown on SIGTERM/SIGINT:
 1. the model goes to STOPPING: readiness and new inference requests answer 503;
-2. in-flight requests (streams included) get up to ``runtime.drain_timeout_seconds`` to finish;
+2. in-flight requests (streams included) get up to ``runtime.drain_timeout_seconds`` to finish
+   (``ModelRuntime.drain`` waits on an event set when the last one leaves);
 3. whatever is still running is cancelled (generators are closed, their ``finally`` runs);
 4. uvicorn closes the listener and the connections and the process exits 0.
 A second signal skips the wait and exits at once.
@@ -20,22 +22,37 @@ import logging
 import signal
 import threading
 from collections.abc import Coroutine, Generator
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import uvicorn
 
+from trestle._types import ASGIApp
 from trestle.contract import read_environment
+from trestle.http.access_log import AccessLog
 from trestle.http.app import ModelApp
-from trestle.metrics import ServerMetrics, install
-from trestle.runtime.cancel import CancelReason
-from trestle.runtime.model import ModelRuntime
-from trestle.runtime.state import ModelState
+from trestle.metrics import ServerMetrics
+from trestle.runtime import ModelState
 from trestle.settings import ServerSettings
 
 logger = logging.getLogger("trestle.server")
 
 WS_MAX_SIZE = 100 * 1024 * 1024
+CRASH_MARKER = "inference_server_crashed.txt"
+
+
+def crash_marker_path() -> Path:
+    """Truss's marker of a failed load: ``~/inference_server_crashed.txt``."""
+    return Path.home() / CRASH_MARKER
+
+
+def _write_crash_marker(reason: str) -> None:
+    path = crash_marker_path()
+    try:
+        path.write_text(reason + "\n")
+    except OSError as exc:
+        logger.warning("Could not write %s: %s", path, exc)
 
 
 class _Uvicorn(uvicorn.Server):
@@ -65,9 +82,8 @@ class ModelServer:
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
         self.metrics = ServerMetrics()
-        install(self.metrics)
-        self.runtime = ModelRuntime(settings)
-        self.app = ModelApp(self.runtime, self.metrics)
+        self.app = ModelApp.build(settings, self.metrics)
+        self.runtime = self.app.runtime
         self.app.on_startup.append(self._startup)
         self.app.on_shutdown.append(self._shutdown)
         self.exit_code = 0
@@ -90,14 +106,14 @@ class ModelServer:
         await self.runtime.load()
         state = self.runtime.health.state
         if state is ModelState.FAILED:
+            failure = self.runtime.health.failure or "model failed to load"
+            await asyncio.get_running_loop().run_in_executor(None, _write_crash_marker, failure)
             await asyncio.sleep(self.settings.load_failure_linger)
             logger.error("Model failed to load; exiting with status 1.")
             self.exit_code = 1
             self._exit()
-        elif state is ModelState.READY:
-            desc = self.runtime.desc
-            if desc is not None and desc.setup_environment is not None:
-                self._spawn(self._watch_environment())
+        elif state is ModelState.READY and self.runtime.watches_environment:
+            self._spawn(self._watch_environment())
 
     async def _watch_environment(self) -> None:
         """Event-driven (not polled): re-run ``setup_environment`` when the environment file changes."""
@@ -132,24 +148,7 @@ class ModelServer:
         self._loop.call_soon_threadsafe(self._spawn, self._drain())
 
     async def _drain(self) -> None:
-        health = self.runtime.health
-        if health.state is not ModelState.STOPPING:
-            health.move(ModelState.STOPPING)
-        window = self.settings.drain_timeout
-        in_flight = self.metrics.in_flight
-        logger.info("Shutting down: draining %d in-flight request(s) for up to %.0f s.", in_flight, window)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + window
-        while self.metrics.in_flight > 0 and loop.time() < deadline:
-            await asyncio.sleep(0.02)
-        leftover = list(self.app.active)
-        if leftover:
-            logger.warning("Drain window over; cancelling %d request(s).", len(leftover))
-            for cancellation in leftover:
-                cancellation.cancel(CancelReason.SHUTDOWN)
-            end = loop.time() + 2.0
-            while self.app.active and loop.time() < end:
-                await asyncio.sleep(0.01)
+        await self.runtime.drain(self.settings.drain_timeout)
         self._exit()
 
     # --- running -------------------------------------------------------------------------
@@ -157,8 +156,9 @@ class ModelServer:
         transport = self.settings.config.runtime.transport
         ping_interval = getattr(transport, "ping_interval_seconds", None)
         ping_timeout = getattr(transport, "ping_timeout_seconds", None)
+        app: ASGIApp = AccessLog(self.app) if self.settings.access_log else self.app
         return uvicorn.Config(
-            self.app,
+            app,
             host=self.settings.host,
             port=self.settings.port,
             http="httptools",

@@ -29,6 +29,7 @@ class ServerSettings:
     load_retries: int = 1
     load_retry_delay: float = 1.0
     load_failure_linger: float = 1.0
+    access_log: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -68,6 +69,7 @@ class ServerSettings:
             "load_retry_delay": _env_float("TRESTLE_LOAD_RETRY_DELAY", 1.0),
             "load_failure_linger": _env_float("TRESTLE_LOAD_FAILURE_LINGER", 1.0),
             "dev": env.get("TRESTLE_DEV", "") not in ("", "0", "false"),
+            "access_log": env.get("TRESTLE_ACCESS_LOG", "") not in ("", "0", "false"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -76,10 +77,13 @@ def run_server(
     """Run ``python -m trestle serve truss_dir`` and wait until it is ready (or just live).
 
     ``python``: another interpreter (a venv built by ``tests.support.venvs``); default: this one.
+    The server gets its own ``HOME`` (a temporary directory, unless ``env`` names one) so that
+    what it writes there (``~/inference_server_crashed.txt``) stays out of the user's.
     """
     port = port or free_port()
     log_fd, log_name = tempfile.mkstemp(prefix="trestle-server-", suffix=".log")
-    proc_env = {**os.environ, "TRESTLE_LOAD_RETRY_DELAY": "0.1", **(env or {})}
+    home = tempfile.mkdtemp(prefix="trestle-home-")
+    proc_env = {**os.environ, "HOME": home, "TRESTLE_LOAD_RETRY_DELAY": "0.1", **(env or {})}
     cmd = [
         python or sys.executable,
         "-m",
@@ -101,11 +105,21 @@ def run_server(
             wait_for(handle.url + "/", timeout, handle)
         yield handle
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=10)
+        _stop(process)
         with contextlib.suppress(OSError):
             os.unlink(log_name)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (a clean exit, so that coverage saves the server's data), a second signal to skip
+    the drain if it lingers, SIGKILL as the last resort."""
+    for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGINT, 3.0), (signal.SIGKILL, 10.0)):
+        if process.poll() is not None:
+            return
+        process.send_signal(sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=wait)
 
 
 def write_truss(root: Path, model_code: str, config: str = "", files: dict[str, str] | None = None) -> Path:

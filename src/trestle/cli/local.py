@@ -118,7 +118,12 @@ def _warn_requirement_differences(lines: list[str]) -> None:
     show_default=True,
     help="Warn about each requirement the environment does not meet (the truss is served either way).",
 )
-def serve(target_directory: Path, host: str, port: int, dev: bool | None, check_requirements: bool) -> None:
+@click.option(
+    "--access-log/--no-access-log", default=None, help="Log one line per request (method, path, status, time, id)."
+)
+def serve(
+    target_directory: Path, host: str, port: int, dev: bool | None, check_requirements: bool, access_log: bool | None
+) -> None:
     """Serve the truss in TARGET_DIRECTORY with the current Python environment."""
     from trestle.config import load_config
     from trestle.logs import configure
@@ -147,7 +152,9 @@ def serve(target_directory: Path, host: str, port: int, dev: bool | None, check_
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
         _warn_requirement_differences(lines)
-    settings = ServerSettings.from_env(target_directory, loaded.config, host=host, port=port, dev=dev)
+    settings = ServerSettings.from_env(
+        target_directory, loaded.config, host=host, port=port, dev=dev, access_log=access_log
+    )
     sys.exit(ModelServer(settings).run())
 
 

@@ -1,18 +1,21 @@
-"""The one place where exceptions become HTTP responses.
+"""The one place where errors become HTTP responses.
 
 Every error body is ``{"error": <message>}`` (Truss's format) with the headers
 ``X-BASETEN-ERROR-SOURCE: 04`` and ``X-BASETEN-ERROR-CODE`` (500 unexpected, 600 model or server
-side, 700 client side).
+side, 700 client side), plus ``content-length`` and ``x-baseten-request-id`` when sent.
 """
 
 from __future__ import annotations
 
 import logging
+import traceback
 
 import orjson
 from starlette.exceptions import HTTPException
 
-from trestle.errors import RequestError
+from trestle._types import Send
+from trestle.errors import ModelNotReady, RequestError
+from trestle.runtime import Health, ModelState
 
 logger = logging.getLogger("trestle.http")
 
@@ -66,5 +69,29 @@ def from_exception(exc: BaseException, *, dev: bool = False) -> ErrorResponse:
     return render(500, f"Unhandled exception: {type(exc).__name__}: {exc}", CODE_UNEXPECTED)
 
 
+def not_ready(health: Health) -> ErrorResponse:
+    """503 saying why the model cannot serve: loading, failed or stopping."""
+    if health.state is ModelState.FAILED:
+        return render(503, f"Model failed to load: {health.failure}", CODE_SERVER)
+    if health.state is ModelState.STOPPING:
+        return render(503, "Model server is shutting down.", CODE_SERVER)
+    return render(503, ModelNotReady().message, CODE_SERVER)
+
+
+def hot_reload_failed(exc: BaseException) -> ErrorResponse:
+    """422 for a reload whose new code did not import or validate; the old code keeps serving."""
+    trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return render(422, f"{type(exc).__name__}: {exc}", CODE_CLIENT, traceback=trace)
+
+
+async def send_error(send: Send, err: ErrorResponse, rid: bytes) -> None:
+    headers = [*err.headers, (b"content-length", str(len(err.body)).encode()), (b"x-baseten-request-id", rid)]
+    await send({"type": "http.response.start", "status": err.status, "headers": headers})
+    await send({"type": "http.response.body", "body": err.body})
+
+
 NOT_FOUND = render(404, "Not Found", CODE_CLIENT)
 METHOD_NOT_ALLOWED = render(405, "Method Not Allowed", CODE_CLIENT)
+UNHEALTHY = render(503, "Model is not healthy.", CODE_SERVER)
+SCHEMA_NOT_READY = render(503, "Schema not available, please try again later.", CODE_SERVER)
+NO_SCHEMA = render(404, "No schema found", CODE_SERVER)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import json
+import sys
 import uuid
 from typing import Any
 
@@ -38,9 +40,41 @@ def _json_default(obj: Any) -> Any:
 
 
 def dumps_json(obj: Any) -> bytes:
+    """orjson, and the stdlib encoder only for what orjson refuses: integers beyond 64 bits and
+    nesting deeper than 254 levels (the input limit is 1,024), which Truss answers exactly."""
     if isinstance(obj, BaseModel):
         return datamodels.dump_json(obj)
-    return orjson.dumps(obj, default=_json_default, option=_ORJSON_OPTS)
+    try:
+        return orjson.dumps(obj, default=_json_default, option=_ORJSON_OPTS)
+    except orjson.JSONEncodeError as exc:
+        try:
+            return _dumps_json_stdlib(obj)
+        except (TypeError, ValueError, RecursionError):
+            raise exc from None  # orjson's message names the real problem
+
+
+# Deep enough for any value parsed from a request (orjson reads 1,024 levels), plus the server's frames.
+_DEEP_RECURSION = 4000
+
+
+def _stdlib_default(obj: Any) -> Any:
+    if isinstance(obj, (dt.datetime, dt.date, dt.time)):
+        return obj.isoformat()
+    if isinstance(obj, uuid.UUID):
+        return str(obj)
+    return _json_default(obj)
+
+
+def _dumps_json_stdlib(obj: Any) -> bytes:
+    limit = sys.getrecursionlimit()
+    if limit < _DEEP_RECURSION:  # 3.10 and 3.11 count C-level nesting against this limit
+        sys.setrecursionlimit(_DEEP_RECURSION)
+    try:
+        text = json.dumps(obj, default=_stdlib_default, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    finally:
+        if limit < _DEEP_RECURSION:
+            sys.setrecursionlimit(limit)
+    return text.encode()
 
 
 def loads_json(body: bytes) -> Any:

@@ -7,7 +7,7 @@ import logging
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from trestle._types import Receive, Scope, Send
-from trestle.runtime.model import ModelRuntime, log_user_error
+from trestle.runtime import FATAL, ModelRuntime, log_user_error
 
 logger = logging.getLogger("trestle.http")
 
@@ -32,19 +32,20 @@ async def serve_websocket(runtime: ModelRuntime, scope: Scope, receive: Receive,
     if not runtime.health.ready:
         await ws.close(code=1013, reason="Model is not ready.")  # rejects the handshake (HTTP 403)
         return
-    desc = runtime.desc
-    method = desc.websocket if desc is not None else None
+    method = runtime.websocket()
     await ws.accept()
     if method is None:
         logger.error(NOT_IMPLEMENTED)
         await _close(ws, 1003, NOT_IMPLEMENTED)
         return
     try:
-        await method.fn(ws)
+        await method(ws)
     except WebSocketDisconnect:
         logger.info("Client disconnected from the websocket.")
         return
-    except Exception as exc:
+    except FATAL:
+        raise
+    except BaseException as exc:
         log_user_error(exc)
         await _close(ws, 1011, INTERNAL_ERROR)
         return

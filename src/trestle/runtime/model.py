@@ -1,11 +1,14 @@
 """The wrapper around the user's model: load it, check its health, run its methods.
 
 Sync methods run in worker threads (``runtime.workers.WorkerPool``), async methods run on the event
-loop, generator functions are called directly and their generators are consumed by the HTTP
-layer. ``predict`` and the five ``/v1`` methods run under one FIFO :class:`Limiter` of
+loop, generator functions are called directly and their generators become a :class:`Stream`.
+``predict`` and the five ``/v1`` methods run under one FIFO :class:`Limiter` of
 ``runtime.predict_concurrency`` permits; preprocess and postprocess run outside it, as in Truss.
 A permit taken for a stream is held until the stream ends, the client leaves or the work is
 cancelled.
+
+The public surface (what ``http``, ``server`` and later the batcher use) is listed in
+``docs/03-runtime.md``; everything else here is private.
 """
 
 from __future__ import annotations
@@ -16,17 +19,15 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import AsyncGeneratorType, GeneratorType, TracebackType
 from typing import Any
 
-from starlette.exceptions import HTTPException
-from starlette.responses import Response, StreamingResponse
-
 from trestle.contract import (
     GENERATOR_WITH_POSTPROCESS,
     RESPONSE_WITH_POSTPROCESS,
+    ROUTE_METHODS,
     ArgForm,
     CallKind,
     LazyDataResolver,
@@ -41,9 +42,11 @@ from trestle.contract import (
     read_environment,
     reload_model_class,
 )
-from trestle.errors import ModelDefinitionError, ModelNotReady, UserCodeError
+from trestle.errors import MethodNotImplemented, ModelDefinitionError, ModelNotReady, UserCodeError
 from trestle.logs import request_id
-from trestle.runtime.cancel import Cancellation, bind_thread
+from trestle.runtime.cancel import CancelReason, bind_thread
+from trestle.runtime.inflight import InFlight
+from trestle.runtime.interface import NO_PASSTHROUGHS, Call, Endpoint, Passthrough, Passthroughs, Result, Stream, Value
 from trestle.runtime.limiter import Limiter
 from trestle.runtime.state import Health, ModelState
 from trestle.runtime.streams import SyncPump
@@ -54,76 +57,8 @@ logger = logging.getLogger("trestle.model")
 
 _TRESTLE_DIR = str(Path(__file__).resolve().parent.parent)
 
-
-class CallContext:
-    """What a model call needs from the request it serves.
-
-    ``request_factory(ctx)`` builds the framework request object (a starlette ``Request``) for
-    model methods that ask for one; it is built at most once, and only then.
-    """
-
-    __slots__ = ("cancellation", "request_id", "request_factory", "scope", "body", "_request")
-
-    def __init__(
-        self,
-        cancellation: Cancellation | None,
-        rid: str,
-        request_factory: Callable[[CallContext], Any] | None = None,
-        scope: Any = None,
-        body: bytes = b"",
-    ) -> None:
-        self.cancellation = cancellation
-        self.request_id = rid
-        self.request_factory = request_factory
-        self.scope = scope
-        self.body = body
-        self._request: Any = None
-
-    def request(self) -> Any:
-        if self._request is None:
-            if self.request_factory is None:
-                raise RuntimeError("this call has no HTTP request")
-            self._request = self.request_factory(self)
-        return self._request
-
-
-class Stream:
-    """A streamed result: an async iterator of chunks plus what to do when it ends."""
-
-    __slots__ = ("iterator", "release")
-
-    def __init__(self, iterator: AsyncIterator[Any], release: Callable[[], None] | None) -> None:
-        self.iterator = iterator
-        self.release = release
-
-    async def close(self) -> None:
-        """Close the model's generator (its ``finally`` runs) and give back the permit."""
-        try:
-            aclose = getattr(self.iterator, "aclose", None)
-            if aclose is not None:
-                try:
-                    await aclose()
-                except Exception:
-                    logger.exception("Exception while closing the model's generator")
-        finally:
-            release, self.release = self.release, None
-            if release is not None:
-                release()
-
-
-class Passthrough:
-    """A starlette Response returned by the model, sent unchanged."""
-
-    __slots__ = ("response", "release")
-
-    def __init__(self, response: Response, release: Callable[[], None] | None) -> None:
-        self.response = response
-        self.release = release
-
-    def done(self) -> None:
-        release, self.release = self.release, None
-        if release is not None:
-            release()
+# Exceptions that keep their meaning when model code raises them: never turned into an error answer.
+FATAL = (asyncio.CancelledError, KeyboardInterrupt, SystemExit)
 
 
 def _trim_traceback(tb: TracebackType | None) -> TracebackType | None:
@@ -134,13 +69,14 @@ def _trim_traceback(tb: TracebackType | None) -> TracebackType | None:
 
 
 def log_user_error(exc: BaseException, message: str = "Internal Server Error (in model/chainlet).") -> None:
+    """Log an exception from model code once, at ERROR, with a traceback that starts at the user's frame."""
     tb = _trim_traceback(exc.__traceback__)
     logger.error(message, exc_info=(type(exc), exc, tb))
 
 
-def _run_in_thread(ctx: CallContext, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    bind_thread(ctx.cancellation)
-    request_id.set(ctx.request_id)
+def _run_in_thread(call: Call, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    bind_thread(call.cancellation)
+    request_id.set(call.request_id)
     try:
         return fn(*args)
     finally:
@@ -153,20 +89,59 @@ def is_stream(value: Any) -> bool:
 
 
 class ModelRuntime:
-    def __init__(self, settings: ServerSettings) -> None:
+    """One user model. ``passthroughs`` come from the transport (``trestle.http`` gives starlette's)."""
+
+    def __init__(self, settings: ServerSettings, passthroughs: Passthroughs = NO_PASSTHROUGHS) -> None:
         self.settings = settings
         self.health = Health()
-        self.instance: Any = None
-        self.desc: ModelDescriptor | None = None
-        self.schema: TrussSchema | None = None
-        self.limiter = Limiter(settings.predict_concurrency, settings.max_queue)
+        self.in_flight = InFlight()
+        self.environment: dict[str, Any] | None = None
+        self._responses = passthroughs.responses
+        self._streaming_responses = passthroughs.streaming_responses
+        self._answer_errors = passthroughs.errors
+        self._instance: Any = None
+        self._desc: ModelDescriptor | None = None
+        self._schema: TrussSchema | None = None
+        self._endpoints: dict[str, Endpoint] = {}
+        self._limiter = Limiter(settings.predict_concurrency, settings.max_queue)
         concurrency = settings.predict_concurrency
         # predict_concurrency threads for predict and the /v1 methods, plus two spare ones so that a
         # cancelled sync call that ignores its cancellation flag cannot hold up the next request.
-        self.inference_pool = WorkerPool(concurrency + 2, "trestle-predict")
-        self.aux_pool = WorkerPool(max(40, concurrency), "trestle-aux")
-        self.environment: dict[str, Any] | None = None
-        self.load_seconds: float | None = None
+        self._inference_pool = WorkerPool(concurrency + 2, "trestle-predict")
+        self._aux_pool = WorkerPool(max(40, concurrency), "trestle-aux")
+
+    # --- what the transport reads --------------------------------------------------------
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a ``predict_concurrency`` permit."""
+        return self._limiter.waiting
+
+    @property
+    def watches_environment(self) -> bool:
+        """Whether the model has ``setup_environment`` (so environment changes must be delivered)."""
+        return self._desc is not None and self._desc.setup_environment is not None
+
+    def schema_json(self) -> dict[str, Any] | None:
+        """The body of the schema route, or None when the model declares no pydantic types."""
+        return self._schema.to_json() if self._schema is not None else None
+
+    def websocket(self) -> Callable[[Any], Awaitable[None]] | None:
+        """The model's ``async def websocket(ws)``, if it has one."""
+        method = self._desc.websocket if self._desc is not None else None
+        return method.fn if method is not None else None
+
+    def endpoint(self, name: str) -> Endpoint:
+        """``predict`` or a ``/v1`` method, ready to :meth:`invoke`.
+
+        Raises :class:`ModelNotReady` unless READY, :class:`MethodNotImplemented` for a ``/v1``
+        method the model does not have.
+        """
+        if self.health.state is not ModelState.READY:
+            raise ModelNotReady()
+        found = self._endpoints.get(name)
+        if found is None:
+            raise MethodNotImplemented(f"`{name}` must only be called if model has it.")
+        return found
 
     # --- lifecycle -----------------------------------------------------------------------
     def _prepare(self) -> None:
@@ -200,17 +175,32 @@ class ModelRuntime:
             "lazy_data_resolver": LazyDataResolver(data_dir),
             "environment": self.environment,
         }
-        self.instance = instantiate(cls, kwargs)
-        self.desc = describe_model(self.instance)
-        self.schema = derive_schema(self.desc)
+        self._instance = instantiate(cls, kwargs)
+        desc = describe_model(self._instance)
+        self._install(desc, derive_schema(desc))
+
+    def _install(self, desc: ModelDescriptor, schema: TrussSchema | None) -> None:
+        endpoints: dict[str, Endpoint] = {}
+        if desc.predict is not None:
+            endpoints["predict"] = Endpoint(
+                "predict",
+                desc.predict,
+                skip_parsing=desc.skip_input_parsing,
+                input_type=schema.input_type if schema is not None else None,
+            )
+        for name in ROUTE_METHODS:
+            method = desc.route(name)
+            if method is not None:
+                endpoints[name] = Endpoint(name, method)
+        self._desc, self._schema, self._endpoints = desc, schema, endpoints
 
     async def load(self) -> None:
         """Run the load steps; on success READY, on failure FAILED (never raises)."""
         self.health.move(ModelState.LOADING)
         start = time.perf_counter()
         try:
-            await self.aux_pool.run(self._prepare)
-            desc = self.desc
+            await self._aux_pool.run(self._prepare)
+            desc = self._desc
             assert desc is not None
             if desc.setup_environment is not None and self.environment:
                 await self._call_simple(desc.setup_environment, self.environment)
@@ -224,10 +214,9 @@ class ModelRuntime:
             if self.health.state is ModelState.LOADING:
                 self.health.move(ModelState.FAILED)
             return
-        self.load_seconds = time.perf_counter() - start
         if self.health.state is ModelState.LOADING:
             self.health.move(ModelState.READY)
-            logger.info("Model is ready (loaded in %.0f ms).", self.load_seconds * 1000)
+            logger.info("Model is ready (loaded in %.0f ms).", (time.perf_counter() - start) * 1000)
 
     async def _load_with_retries(self, desc: ModelDescriptor) -> None:
         assert desc.load is not None
@@ -239,7 +228,7 @@ class ModelRuntime:
                 if desc.load_is_async:
                     await desc.load()
                 else:
-                    await self.aux_pool.run(desc.load)
+                    await self._aux_pool.run(desc.load)
             except Exception as exc:
                 if attempt + 1 >= attempts:
                     raise
@@ -255,11 +244,11 @@ class ModelRuntime:
     async def _call_simple(self, md: MethodDescriptor, *args: Any) -> Any:
         if md.kind is CallKind.ASYNC:
             return await md.fn(*args)
-        return await self.aux_pool.run(md.fn, *args)
+        return await self._aux_pool.run(md.fn, *args)
 
     async def setup_environment(self, environment: dict[str, Any]) -> None:
         """Apply a changed environment (the platform promoted this deployment)."""
-        desc = self.desc
+        desc = self._desc
         if desc is None or desc.setup_environment is None or environment == self.environment:
             return
         logger.info("Executing model.setup_environment with environment: %s", environment)
@@ -269,13 +258,17 @@ class ModelRuntime:
         except Exception as exc:
             log_user_error(exc, "Exception in model.setup_environment")
 
-    def hot_reload(self) -> None:
+    async def hot_reload(self) -> None:
         """Re-import the model code and swap the live instance's class; ``load`` is not re-run.
 
-        On any failure the old class stays in place and the exception propagates.
+        Runs in a worker thread. On any failure the old class stays in place and the exception
+        propagates; :class:`ModelNotReady` unless READY.
         """
-        if self.instance is None or self.health.state is not ModelState.READY:
+        if self._instance is None or self.health.state is not ModelState.READY:
             raise ModelNotReady()
+        await self._aux_pool.run(self._reload)
+
+    def _reload(self) -> None:
         cfg = self.settings.config
         new_cls = reload_model_class(
             self.settings.truss_dir.resolve(),
@@ -284,26 +277,40 @@ class ModelRuntime:
             model_class_name=cfg.model_class_name,
             bundled_packages_dir=cfg.bundled_packages_dir,
         )
-        old_cls = self.instance.__class__
-        self.instance.__class__ = new_cls
+        instance = self._instance
+        old_cls = instance.__class__
+        instance.__class__ = new_cls
         try:
-            desc = describe_model(self.instance)
+            desc = describe_model(instance)
             schema = derive_schema(desc)
         except BaseException:
-            self.instance.__class__ = old_cls
+            instance.__class__ = old_cls
             raise
-        self.desc, self.schema = desc, schema
+        self._install(desc, schema)
+
+    async def drain(self, window: float) -> None:
+        """Shutdown: STOPPING (new requests get 503), wait up to ``window`` s for the requests in
+        progress, then cancel what is left (SHUTDOWN) and give it 2 s to unwind."""
+        if self.health.state is not ModelState.STOPPING:
+            self.health.move(ModelState.STOPPING)
+        in_flight = self.in_flight
+        logger.info("Shutting down: draining %d in-flight request(s) for up to %.0f s.", in_flight.count, window)
+        if await in_flight.wait_idle(window):
+            return
+        cancelled = in_flight.cancel_all(CancelReason.SHUTDOWN)
+        logger.warning("Drain window over; cancelled %d request(s).", cancelled)
+        await in_flight.wait_idle(2.0)
 
     def shutdown(self) -> None:
-        self.inference_pool.shutdown()
-        self.aux_pool.shutdown()
+        self._inference_pool.shutdown()
+        self._aux_pool.shutdown()
 
     # --- health --------------------------------------------------------------------------
     async def healthy(self) -> bool:
         """Readiness with the model's ``is_healthy`` (a falsy result or an exception is unhealthy)."""
         if not self.health.ready:
             return False
-        desc = self.desc
+        desc = self._desc
         if desc is None or desc.is_healthy is None:
             return True
         try:
@@ -317,44 +324,50 @@ class ModelRuntime:
         return True
 
     # --- calling model methods -----------------------------------------------------------
-    def _args(self, md: MethodDescriptor, inputs: Any, ctx: CallContext) -> tuple[Any, ...]:
+    async def invoke(self, endpoint: Endpoint, inputs: Any, call: Call) -> Result:
+        """Run one request: predict's pipeline, or a ``/v1`` method under the same limit."""
+        if endpoint.is_predict:
+            return await self._predict(endpoint.method, inputs, call)
+        return await self._route(endpoint.method, inputs, call)
+
+    def _args(self, md: MethodDescriptor, inputs: Any, call: Call) -> tuple[Any, ...]:
         form = md.form
         if form is ArgForm.INPUTS_ONLY:
             return (inputs,)
         if form is ArgForm.INPUTS_AND_REQUEST:
-            return (inputs, ctx.request())
+            return (inputs, call.request())
         if form is ArgForm.REQUEST_ONLY:
-            return (ctx.request(),)
+            return (call.request(),)
         return ()
 
-    async def call(self, md: MethodDescriptor, inputs: Any, ctx: CallContext, pool: WorkerPool) -> Any:
+    async def _call(self, md: MethodDescriptor, inputs: Any, call: Call, pool: WorkerPool) -> Any:
         """Call one model method with Truss's error interception."""
-        args = self._args(md, inputs, ctx)
+        args = self._args(md, inputs, call)
         try:
             kind = md.kind
             if kind is CallKind.ASYNC:
                 return await md.fn(*args)
             if kind is CallKind.SYNC:
-                return await pool.run(_run_in_thread, ctx, md.fn, args)
+                return await pool.run(_run_in_thread, call, md.fn, args)
             return md.fn(*args)  # generator functions: nothing runs until iterated
-        except asyncio.CancelledError:
+        except FATAL:
             raise
-        except HTTPException as exc:
-            logger.info("Model raised HTTPException: %s %s", exc.status_code, exc.detail)
+        except self._answer_errors as exc:
+            log_user_error(exc, "Model raised HTTPException")
             raise
-        except Exception as exc:
+        except BaseException as exc:  # a custom BaseException from model code is a model error too
             log_user_error(exc)
             raise UserCodeError() from exc
 
-    def _stream(self, gen: Any, ctx: CallContext, pool: WorkerPool, release: Callable[[], None] | None) -> Stream:
+    def _stream(self, gen: Any, call: Call, pool: WorkerPool, release: Callable[[], None] | None) -> Stream:
         if isinstance(gen, AsyncGeneratorType):
             return Stream(gen, release)
-        rid = ctx.request_id
+        rid = call.request_id
 
         def on_thread() -> None:
             request_id.set(rid)
 
-        return Stream(SyncPump(gen, pool, ctx.cancellation, on_thread=on_thread), release)
+        return Stream(SyncPump(gen, pool, call.cancellation, on_thread=on_thread), release)
 
     def _per_request_rule(self, message: str) -> UserCodeError:
         err = ModelDefinitionError(message)  # Truss's class: logs and alerts match on its name
@@ -363,65 +376,62 @@ class ModelRuntime:
         user_error.__cause__ = err
         return user_error
 
-    async def predict(self, inputs: Any, ctx: CallContext) -> Any:
+    def _passthrough(self, out: Any, release: Callable[[], None]) -> tuple[Passthrough, bool]:
+        """A returned response; True when it streams and so took over the permit."""
+        if isinstance(out, self._streaming_responses):
+            return Passthrough(out, release), True
+        return Passthrough(out, None), False
+
+    async def _predict(self, predict: MethodDescriptor, inputs: Any, call: Call) -> Result:
         """Truss's predict pipeline: preprocess, predict under the limit, postprocess."""
-        desc = self.desc
+        desc = self._desc
         assert desc is not None
-        assert desc.predict is not None
         if desc.preprocess is not None:
-            inputs = await self.call(desc.preprocess, inputs, ctx, self.aux_pool)
-        limiter = self.limiter
+            inputs = await self._call(desc.preprocess, inputs, call, self._aux_pool)
+        limiter = self._limiter
         await limiter.acquire()
         handed_off = False
         try:
-            out = await self.call(desc.predict, inputs, ctx, self.inference_pool)
+            out = await self._call(predict, inputs, call, self._inference_pool)
             if is_stream(out):
                 if desc.postprocess is not None:
                     await _close_generator(out)
                     raise self._per_request_rule(GENERATOR_WITH_POSTPROCESS)
                 handed_off = True
-                return self._stream(out, ctx, self.inference_pool, limiter.release)
-            if isinstance(out, Response):
+                return self._stream(out, call, self._inference_pool, limiter.release)
+            if isinstance(out, self._responses):
                 if desc.postprocess is not None:
                     raise self._per_request_rule(RESPONSE_WITH_POSTPROCESS)
-                if isinstance(out, StreamingResponse):
-                    handed_off = True
-                    return Passthrough(out, limiter.release)
-                return Passthrough(out, None)
+                passthrough, handed_off = self._passthrough(out, limiter.release)
+                return passthrough
         finally:
             if not handed_off:
                 limiter.release()
         if desc.postprocess is not None:
-            out = await self.call(desc.postprocess, out, ctx, self.aux_pool)
+            out = await self._call(desc.postprocess, out, call, self._aux_pool)
             if is_stream(out):
-                return self._stream(out, ctx, self.aux_pool, None)
-            if isinstance(out, Response):
+                return self._stream(out, call, self._aux_pool, None)
+            if isinstance(out, self._responses):
                 return Passthrough(out, None)
-        return out
+        return Value(out)
 
-    async def route(self, md: MethodDescriptor, inputs: Any, ctx: CallContext) -> Any:
+    async def _route(self, md: MethodDescriptor, inputs: Any, call: Call) -> Result:
         """A /v1 method: same limit, cancellation and result handling as predict, no pre/post."""
-        limiter = self.limiter
+        limiter = self._limiter
         await limiter.acquire()
         handed_off = False
         try:
-            out = await self.call(md, inputs, ctx, self.inference_pool)
+            out = await self._call(md, inputs, call, self._inference_pool)
             if is_stream(out):
                 handed_off = True
-                return self._stream(out, ctx, self.inference_pool, limiter.release)
-            if isinstance(out, Response):
-                if isinstance(out, StreamingResponse):
-                    handed_off = True
-                    return Passthrough(out, limiter.release)
-                return Passthrough(out, None)
-            return out
+                return self._stream(out, call, self._inference_pool, limiter.release)
+            if isinstance(out, self._responses):
+                passthrough, handed_off = self._passthrough(out, limiter.release)
+                return passthrough
+            return Value(out)
         finally:
             if not handed_off:
                 limiter.release()
-
-    def check_loaded(self) -> None:
-        if self.health.state is not ModelState.READY:
-            raise ModelNotReady()
 
 
 async def _close_generator(gen: Any) -> None:

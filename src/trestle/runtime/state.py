@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import enum
 
+from trestle.errors import InvalidTransition
+
 
 class ModelState(enum.Enum):
     NOT_READY = "NOT_READY"
@@ -31,10 +33,6 @@ TRANSITIONS: dict[ModelState, frozenset[ModelState]] = {
     ModelState.FAILED: frozenset({ModelState.STOPPING}),
     ModelState.STOPPING: frozenset(),
 }
-
-
-class InvalidTransition(RuntimeError):
-    pass
 
 
 class Health:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from trestle.runtime.cancel import Cancellation, bind_thread
@@ -121,20 +121,3 @@ class SyncPump:
 def _wake(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
-
-
-def is_sync_iterator(value: Any) -> bool:
-    return hasattr(value, "__next__") and hasattr(value, "__iter__") and not isinstance(value, (str, bytes, dict))
-
-
-def is_async_iterator(value: Any) -> bool:
-    return hasattr(value, "__anext__")
-
-
-async def aclose_quietly(iterator: AsyncIterator[Any]) -> None:
-    close = getattr(iterator, "aclose", None)
-    if close is not None:
-        try:
-            await close()
-        except Exception:
-            pass

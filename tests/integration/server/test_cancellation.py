@@ -149,7 +149,7 @@ def test_a_queued_request_whose_client_left_never_starts(server: ServerHandle, m
     busy.join()
     time.sleep(0.2)
     assert not (markers / "queued-started").exists()
-    text = httpx.get(server.url + "/metrics").text
+    text = httpx.get(server.url + "/metrics/trestle").text
     assert 'trestle_cancellations_total{reason="disconnect"}' in text
 
 
@@ -262,6 +262,6 @@ def test_cancellation_reaches_preprocess_and_postprocess(tmp_path: Path) -> None
             with pytest.raises(httpx.ReadTimeout):
                 httpx.post(server.url + "/predict", json={"stage": stage}, timeout=0.3)
             assert wait_for_file(markers / marker, 5) < 1.0
-        metrics = httpx.get(server.url + "/metrics").text
+        metrics = httpx.get(server.url + "/metrics/trestle").text
         assert 'trestle_cancellations_total{reason="disconnect"} 2.0' in metrics
         assert 'trestle_request_duration_seconds_count{route="predict",status="499"} 2.0' in metrics

@@ -100,7 +100,9 @@ class Model:
 
 def test_load_failure_readiness_says_so_and_process_exits_nonzero(tmp_path: Path) -> None:
     truss = write_truss(tmp_path, BROKEN_LOAD)
-    env = {"NUM_LOAD_RETRIES_TRUSS": "0", "TRESTLE_LOAD_FAILURE_LINGER": "3"}
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"NUM_LOAD_RETRIES_TRUSS": "0", "TRESTLE_LOAD_FAILURE_LINGER": "3", "HOME": str(home)}
     with run_server(truss, ready=False, env=env) as server:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -116,6 +118,8 @@ def test_load_failure_readiness_says_so_and_process_exits_nonzero(tmp_path: Path
         assert log.count("Traceback (most recent call last)") == 1
         assert "weights are missing" in log
         assert 'model.py", line 4, in load' in log
+        # Truss's marker for tooling that watches for a crashed server, next to the clean exit
+        assert "weights are missing" in (home / "inference_server_crashed.txt").read_text()
 
 
 IMPORT_ERROR = "import not_a_real_module_xyz\n\nclass Model:\n    def predict(self, x):\n        return x\n"
@@ -363,10 +367,26 @@ def test_metrics_endpoint_exposes_request_metrics(tmp_path: Path) -> None:
     truss = write_truss(tmp_path, DRAIN)
     with run_server(truss) as server:
         httpx.post(server.url + "/predict", json={"sleep": 0})
-        text = httpx.get(server.url + "/metrics").text
+        text = httpx.get(server.url + "/metrics/trestle").text
         assert 'trestle_request_duration_seconds_count{route="predict",status="200"} 1.0' in text
         assert "trestle_requests_in_flight 0.0" in text
         wait_for(server.url + "/metrics/", 2)
+
+
+def test_serve_access_log_flag_prints_one_line_per_request(tmp_path: Path) -> None:
+    truss = write_truss(tmp_path, DRAIN)
+    with run_server(truss, args=["--access-log"]) as server:
+        r = httpx.post(server.url + "/predict", json={"sleep": 0}, headers={"x-baseten-request-id": "rid-access"})
+        assert r.status_code == 200
+        deadline = time.monotonic() + 5
+        while "request_id=rid-access" not in server.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        line = next(x for x in server.log().splitlines() if "request_id=rid-access" in x)
+        assert "trestle.access: POST /predict 200 " in line
+    with run_server(truss) as server:  # off by default
+        httpx.post(server.url + "/predict", json={"sleep": 0})
+        httpx.get(server.url + "/nope")
+        assert "trestle.access" not in server.log()
 
 
 def test_packages_and_external_package_dirs_are_importable(tmp_path: Path) -> None:

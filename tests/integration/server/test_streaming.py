@@ -259,7 +259,7 @@ def test_stream_metrics(streams: ServerHandle) -> None:
     httpx.post(streams.url + "/predict", json={"mode": "async_gen", "n": 7, "tag": "metrics"})
     with pytest.raises(httpx.RemoteProtocolError):
         httpx.post(streams.url + "/predict", json={"mode": "async_gen", "n": 3, "fail_at": 1, "tag": "metrics-abort"})
-    text = httpx.get(streams.url + "/metrics").text
+    text = httpx.get(streams.url + "/metrics/trestle").text
     line = next(x for x in text.splitlines() if x.startswith("trestle_stream_chunks_total "))
     chunks = float(line.split()[1])
     assert chunks >= 7

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from trestle.runtime.state import TRANSITIONS, Health, InvalidTransition, ModelState
+from trestle.errors import InvalidTransition
+from trestle.runtime.state import TRANSITIONS, Health, ModelState
 
 
 def test_written_transitions() -> None:
