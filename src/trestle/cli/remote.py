@@ -1,6 +1,6 @@
 """Platform commands: ``platform start``, ``login``, ``push``, ``watch``, ``promote``, ``deployments``,
 ``environments``, ``logs``, ``scale``, ``deactivate``, ``activate``; and ``resolve_predict_target`` for
-``trestle predict``. Every call to the platform goes through ``trestle.platform.client``."""
+``trestle predict``. Every call to the platform goes through ``trestle.cli.client``."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from typing import Any, NoReturn
 import click
 
 from trestle.errors import ConfigError, PlatformError
-from trestle.platform import packaging
-from trestle.platform.client import PlatformClient, Remote, configured_remote, save_remote
+from trestle.platform.store import packaging
+from trestle.cli.client import PlatformClient, Remote, configured_remote, save_remote
 
 _IN_PROGRESS = ("BUILDING", "DEPLOYING", "LOADING_MODEL", "WAKING_UP", "UPDATING")
 _STYLE = {"ok": "green", "info": "cyan", "warn": "yellow", "error": "red"}
@@ -90,7 +90,7 @@ def platform_group() -> None:
 )
 def platform_start(host: str, port: int, data_dir: Path, api_key: str | None, gateway_wait_seconds: float) -> None:
     """Start the platform in the foreground; prints its URL and, on first start, an API key."""
-    from trestle.platform.app import serve
+    from trestle.platform.edge.app import serve
     from trestle.platform.settings import Settings
 
     settings = Settings(
@@ -249,7 +249,7 @@ def push(
 
 
 def _watch_loop(client: PlatformClient, deployment_id: str, target: Path) -> None:
-    from trestle.platform.watcher import apply_and_report, watch
+    from trestle.cli.watch import apply_and_report, watch
 
     def report(kind: str, text: str) -> None:
         _say(kind, text, err=kind == "error")

@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
-from trestle.platform import packaging
-from trestle.platform.app import PlatformApp
-from trestle.platform.builder import BuildResult
-from trestle.platform.controller import Controller
-from trestle.platform.engine import HotReloadResult, LoadMeter, Replica, ReplicaEvent, ReplicaSet, ReplicaSpec
+from trestle.platform.store import packaging
+from trestle.platform.edge.app import PlatformApp
+from trestle.platform.engines.builder import BuildResult
+from trestle.platform.control.controller import Controller
+from trestle.platform.engines.base import HotReloadResult, LoadMeter, Replica, ReplicaEvent, ReplicaSet, ReplicaSpec
 from trestle.platform.settings import Settings
 
 KEY = "k-test"

@@ -7,8 +7,8 @@ import collections
 import pytest
 
 from trestle.errors import PlatformError
-from trestle.platform.autoscaling import Autoscaling, decide
-from trestle.platform.engine import LoadMeter, LoadSample
+from trestle.platform.control.autoscaling import Autoscaling, decide
+from trestle.platform.engines.base import LoadMeter, LoadSample
 
 POLICY = Autoscaling(
     min_replicas=1,

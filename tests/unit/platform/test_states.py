@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from trestle.errors import PlatformError
-from trestle.platform.states import TRANSITIONS, DeploymentStatus, can_transition, check_transition
+from trestle.platform.store.states import TRANSITIONS, DeploymentStatus, can_transition, check_transition
 
 S = DeploymentStatus
 

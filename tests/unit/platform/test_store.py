@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from trestle.errors import PlatformError
-from trestle.platform.states import DeploymentKind, DeploymentStatus
-from trestle.platform.store import Store
+from trestle.platform.store.states import DeploymentKind, DeploymentStatus
+from trestle.platform.store.database import Store
 
 S = DeploymentStatus
 

@@ -9,10 +9,10 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from trestle.platform.api import ControlApi
-from trestle.platform.auth import KeyChecker, generate_key, parse_authorization
-from trestle.platform.controller import Controller
-from trestle.platform.gateway import Gateway, model_from_host, send_error, split_gateway_path
+from trestle.platform.edge.api import ControlApi
+from trestle.platform.edge.auth import KeyChecker, generate_key, parse_authorization
+from trestle.platform.control.controller import Controller
+from trestle.platform.edge.gateway import Gateway, model_from_host, send_error, split_gateway_path
 from trestle.platform.settings import Settings
 
 

@@ -25,12 +25,12 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route, Router
 
 from trestle.errors import PlatformError
-from trestle.platform import packaging
-from trestle.platform.artifacts import check_digest
-from trestle.platform.controller import Controller, PushRequest, check_environment_name
-from trestle.platform.patching import PatchFailed, apply_patch
-from trestle.platform.states import DEVELOPMENT, PRODUCTION
-from trestle.platform.store import Deployment, Model
+from trestle.platform.store import packaging
+from trestle.platform.store.artifacts import check_digest
+from trestle.platform.control.controller import Controller, PushRequest, check_environment_name
+from trestle.platform.control.patching import PatchFailed, apply_patch
+from trestle.platform.store.states import DEVELOPMENT, PRODUCTION
+from trestle.platform.store.database import Deployment, Model
 
 Handler = Callable[[Request], Awaitable[Response]]
 

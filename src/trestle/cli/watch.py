@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from trestle.errors import PlatformError
-from trestle.platform import packaging
-from trestle.platform.client import PatchError, PlatformClient
+from trestle.platform.store import packaging
+from trestle.cli.client import PatchError, PlatformClient
 
 Report = Callable[[str, str], None]
 """(kind, text): kind is "ok", "info", "warn" or "error"."""

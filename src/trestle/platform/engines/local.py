@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from trestle.platform.engine import (
+from trestle.platform.engines.base import (
     EventSink,
     HotReloadResult,
     LoadMeter,
@@ -30,7 +30,7 @@ from trestle.platform.engine import (
     ReplicaSet,
     ReplicaSpec,
 )
-from trestle.platform.logs import LogHub
+from trestle.platform.store.logs import LogHub
 
 REPLICA_MARKER = "TRESTLE_PLATFORM_REPLICA"
 _LOADING_POLL = 0.1

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from trestle.errors import PlatformError
-from trestle.platform.states import DeploymentKind, DeploymentStatus, check_transition
+from trestle.platform.store.states import DeploymentKind, DeploymentStatus, check_transition
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (

@@ -31,9 +31,9 @@ from starlette.types import Message, Receive, Scope, Send
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
-from trestle.platform.engine import Engine, NoReplica, Replica
-from trestle.platform.routing import RouteTable
-from trestle.platform.states import PRODUCTION, DeploymentStatus
+from trestle.platform.engines.base import Engine, NoReplica, Replica
+from trestle.platform.control.routing import RouteTable
+from trestle.platform.store.states import PRODUCTION, DeploymentStatus
 
 _HOP_BY_HOP = frozenset(
     {

@@ -28,9 +28,9 @@ from typing import Any
 import yaml
 
 from trestle.errors import PlatformError
-from trestle.platform import packaging
-from trestle.platform.states import DeploymentStatus
-from trestle.platform.truss import raw_config, read_truss
+from trestle.platform.store import packaging
+from trestle.platform.store.states import DeploymentStatus
+from trestle.platform.store.truss import raw_config, read_truss
 
 UNPATCHABLE_KEYS = ("system_packages", "python_version", "base_image", "docker_server", "build_commands")
 REQUIREMENT_KEYS = ("requirements", "requirements_file")
@@ -142,7 +142,7 @@ def write_files(truss_dir: Path, files: dict[str, bytes | None]) -> dict[str, by
 
 async def apply_patch(ctrl: Any, deployment_id: str, prev_hash: str, files: dict[str, bytes | None]) -> dict[str, Any]:
     """Apply a patch to a development deployment; see the module docstring."""
-    from trestle.platform.controller import Controller  # circular at import time only
+    from trestle.platform.control.controller import Controller  # circular at import time only
 
     assert isinstance(ctrl, Controller)
     started = time.monotonic()

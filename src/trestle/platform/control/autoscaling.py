@@ -26,11 +26,11 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from trestle.errors import PlatformError
-from trestle.platform.engine import LoadMeter, LoadSample
-from trestle.platform.states import DeploymentStatus
+from trestle.platform.engines.base import LoadMeter, LoadSample
+from trestle.platform.store.states import DeploymentStatus
 
 if TYPE_CHECKING:
-    from trestle.platform.controller import Controller
+    from trestle.platform.control.controller import Controller
 
 logger = logging.getLogger("trestle.platform")
 

@@ -11,7 +11,7 @@ import yaml
 
 from trestle.config import load_config
 from trestle.errors import ConfigError, PlatformError
-from trestle.platform.engine import ServerRoutes
+from trestle.platform.engines.base import ServerRoutes
 
 
 @dataclasses.dataclass(frozen=True)

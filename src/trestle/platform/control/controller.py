@@ -14,18 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from trestle.errors import PlatformError
-from trestle.platform import packaging
-from trestle.platform.artifacts import ArtifactStore
-from trestle.platform.autoscaling import Autoscaler, Autoscaling
-from trestle.platform.builder import Builder, BuildFailed
-from trestle.platform.engine import Engine, ReplicaEvent, ReplicaSpec, ServerRoutes
-from trestle.platform.local_engine import LocalEngine
-from trestle.platform.logs import LogHub
-from trestle.platform.routing import RouteTable
+from trestle.platform.store import packaging
+from trestle.platform.store.artifacts import ArtifactStore
+from trestle.platform.control.autoscaling import Autoscaler, Autoscaling
+from trestle.platform.engines.builder import Builder, BuildFailed
+from trestle.platform.engines.base import Engine, ReplicaEvent, ReplicaSpec, ServerRoutes
+from trestle.platform.engines.local import LocalEngine
+from trestle.platform.store.logs import LogHub
+from trestle.platform.control.routing import RouteTable
 from trestle.platform.settings import Settings
-from trestle.platform.states import DEVELOPMENT, PRODUCTION, DeploymentKind, DeploymentStatus
-from trestle.platform.store import Deployment, Store
-from trestle.platform.truss import TrussSpec, read_truss
+from trestle.platform.store.states import DEVELOPMENT, PRODUCTION, DeploymentKind, DeploymentStatus
+from trestle.platform.store.database import Deployment, Store
+from trestle.platform.store.truss import TrussSpec, read_truss
 
 S = DeploymentStatus
 ENVIRONMENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
