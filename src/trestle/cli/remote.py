@@ -13,11 +13,11 @@ from typing import Any, NoReturn
 
 import click
 
+from trestle.cli.client import PlatformClient, Remote, configured_remote, save_remote
 from trestle.errors import ConfigError, PlatformError
 from trestle.platform.store import packaging
-from trestle.cli.client import PlatformClient, Remote, configured_remote, save_remote
 
-_IN_PROGRESS = ("BUILDING", "DEPLOYING", "LOADING_MODEL", "WAKING_UP", "UPDATING")
+_IN_PROGRESS = ("BUILDING", "DEPLOYING", "LOADING_MODEL", "WAKING_UP")
 _STYLE = {"ok": "green", "info": "cyan", "warn": "yellow", "error": "red"}
 
 

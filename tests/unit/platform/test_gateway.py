@@ -5,11 +5,12 @@ from typing import Any
 
 import pytest
 
-from trestle.platform.engines.base import ReplicaSet, ServerRoutes
-from trestle.platform.edge.gateway import Gateway, GatewayError, model_from_host, split_gateway_path
 from trestle.platform.control.routing import RouteTable
-from trestle.platform.store.states import DeploymentKind
+from trestle.platform.edge.gateway import Gateway, GatewayError
+from trestle.platform.edge.urls import model_from_host, split_gateway_path
+from trestle.platform.engines.base import ReplicaSet, ServerRoutes
 from trestle.platform.store.database import Store
+from trestle.platform.store.states import DeploymentKind
 
 
 class NoEngine:

@@ -9,17 +9,19 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
+from trestle.platform.control.controller import Controller, open_controller
+from trestle.platform.control.recovery import recover
 from trestle.platform.edge.api import ControlApi
 from trestle.platform.edge.auth import KeyChecker, generate_key, parse_authorization
-from trestle.platform.control.controller import Controller
-from trestle.platform.edge.gateway import Gateway, model_from_host, send_error, split_gateway_path
+from trestle.platform.edge.gateway import Gateway, send_error
+from trestle.platform.edge.urls import model_from_host, split_gateway_path
 from trestle.platform.settings import Settings
 
 
 class PlatformApp:
     def __init__(self, settings: Settings, controller: Controller | None = None) -> None:
         self.settings = settings
-        self.controller = controller or Controller(settings)
+        self.controller = controller or open_controller(settings)
         self.keys = KeyChecker(self.controller.store)
         self.api = ControlApi(self.controller)
         self.gateway = Gateway(
@@ -42,7 +44,7 @@ class PlatformApp:
         return new
 
     async def startup(self) -> None:
-        await self.controller.recover()
+        await recover(self.controller)
         self.controller.start_autoscaler()
 
     async def shutdown(self) -> None:

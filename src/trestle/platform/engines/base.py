@@ -1,8 +1,10 @@
-"""The seam between the control plane and whatever runs replicas.
+"""The seam between the control plane and whatever runs replicas (``docs/09-engines.md``).
 
-An engine runs the replicas of a ``ReplicaSpec`` and reports what happens to them as
-``ReplicaEvent``s; the gateway asks it for a deployment's ``ReplicaSet`` and picks a replica from it.
-The local engine (``local_engine.py``) runs replicas as processes on this host.
+An engine places, replaces, scales and stops the replicas of a ``ReplicaSpec`` and reports what
+happens to them as ``ReplicaEvent``s to the sink it is attached to; the gateway asks it for a
+deployment's ``ReplicaSet`` and picks a replica from it; replica output goes to the deployment log
+(the ``LogHub`` in its ``EngineContext``). Engines are chosen by name (``registry.py``); the local
+engine (``local.py``) runs replicas as processes on this host.
 """
 
 from __future__ import annotations
@@ -12,34 +14,28 @@ import dataclasses
 import enum
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Protocol
 
+from trestle.platform.store.logs import LogHub
+from trestle.platform.store.truss import ServerRoutes
 
-@dataclasses.dataclass(frozen=True)
-class ServerRoutes:
-    """Where the replica's server answers; a ``docker_server`` maps these to its own endpoints."""
-
-    predict: str = "/v1/models/model:predict"
-    readiness: str = "/v1/models/model"
-    liveness: str = "/"
-    websocket: str = "/v1/websocket"
-    custom: bool = False
-
-    def translate(self, path: str) -> str:
-        """The replica path for a Truss server path (identity for Trestle's own server)."""
-        if not self.custom:
-            return path
-        if path == "/":
-            return self.liveness
-        if path == "/v1/models/model":
-            return self.readiness
-        if path in ("/v1/models/model:predict", "/predict"):
-            return self.predict
-        if path == "/v1/websocket":
-            return self.predict
-        return path
+__all__ = [
+    "Engine",
+    "EngineContext",
+    "EventSink",
+    "HotReloadResult",
+    "LoadMeter",
+    "LoadSample",
+    "NoReplica",
+    "Replica",
+    "ReplicaEvent",
+    "ReplicaSet",
+    "ReplicaSpec",
+    "ReplicaState",
+    "ServerRoutes",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,6 +142,15 @@ class NoReplica(Exception):
     """No ready replica appeared within the wait."""
 
 
+@dataclasses.dataclass(frozen=True)
+class ReplicaState:
+    """One replica as ``trestle deployments`` shows it."""
+
+    id: str
+    ready: bool
+    in_flight: int
+
+
 class ReplicaSet:
     """The replicas of one deployment, as the gateway sees them."""
 
@@ -171,6 +176,9 @@ class ReplicaSet:
     @property
     def ready_count(self) -> int:
         return sum(1 for replica in self.replicas if replica.ready)
+
+    def states(self) -> list[ReplicaState]:
+        return [ReplicaState(replica.id, replica.ready, replica.outstanding) for replica in self.replicas]
 
     def pick(self) -> Replica | None:
         """The ready replica with the fewest outstanding requests (ties broken round-robin)."""
@@ -211,9 +219,34 @@ class HotReloadResult:
     traceback: str | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class EngineContext:
+    """What every engine is made with (see ``registry.create``)."""
+
+    run_dir: Path
+    """A directory of its own for run-time state (the local engine's pid files)."""
+    logs: LogHub
+    """Where replica output goes: the deployment log that ``trestle logs`` reads."""
+    max_start_attempts: int = 2
+    options: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """Engine-specific settings by name (``--ray-address`` ...)."""
+
+
 class Engine(Protocol):
+    """What the controller asks of an engine; every engine implements all of it."""
+
+    name: str
+
+    def attach(self, events: EventSink) -> None:
+        """Where ``ReplicaEvent``s go from now on (the controller attaches itself once)."""
+
+    async def recover(self, keep: Collection[str]) -> None:
+        """At platform start, before anything is placed: reconcile with what already runs. The local
+        engine kills replicas a dead platform left behind; a cluster engine removes what it runs for
+        deployments not in ``keep``."""
+
     async def start(self, spec: ReplicaSpec) -> None:
-        """Start the replicas of a deployment that has none running."""
+        """Place the replicas of a deployment that has none running."""
 
     async def replace(self, spec: ReplicaSpec, timeout: float) -> bool:
         """Start a new set of replicas next to the running ones and switch to it once ready.
@@ -228,9 +261,14 @@ class Engine(Protocol):
     async def stop(self, deployment_id: str, *, drain: bool = True) -> None:
         """Stop a deployment's replicas; with ``drain`` in-flight requests finish first."""
 
-    def replica_set(self, deployment_id: str) -> ReplicaSet | None: ...
+    def replica_set(self, deployment_id: str) -> ReplicaSet | None:
+        """The deployment's replicas as the gateway routes to them; None when none are placed."""
+
+    def report(self, deployment_id: str) -> list[ReplicaState]:
+        """The state of each of the deployment's replicas (empty when none are placed)."""
 
     async def hot_reload(self, deployment_id: str) -> list[HotReloadResult]:
         """Ask every replica to re-import the model code without re-running ``load``."""
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Stop every replica this engine placed (the platform is shutting down)."""

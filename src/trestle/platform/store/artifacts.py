@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import re
@@ -9,15 +10,16 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from trestle.errors import PlatformError
+from trestle.platform.errors import InvalidRequest, TooLarge
 
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 MAX_ARTIFACT_BYTES = 2 << 30
+_WRITE_BLOCK = 1 << 20
 
 
 def check_digest(value: str) -> str:
     if not _DIGEST.match(value):
-        raise PlatformError(f"not a sha256 hex digest: {value!r}", status=400)
+        raise InvalidRequest(f"not a sha256 hex digest: {value!r}")
     return value
 
 
@@ -35,33 +37,43 @@ class ArtifactStore:
     def require(self, digest: str) -> Path:
         path = self.path(digest)
         if not path.is_file():
-            raise PlatformError(f"no uploaded artifact {digest}; upload it first", status=400)
+            raise InvalidRequest(f"no uploaded artifact {digest}; upload it first")
         return path
 
     async def put(self, digest: str, chunks: AsyncIterator[bytes]) -> bool:
-        """Store a stream under ``digest`` after checking that it hashes to it; False if already there."""
+        """Store a stream under ``digest`` after checking that it hashes to it; False if already there.
+
+        Hashing and writing run in a worker thread, a megabyte at a time, off the event loop."""
         target = self.path(digest)
-        if target.is_file():
+        if await asyncio.to_thread(target.is_file):
             async for _ in chunks:
                 pass
             return False
         hasher = hashlib.sha256()
         size = 0
-        fd, tmp_name = tempfile.mkstemp(dir=self.root, suffix=".part")
+        fd, tmp_name = await asyncio.to_thread(tempfile.mkstemp, dir=self.root, suffix=".part")
         try:
             with os.fdopen(fd, "wb") as out:
+
+                def write(block: bytes) -> None:
+                    hasher.update(block)
+                    out.write(block)
+
+                pending = bytearray()
                 async for chunk in chunks:
                     size += len(chunk)
                     if size > MAX_ARTIFACT_BYTES:
-                        raise PlatformError("artifact too large", status=413)
-                    hasher.update(chunk)
-                    out.write(chunk)
+                        raise TooLarge("artifact too large")
+                    pending += chunk
+                    if len(pending) >= _WRITE_BLOCK:
+                        await asyncio.to_thread(write, bytes(pending))
+                        pending.clear()
+                await asyncio.to_thread(write, bytes(pending))
             if hasher.hexdigest() != digest:
-                raise PlatformError(
-                    f"upload does not match its address: got sha256 {hasher.hexdigest()}, expected {digest}",
-                    status=400,
+                raise InvalidRequest(
+                    f"upload does not match its address: got sha256 {hasher.hexdigest()}, expected {digest}"
                 )
-            os.replace(tmp_name, target)
+            await asyncio.to_thread(os.replace, tmp_name, target)
         finally:
             if os.path.exists(tmp_name):
                 os.unlink(tmp_name)

@@ -10,8 +10,33 @@ from typing import Any
 import yaml
 
 from trestle.config import load_config
-from trestle.errors import ConfigError, PlatformError
-from trestle.platform.engines.base import ServerRoutes
+from trestle.errors import ConfigError
+from trestle.platform.errors import InvalidRequest
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerRoutes:
+    """Where the replica's server answers; a ``docker_server`` maps these to its own endpoints."""
+
+    predict: str = "/v1/models/model:predict"
+    readiness: str = "/v1/models/model"
+    liveness: str = "/"
+    websocket: str = "/v1/websocket"
+    custom: bool = False
+
+    def translate(self, path: str) -> str:
+        """The replica path for a Truss server path (identity for Trestle's own server)."""
+        if not self.custom:
+            return path
+        if path == "/":
+            return self.liveness
+        if path == "/v1/models/model":
+            return self.readiness
+        if path in ("/v1/models/model:predict", "/predict"):
+            return self.predict
+        if path == "/v1/websocket":
+            return self.predict
+        return path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,12 +84,12 @@ def read_truss(truss_dir: Path, *, strict: bool) -> TrussSpec:
         cfg = loaded.config
         requirements = list(cfg.requirement_lines(truss_dir))
     except ConfigError as exc:
-        raise PlatformError(f"invalid config: {exc}", status=400) from exc
+        raise InvalidRequest(f"invalid config: {exc}") from exc
     docker: DockerServerSpec | None = None
     ds = cfg.docker_server
     if ds is not None:
         if not ds.start_command:
-            raise PlatformError("docker_server.no_build needs a start_command on the local engine", status=400)
+            raise InvalidRequest("docker_server.no_build needs a start_command on the local engine")
         docker = DockerServerSpec(
             start_command=ds.start_command,
             server_port=ds.server_port,
