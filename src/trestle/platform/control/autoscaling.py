@@ -219,6 +219,8 @@ class Autoscaler:
                 logger.exception("autoscaler tick failed: %r", exc)
 
     def tick(self) -> None:
+        if getattr(self.ctrl.engine, "autoscales", False):
+            return  # the engine scales its replicas itself (Ray Serve) from the settings it was given
         seen: set[str] = set()
         for dep in self.ctrl.store.deployments():
             if dep.status is not DeploymentStatus.ACTIVE:

@@ -27,7 +27,15 @@ from trestle.platform.control.rules import (
     model_name_for,
 )
 from trestle.platform.engines import registry
-from trestle.platform.engines.base import Engine, EngineContext, ReplicaEvent, ReplicaSpec, ServerRoutes
+from trestle.platform.engines.base import (
+    Engine,
+    EngineContext,
+    ReplicaEvent,
+    ReplicaResources,
+    ReplicaSpec,
+    Scaling,
+    ServerRoutes,
+)
 from trestle.platform.engines.builder import Builder, BuildFailed
 from trestle.platform.errors import Conflict, InvalidRequest
 from trestle.platform.settings import Settings
@@ -288,6 +296,26 @@ class Controller:
             routes=ServerRoutes(),
             drain_seconds=spec.drain_seconds,
             revision=revision,
+            artifact=dep.artifact,
+            scaling=Scaling(
+                min_replicas=policy.min_replicas,
+                max_replicas=policy.max_replicas,
+                concurrency_target=policy.concurrency_target,
+                autoscaling_window=policy.autoscaling_window,
+                scale_down_delay=policy.scale_down_delay,
+                scale_to_zero_delay=policy.scale_to_zero_delay,
+            ),
+            resources=ReplicaResources(
+                cpu=spec.cpu, memory_bytes=spec.memory_bytes, accelerator=spec.accelerator, gpus=spec.gpus
+            ),
+            predict_concurrency=spec.predict_concurrency,
+            requirements=tuple(spec.requirements),
+            environment_variables={
+                **spec.environment_variables,
+                "TRESTLE_SECRETS_DIR": str(self.settings.secrets_dir),
+                "NUM_LOAD_RETRIES_TRUSS": env["NUM_LOAD_RETRIES_TRUSS"],
+            },
+            environment=self.environment_name_for(deployment_id),
         )
 
     async def read_truss(self, deployment_id: str) -> TrussSpec:

@@ -278,7 +278,7 @@ class Gateway:
         replica = await self.replica_for(target.deployment_id)
         rset = self.engine.replica_set(target.deployment_id)
         path = rset.routes.translate(target.path) if rset is not None else target.path
-        url = f"ws://127.0.0.1:{replica.port}{path}"
+        url = "ws" + replica.url.removeprefix("http") + path  # http://h:p[/prefix] -> ws://h:p[/prefix]
         if scope.get("query_string"):
             url += "?" + scope["query_string"].decode("latin-1")
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k not in _WS_DROP]

@@ -39,8 +39,34 @@ __all__ = [
 
 
 @dataclasses.dataclass(frozen=True)
+class Scaling:
+    """A deployment's scaling settings as an engine sees them (Baseten's names; see autoscaling.py)."""
+
+    min_replicas: int = 1
+    max_replicas: int = 1
+    concurrency_target: float = 1.0
+    autoscaling_window: float = 60.0
+    scale_down_delay: float = 900.0
+    scale_to_zero_delay: float = 1800.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplicaResources:
+    """What one replica asks for (``resources`` in config.yaml)."""
+
+    cpu: float = 1.0
+    memory_bytes: int = 2 << 30
+    accelerator: str | None = None
+    """The accelerator type (``A10G``), None for none."""
+    gpus: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
 class ReplicaSpec:
-    """What to run for one deployment. ``{port}`` in ``argv`` is replaced by each replica's port."""
+    """What to run for one deployment. ``{port}`` in ``argv`` is replaced by each replica's port.
+
+    ``argv``, ``cwd`` and ``env`` are for engines that start the model server themselves (local);
+    a cluster engine ships ``artifact`` and builds its replicas from the fields after it."""
 
     deployment_id: str
     argv: list[str]
@@ -51,6 +77,16 @@ class ReplicaSpec:
     fixed_port: int | None = None
     drain_seconds: float = 30.0
     revision: int = 0
+    artifact: str = ""
+    """The content-addressed truss archive (sha256) the deployment runs."""
+    scaling: Scaling = Scaling()
+    resources: ReplicaResources = ReplicaResources()
+    predict_concurrency: int = 1
+    requirements: tuple[str, ...] = ()
+    environment_variables: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """The truss's own ``environment_variables`` plus the platform's (secrets dir ...), not the host's."""
+    environment: str | None = None
+    """The environment the deployment serves (its dynamic config), None for none."""
 
 
 class ReplicaEvent(enum.Enum):

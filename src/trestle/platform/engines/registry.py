@@ -41,4 +41,11 @@ def _local(context: EngineContext) -> Engine:
     return LocalEngine(context)
 
 
+def _ray(context: EngineContext) -> Engine:
+    from trestle.platform.engines.ray import create
+
+    return create(context)
+
+
 register("local", _local)
+register("ray", _ray)

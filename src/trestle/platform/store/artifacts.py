@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import os
 import re
 import tempfile
@@ -78,3 +79,19 @@ class ArtifactStore:
             if os.path.exists(tmp_name):
                 os.unlink(tmp_name)
         return True
+
+
+def signed_path(key: str, digest: str) -> str:
+    """The control plane's URL path for an artifact that a cluster fetches without an API key:
+    the path carries an HMAC of the digest under the platform's key, so only the platform's
+    engines can name it (``.tar.gz``, the suffix Ray unpacks)."""
+    check_digest(digest)
+    return f"/v1/engine-artifacts/{digest}/{_signature(key, digest)}.tar.gz"
+
+
+def check_signature(key: str, digest: str, signature: str) -> bool:
+    return hmac.compare_digest(_signature(key, digest), signature)
+
+
+def _signature(key: str, digest: str) -> str:
+    return hmac.new(key.encode(), digest.encode(), hashlib.sha256).hexdigest()

@@ -59,6 +59,11 @@ class TrussSpec:
     bundled_packages_dir: str
     data_dir: str
     requirements_file: str | None
+    predict_concurrency: int = 1
+    cpu: float = 1.0
+    memory_bytes: int = 2 << 30
+    accelerator: str | None = None
+    gpus: int = 0
 
     def warnings(self) -> list[str]:
         """Things in the config that the local engine cannot honour, said plainly."""
@@ -101,6 +106,7 @@ def read_truss(truss_dir: Path, *, strict: bool) -> TrussSpec:
                 custom=True,
             ),
         )
+    accelerator = cfg.resources.accelerator
     return TrussSpec(
         model_name=cfg.model_name,
         requirements=requirements,
@@ -113,6 +119,11 @@ def read_truss(truss_dir: Path, *, strict: bool) -> TrussSpec:
         bundled_packages_dir=cfg.bundled_packages_dir,
         data_dir=cfg.data_dir,
         requirements_file=cfg.requirements_file,
+        predict_concurrency=cfg.runtime.predict_concurrency,
+        cpu=cfg.resources.cpu_cores,
+        memory_bytes=cfg.resources.memory_bytes,
+        accelerator=accelerator.type if accelerator is not None else None,
+        gpus=accelerator.count if accelerator is not None else (1 if cfg.resources.use_gpu else 0),
     )
 
 
