@@ -447,3 +447,16 @@ async def test_recovery_is_an_explicit_start_step_that_reconciles_the_engine(pla
     assert await recover(app.controller) == [dep["id"]]
     assert engine.recovered == [dep["id"]]
     await wait_status(client, dep["id"], "ACTIVE")
+
+
+async def test_engine_artifacts_are_served_on_a_signed_path_without_an_api_key(platform: Any, tmp_path: Path) -> None:
+    from trestle.platform.store.artifacts import signed_path
+
+    client, app, _ = platform
+    digest = await upload(client, make_truss(tmp_path / "t"))
+    path = signed_path(app.controller.artifact_key, digest)
+    response = await client.get(path, headers={"Authorization": ""})
+    assert response.status_code == 200
+    assert packaging.digest(response.content) == digest
+    forged = signed_path("not-the-key", digest)
+    assert (await client.get(forged, headers={"Authorization": ""})).status_code == 404

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import shutil
 from collections.abc import Coroutine
 from pathlib import Path
@@ -56,23 +57,29 @@ def open_controller(
     settings: Settings,
     *,
     engine: Engine | None = None,
-    engine_name: str = registry.DEFAULT_ENGINE,
     engine_options: dict[str, str] | None = None,
 ) -> Controller:
-    """The controller with its usual collaborators on ``settings.data_dir`` (the engine by name
-    unless one is given). Opens the database and makes the data directories; starts nothing."""
+    """The controller with its usual collaborators on ``settings.data_dir`` (``settings.engine`` by
+    name unless an engine is given). Opens the database and makes the data directories; starts nothing."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.secrets_dir.mkdir(parents=True, exist_ok=True)
     store = Store(settings.db_path)
     logs = LogHub(settings.deployments_dir)
+    key = _artifact_key(settings.artifact_key_path)
     if engine is None:
+        options = {
+            "artifact_base": f"http://{settings.host}:{settings.port}",
+            **settings.engine_options,
+            **(engine_options or {}),
+            "artifact_key": key,
+        }
         context = EngineContext(
             run_dir=settings.run_dir,
             logs=logs,
             max_start_attempts=settings.max_start_attempts,
-            options=dict(engine_options or {}),
+            options=options,
         )
-        engine = registry.create(engine_name, context)
+        engine = registry.create(settings.engine, context)
     return Controller(
         settings,
         store=store,
@@ -81,7 +88,17 @@ def open_controller(
         builder=Builder(settings.envs_dir, settings.cache_dir),
         engine=engine,
         routes=RouteTable(),
+        artifact_key=key,
     )
+
+
+def _artifact_key(path: Path) -> str:
+    if not path.is_file():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(secrets.token_hex(32))
+        tmp.chmod(0o600)
+        os.replace(tmp, path)
+    return path.read_text().strip()
 
 
 class Controller:
@@ -95,8 +112,11 @@ class Controller:
         builder: Builder,
         engine: Engine,
         routes: RouteTable,
+        artifact_key: str = "",
     ) -> None:
         self.settings = settings
+        self.artifact_key = artifact_key
+        """Signs the artifact URLs engines hand to a cluster (``store.artifacts.signed_path``)."""
         self.store = store
         self.artifacts = artifacts
         self.logs = logs

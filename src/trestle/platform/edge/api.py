@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route, Router
 
 from trestle.errors import PlatformError
@@ -31,9 +31,9 @@ from trestle.platform.control.patching import apply_patch
 from trestle.platform.control.rules import PushRequest, check_environment_name
 from trestle.platform.edge import urls
 from trestle.platform.edge.errors import error_body, http_status
-from trestle.platform.errors import InvalidRequest
+from trestle.platform.errors import InvalidRequest, NotFound
 from trestle.platform.store import packaging
-from trestle.platform.store.artifacts import check_digest
+from trestle.platform.store.artifacts import check_digest, check_signature
 from trestle.platform.store.database import Deployment, Model
 from trestle.platform.store.states import DEVELOPMENT, PRODUCTION
 
@@ -97,6 +97,7 @@ class ControlApi:
             _route("/v1/health", self.health, methods=["GET"]),
             _route("/v1/artifacts/{digest}", self.artifact_exists, methods=["HEAD", "GET"]),
             _route("/v1/artifacts/{digest}", self.upload_artifact, methods=["PUT"]),
+            _route("/v1/engine-artifacts/{digest}/{file}", self.engine_artifact, methods=["GET"]),
             _route("/v1/deployments", self.push, methods=["POST"]),
             _route("/v1/deployments", self.list_deployments, methods=["GET"]),
             _route("/v1/deployments/{id}", self.get_deployment, methods=["GET"]),
@@ -150,6 +151,15 @@ class ControlApi:
     async def artifact_exists(self, request: Request) -> Response:
         digest = check_digest(request.path_params["digest"])
         return Response(status_code=200 if self.ctrl.artifacts.exists(digest) else 404)
+
+    async def engine_artifact(self, request: Request) -> Response:
+        """An artifact for a cluster engine: no API key, the path's signature authenticates it."""
+        digest = check_digest(request.path_params["digest"])
+        signature = str(request.path_params["file"]).removesuffix(".tar.gz")
+        key = self.ctrl.artifact_key
+        if not key or not check_signature(key, digest, signature) or not self.ctrl.artifacts.exists(digest):
+            raise NotFound("no such artifact")
+        return FileResponse(self.ctrl.artifacts.path(digest), media_type="application/gzip")
 
     async def upload_artifact(self, request: Request) -> Response:
         digest = check_digest(request.path_params["digest"])

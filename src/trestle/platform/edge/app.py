@@ -17,6 +17,8 @@ from trestle.platform.edge.gateway import Gateway, send_error
 from trestle.platform.edge.urls import model_from_host, split_gateway_path
 from trestle.platform.settings import Settings
 
+ENGINE_ARTIFACTS = "/v1/engine-artifacts/"
+
 
 class PlatformApp:
     def __init__(self, settings: Settings, controller: Controller | None = None) -> None:
@@ -63,6 +65,9 @@ class PlatformApp:
                 authorization = value.decode("latin-1")
             elif name == b"host":
                 host = value.decode("latin-1")
+        if kind == "http" and scope["path"].startswith(ENGINE_ARTIFACTS):
+            await self.api.router(scope, receive, send)  # signed paths: the signature is the credential
+            return
         if not self.keys.check(parse_authorization(authorization)):
             if kind == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
