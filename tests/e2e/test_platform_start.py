@@ -72,3 +72,22 @@ def test_first_start_prints_a_key_that_works_and_is_stored_hashed(tmp_path: Path
     finally:
         text = second.stop()
     assert "API key" not in text  # not generated (or shown) again
+
+
+def test_the_ray_engine_is_refused_without_token_auth_unless_insecure(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_TOKEN"}
+    env["HOME"] = str(tmp_path)  # no ~/.ray/auth_token
+    argv = [sys.executable, "-m", "trestle", "platform", "start", "--engine", "ray", "--data-dir", str(tmp_path / "d")]
+    no_address = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert no_address.returncode != 0
+    assert "--ray-address" in no_address.stderr
+    result = subprocess.run(
+        [*argv, "--ray-address", "http://127.0.0.1:9", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "no Ray auth token" in result.stderr and "--ray-insecure" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,6 +1,6 @@
 """Platform commands: ``platform start``, ``login``, ``push``, ``watch``, ``promote``, ``deployments``,
 ``environments``, ``logs``, ``scale``, ``deactivate``, ``activate``; and ``resolve_predict_target`` for
-``trestle predict``. Every call to the platform goes through ``trestle.platform.client``."""
+``trestle predict``. Every call to the platform goes through ``trestle.cli.client``."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from typing import Any, NoReturn
 
 import click
 
+from trestle.cli.client import PlatformClient, Remote, configured_remote, save_remote
 from trestle.errors import ConfigError, PlatformError
-from trestle.platform import packaging
-from trestle.platform.client import PlatformClient, Remote, configured_remote, save_remote
+from trestle.platform.store import packaging
 
-_IN_PROGRESS = ("BUILDING", "DEPLOYING", "LOADING_MODEL", "WAKING_UP", "UPDATING")
+_IN_PROGRESS = ("BUILDING", "DEPLOYING", "LOADING_MODEL", "WAKING_UP")
 _STYLE = {"ok": "green", "info": "cyan", "warn": "yellow", "error": "red"}
 
 
@@ -88,15 +88,40 @@ def platform_group() -> None:
 @click.option(
     "--gateway-wait-seconds", default=120.0, show_default=True, help="How long a request waits for a replica."
 )
-def platform_start(host: str, port: int, data_dir: Path, api_key: str | None, gateway_wait_seconds: float) -> None:
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--ray-address", help="With --engine ray: the Ray dashboard, e.g. http://HOST:8265.")
+@click.option("--ray-proxy-url", default="http://127.0.0.1:8000", show_default=True, help="Ray Serve's HTTP proxy.")
+@click.option("--ray-insecure", is_flag=True, help="Allow a Ray cluster without token auth (private networks only).")
+def platform_start(
+    host: str,
+    port: int,
+    data_dir: Path,
+    api_key: str | None,
+    gateway_wait_seconds: float,
+    engine: str,
+    ray_address: str | None,
+    ray_proxy_url: str,
+    ray_insecure: bool,
+) -> None:
     """Start the platform in the foreground; prints its URL and, on first start, an API key."""
-    from trestle.platform.app import serve
+    from trestle.platform.edge.app import serve
     from trestle.platform.settings import Settings
 
+    options: dict[str, str] = {}
+    if engine == "ray":
+        options = {"address": ray_address or "", "proxy_url": ray_proxy_url, "insecure": "1" if ray_insecure else ""}
     settings = Settings(
-        data_dir=data_dir.expanduser().resolve(), host=host, port=port, gateway_wait_seconds=gateway_wait_seconds
+        data_dir=data_dir.expanduser().resolve(),
+        host=host,
+        port=port,
+        gateway_wait_seconds=gateway_wait_seconds,
+        engine=engine,
+        engine_options=options,
     )
-    serve(settings, api_key=api_key, announce=lambda text: click.echo(text, err=False))
+    try:
+        serve(settings, api_key=api_key, announce=lambda text: click.echo(text, err=False))
+    except PlatformError as exc:
+        _fail(exc.message)
 
 
 @click.command()
@@ -249,7 +274,7 @@ def push(
 
 
 def _watch_loop(client: PlatformClient, deployment_id: str, target: Path) -> None:
-    from trestle.platform.watcher import apply_and_report, watch
+    from trestle.cli.watch import apply_and_report, watch
 
     def report(kind: str, text: str) -> None:
         _say(kind, text, err=kind == "error")

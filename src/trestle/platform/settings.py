@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 
 DEFAULT_PORT = 8990
@@ -33,6 +34,15 @@ class Settings:
     max_start_attempts: int = 2
     autoscale_interval: float = 1.0
     """Seconds between two readings of each deployment's load by the autoscaler."""
+    engine: str = "local"
+    """The engine that runs replicas, by name (``engines/registry.py``)."""
+    engine_options: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """Engine-specific settings (``address``, ``token``, ``insecure``, ``proxy_url`` for ray)."""
+
+    @property
+    def artifact_key_path(self) -> Path:
+        """The key that signs the artifact URLs a cluster fetches code from."""
+        return self.data_dir / "artifact-url.key"
 
     @property
     def db_path(self) -> Path:

@@ -5,25 +5,35 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from trestle.platform import packaging
-from trestle.platform.app import PlatformApp
-from trestle.platform.builder import BuildResult
-from trestle.platform.controller import Controller
-from trestle.platform.engine import HotReloadResult, LoadMeter, Replica, ReplicaEvent, ReplicaSet, ReplicaSpec
+from trestle.platform.control.controller import open_controller
+from trestle.platform.edge.app import PlatformApp
+from trestle.platform.engines.base import (
+    HotReloadResult,
+    LoadMeter,
+    Replica,
+    ReplicaEvent,
+    ReplicaSet,
+    ReplicaSpec,
+    ReplicaState,
+)
+from trestle.platform.engines.builder import BuildResult
 from trestle.platform.settings import Settings
+from trestle.platform.store import packaging
 
 KEY = "k-test"
 AUTH = {"Authorization": f"Api-Key {KEY}"}
 
 
 class InstantEngine:
+    name = "instant"
+
     def __init__(self) -> None:
         self.sets: dict[str, ReplicaSet] = {}
         self.events: Callable[[str, ReplicaEvent, str], None] = lambda *a: None
@@ -73,6 +83,16 @@ class InstantEngine:
             return self.reload_results.pop(0)
         return [HotReloadResult("r", True, "ok")]
 
+    def attach(self, events: Callable[[str, ReplicaEvent, str], None]) -> None:
+        self.events = events
+
+    async def recover(self, keep: Collection[str]) -> None:
+        self.recovered = list(keep)
+
+    def report(self, deployment_id: str) -> list[ReplicaState]:
+        rset = self.sets.get(deployment_id)
+        return rset.states() if rset is not None else []
+
     async def close(self) -> None:
         pass
 
@@ -81,8 +101,7 @@ class InstantEngine:
 async def platform(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, PlatformApp, InstantEngine]]:
     engine = InstantEngine()
     settings = Settings(data_dir=tmp_path / "data", gateway_wait_seconds=0.2)
-    ctrl = Controller(settings, engine=engine)
-    engine.events = ctrl._on_event
+    ctrl = open_controller(settings, engine=engine)
 
     async def fake_build(requirements: list[str], truss_dir: Path, log: Callable[[str], None]) -> BuildResult:
         return BuildResult(Path(sys.executable), "k", True, 0.0)
@@ -415,3 +434,29 @@ async def test_a_save_wakes_a_development_deployment_scaled_to_zero(platform: An
     assert response.status_code == 200, response.text
     body = await wait_status(client, dev["id"], "ACTIVE")
     assert (body["replicas"], body["ready_replicas"]) == (1, 1)
+
+
+async def test_recovery_is_an_explicit_start_step_that_reconciles_the_engine(platform: Any, tmp_path: Path) -> None:
+    client, app, engine = platform
+    assert engine.recovered == []  # startup ran recovery once, with nothing to keep
+    digest = await upload(client, make_truss(tmp_path / "t"))
+    dep = (await client.post("/v1/deployments", json={"artifact": digest})).json()
+    await wait_status(client, dep["id"], "ACTIVE")
+    from trestle.platform.control.recovery import recover
+
+    assert await recover(app.controller) == [dep["id"]]
+    assert engine.recovered == [dep["id"]]
+    await wait_status(client, dep["id"], "ACTIVE")
+
+
+async def test_engine_artifacts_are_served_on_a_signed_path_without_an_api_key(platform: Any, tmp_path: Path) -> None:
+    from trestle.platform.store.artifacts import signed_path
+
+    client, app, _ = platform
+    digest = await upload(client, make_truss(tmp_path / "t"))
+    path = signed_path(app.controller.artifact_key, digest)
+    response = await client.get(path, headers={"Authorization": ""})
+    assert response.status_code == 200
+    assert packaging.digest(response.content) == digest
+    forged = signed_path("not-the-key", digest)
+    assert (await client.get(forged, headers={"Authorization": ""})).status_code == 404

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from trestle.platform.auth import KeyChecker, generate_key, hash_key, parse_authorization
-from trestle.platform.store import Store
+from trestle.platform.edge.auth import KeyChecker, generate_key, hash_key, parse_authorization
+from trestle.platform.store.database import Store
 
 
 @pytest.mark.parametrize(

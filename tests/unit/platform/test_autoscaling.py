@@ -7,8 +7,9 @@ import collections
 import pytest
 
 from trestle.errors import PlatformError
-from trestle.platform.autoscaling import Autoscaling, decide
-from trestle.platform.engine import LoadMeter, LoadSample
+from trestle.platform.control.autoscaling import Autoscaling, decide
+from trestle.platform.engines.base import LoadMeter, LoadSample
+from trestle.platform.errors import InvalidRequest
 
 POLICY = Autoscaling(
     min_replicas=1,
@@ -147,10 +148,10 @@ def test_meter_integrates_in_flight_requests() -> None:
         ({"replicaz": 2}, "unknown scaling setting 'replicaz'"),
     ],
 )
-def test_bad_settings_are_400(changes: dict[str, object], needle: str) -> None:
+def test_bad_settings_are_invalid_requests(changes: dict[str, object], needle: str) -> None:
     with pytest.raises(PlatformError) as info:
         Autoscaling().updated(changes)
-    assert info.value.status == 400
+    assert isinstance(info.value, InvalidRequest)
     assert needle in info.value.message
 
 

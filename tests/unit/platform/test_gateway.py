@@ -5,11 +5,12 @@ from typing import Any
 
 import pytest
 
-from trestle.platform.engine import ReplicaSet, ServerRoutes
-from trestle.platform.gateway import Gateway, GatewayError, model_from_host, split_gateway_path
-from trestle.platform.routing import RouteTable
-from trestle.platform.states import DeploymentKind
-from trestle.platform.store import Store
+from trestle.platform.control.routing import RouteTable
+from trestle.platform.edge.gateway import Gateway, GatewayError
+from trestle.platform.edge.urls import model_from_host, split_gateway_path
+from trestle.platform.engines.base import ReplicaSet, ServerRoutes
+from trestle.platform.store.database import Store
+from trestle.platform.store.states import DeploymentKind
 
 
 class NoEngine:
@@ -94,7 +95,7 @@ def test_custom_server_translation() -> None:
 @pytest.mark.anyio
 async def test_least_outstanding_choice() -> None:
     rset = ReplicaSet("d", ServerRoutes())
-    from trestle.platform.engine import NoReplica, Replica
+    from trestle.platform.engines.base import NoReplica, Replica
 
     a, b = Replica("a", 1), Replica("b", 2)
     rset.replicas = [a, b]
@@ -125,7 +126,7 @@ async def test_refused_connection_is_retried_on_another_replica(
 
     import httpx
 
-    from trestle.platform.engine import Replica
+    from trestle.platform.engines.base import Replica
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:

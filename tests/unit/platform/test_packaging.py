@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from trestle.errors import PlatformError
-from trestle.platform import packaging
+from trestle.platform.store import packaging
 
 
 def make_truss(root: Path) -> Path:
@@ -92,7 +92,7 @@ def test_pack_needs_config(tmp_path: Path) -> None:
 
 
 def test_external_package_dirs_are_gathered_into_packages(tmp_path: Path) -> None:
-    from trestle.platform.watcher import local_changes
+    from trestle.cli.watch import local_changes
 
     truss = make_truss(tmp_path / "t")
     (truss / "config.yaml").write_text("model_name: t\nexternal_package_dirs: [../shared, ../more]\n")

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from trestle.platform.patching import PatchAction, PatchFailed, plan_patch, write_files
+from trestle.platform.control.patching import PatchAction, PatchFailed, plan_patch, write_files
 
 CONFIG = b"model_name: t\nrequirements: []\nenvironment_variables: {A: '1'}\n"
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from trestle.errors import PlatformError
-from trestle.platform.states import TRANSITIONS, DeploymentStatus, can_transition, check_transition
+from trestle.platform.errors import Conflict
+from trestle.platform.store.states import TRANSITIONS, DeploymentStatus, can_transition, check_transition
 
 S = DeploymentStatus
 
@@ -52,7 +53,7 @@ def test_refused(old: DeploymentStatus, new: DeploymentStatus) -> None:
     assert not can_transition(old, new)
     with pytest.raises(PlatformError) as info:
         check_transition(old, new)
-    assert info.value.status == 409
+    assert isinstance(info.value, Conflict)
     assert old.value in info.value.message
 
 

@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 
 from trestle.errors import PlatformError
-from trestle.platform.states import DeploymentKind, DeploymentStatus
-from trestle.platform.store import Store
+from trestle.platform.errors import NotFound
+from trestle.platform.store.database import Store
+from trestle.platform.store.states import DeploymentKind, DeploymentStatus
 
 S = DeploymentStatus
 
@@ -28,7 +29,7 @@ def test_model_has_production_environment(store: Store) -> None:
     assert store.find_model(model.id) == model
     with pytest.raises(PlatformError) as info:
         store.find_model("nope")
-    assert info.value.status == 404
+    assert isinstance(info.value, NotFound)
 
 
 def test_deployment_lifecycle_and_persistence(tmp_path: Path) -> None:
@@ -54,7 +55,7 @@ def test_deployment_lifecycle_and_persistence(tmp_path: Path) -> None:
     assert reopened.environments_of(dep.id) == ["production"]
     with pytest.raises(PlatformError) as info:
         reopened.get_deployment("missing")
-    assert info.value.status == 404
+    assert isinstance(info.value, NotFound)
 
 
 def test_development_deployment_and_update(store: Store) -> None:

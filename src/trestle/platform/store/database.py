@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from trestle.errors import PlatformError
-from trestle.platform.states import DeploymentKind, DeploymentStatus, check_transition
+from trestle.platform.errors import NotFound
+from trestle.platform.store.states import DeploymentKind, DeploymentStatus, check_transition
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -179,7 +179,7 @@ class Store:
         """A model by id or by name; 404 when neither matches."""
         row = self._one("SELECT * FROM models WHERE id = ? OR name = ? ORDER BY id = ? DESC", ref, ref, ref)
         if row is None:
-            raise PlatformError(f"no model with id or name {ref!r}", status=404)
+            raise NotFound(f"no model with id or name {ref!r}")
         return _model(row)
 
     def models(self) -> list[Model]:
@@ -247,7 +247,7 @@ class Store:
     def get_deployment(self, deployment_id: str) -> Deployment:
         row = self._one("SELECT * FROM deployments WHERE id = ?", deployment_id)
         if row is None:
-            raise PlatformError(f"no deployment with id {deployment_id!r}", status=404)
+            raise NotFound(f"no deployment with id {deployment_id!r}")
         return _deployment(row)
 
     def deployments(self, model_id: str | None = None) -> list[Deployment]:
@@ -272,7 +272,7 @@ class Store:
         with self.transaction() as db:
             row = db.execute("SELECT status FROM deployments WHERE id = ?", (deployment_id,)).fetchone()
             if row is None:
-                raise PlatformError(f"no deployment with id {deployment_id!r}", status=404)
+                raise NotFound(f"no deployment with id {deployment_id!r}")
             old = DeploymentStatus(row["status"])
             if old is not status and not force:
                 check_transition(old, status)

@@ -25,12 +25,12 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from trestle.errors import PlatformError
-from trestle.platform.engine import LoadMeter, LoadSample
-from trestle.platform.states import DeploymentStatus
+from trestle.platform.engines.base import LoadMeter, LoadSample
+from trestle.platform.errors import InvalidRequest
+from trestle.platform.store.states import DeploymentStatus
 
 if TYPE_CHECKING:
-    from trestle.platform.controller import Controller
+    from trestle.platform.control.controller import Controller
 
 logger = logging.getLogger("trestle.platform")
 
@@ -61,9 +61,7 @@ class Autoscaling:
     @classmethod
     def fixed(cls, replicas: int, base: Autoscaling | None = None) -> Autoscaling:
         if not 1 <= replicas <= MAX_REPLICAS:
-            raise PlatformError(
-                f"replicas must be between 1 and {MAX_REPLICAS} (to stop a deployment, deactivate it)", status=400
-            )
+            raise InvalidRequest(f"replicas must be between 1 and {MAX_REPLICAS} (to stop a deployment, deactivate it)")
         return dataclasses.replace(base or cls(), min_replicas=replicas, max_replicas=replicas).validated()
 
     @property
@@ -81,17 +79,15 @@ class Autoscaling:
 
     def validated(self) -> Autoscaling:
         if not 0 <= self.min_replicas <= MAX_REPLICAS:
-            raise PlatformError(f"min_replicas must be between 0 and {MAX_REPLICAS}", status=400)
+            raise InvalidRequest(f"min_replicas must be between 0 and {MAX_REPLICAS}")
         if not 1 <= self.max_replicas <= MAX_REPLICAS:
-            raise PlatformError(f"max_replicas must be between 1 and {MAX_REPLICAS}", status=400)
+            raise InvalidRequest(f"max_replicas must be between 1 and {MAX_REPLICAS}")
         if self.min_replicas > self.max_replicas:
-            raise PlatformError(
-                f"min_replicas ({self.min_replicas}) is more than max_replicas ({self.max_replicas})", status=400
-            )
+            raise InvalidRequest(f"min_replicas ({self.min_replicas}) is more than max_replicas ({self.max_replicas})")
         for name in ("concurrency_target", "autoscaling_window", "scale_down_delay", "scale_to_zero_delay"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
-                raise PlatformError(f"{name} must be a positive number of {_UNIT[name]}", status=400)
+                raise InvalidRequest(f"{name} must be a positive number of {_UNIT[name]}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,12 +99,12 @@ class Autoscaling:
         values: dict[str, Any] = {}
         for name, value in changes.items():
             if name not in fields:
-                raise PlatformError(f"unknown scaling setting {name!r}", status=400)
+                raise InvalidRequest(f"unknown scaling setting {name!r}")
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise PlatformError(f"{name} must be a number", status=400)
+                raise InvalidRequest(f"{name} must be a number")
             if name.endswith("_replicas"):
                 if value != int(value):
-                    raise PlatformError(f"{name} must be a whole number", status=400)
+                    raise InvalidRequest(f"{name} must be a whole number")
                 value = int(value)
             else:
                 value = float(value)
@@ -223,6 +219,8 @@ class Autoscaler:
                 logger.exception("autoscaler tick failed: %r", exc)
 
     def tick(self) -> None:
+        if getattr(self.ctrl.engine, "autoscales", False):
+            return  # the engine scales its replicas itself (Ray Serve) from the settings it was given
         seen: set[str] = set()
         for dep in self.ctrl.store.deployments():
             if dep.status is not DeploymentStatus.ACTIVE:

@@ -9,17 +9,21 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from trestle.platform.api import ControlApi
-from trestle.platform.auth import KeyChecker, generate_key, parse_authorization
-from trestle.platform.controller import Controller
-from trestle.platform.gateway import Gateway, model_from_host, send_error, split_gateway_path
+from trestle.platform.control.controller import Controller, open_controller
+from trestle.platform.control.recovery import recover
+from trestle.platform.edge.api import ControlApi
+from trestle.platform.edge.auth import KeyChecker, generate_key, parse_authorization
+from trestle.platform.edge.gateway import Gateway, send_error
+from trestle.platform.edge.urls import model_from_host, split_gateway_path
 from trestle.platform.settings import Settings
+
+ENGINE_ARTIFACTS = "/v1/engine-artifacts/"
 
 
 class PlatformApp:
     def __init__(self, settings: Settings, controller: Controller | None = None) -> None:
         self.settings = settings
-        self.controller = controller or Controller(settings)
+        self.controller = controller or open_controller(settings)
         self.keys = KeyChecker(self.controller.store)
         self.api = ControlApi(self.controller)
         self.gateway = Gateway(
@@ -42,7 +46,7 @@ class PlatformApp:
         return new
 
     async def startup(self) -> None:
-        await self.controller.recover()
+        await recover(self.controller)
         self.controller.start_autoscaler()
 
     async def shutdown(self) -> None:
@@ -61,6 +65,9 @@ class PlatformApp:
                 authorization = value.decode("latin-1")
             elif name == b"host":
                 host = value.decode("latin-1")
+        if kind == "http" and scope["path"].startswith(ENGINE_ARTIFACTS):
+            await self.api.router(scope, receive, send)  # signed paths: the signature is the credential
+            return
         if not self.keys.check(parse_authorization(authorization)):
             if kind == "websocket":
                 await send({"type": "websocket.close", "code": 1008})

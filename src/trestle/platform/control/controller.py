@@ -1,72 +1,129 @@
-"""The control plane's brain: turns pushes, promotions and replica events into status transitions,
-engine calls and routing-table updates. The REST API (``api.py``) is a thin layer over it."""
+"""The control plane's façade: turns pushes, promotions and replica events into status transitions,
+engine calls and routing-table updates. The REST API (``edge/api.py``) is a thin layer over it.
+
+Its collaborators are made elsewhere and passed in (``open_controller`` wires the usual ones), so
+tests give it a fake engine; it talks to replicas only through the ``Engine`` seam. Nothing happens
+at construction: the platform's start runs ``recovery.recover`` explicitly.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
-import re
+import secrets
 import shutil
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
 from trestle.errors import PlatformError
-from trestle.platform import packaging
-from trestle.platform.artifacts import ArtifactStore
-from trestle.platform.autoscaling import Autoscaler, Autoscaling
-from trestle.platform.builder import Builder, BuildFailed
-from trestle.platform.engine import Engine, ReplicaEvent, ReplicaSpec, ServerRoutes
-from trestle.platform.local_engine import LocalEngine
-from trestle.platform.logs import LogHub
-from trestle.platform.routing import RouteTable
+from trestle.platform.control.autoscaling import Autoscaler, Autoscaling
+from trestle.platform.control.routing import RouteTable
+from trestle.platform.control.rules import (
+    PushRequest,
+    check_environment_name,
+    check_push,
+    check_replicas,
+    model_name_for,
+)
+from trestle.platform.engines import registry
+from trestle.platform.engines.base import (
+    Engine,
+    EngineContext,
+    ReplicaEvent,
+    ReplicaResources,
+    ReplicaSpec,
+    Scaling,
+    ServerRoutes,
+)
+from trestle.platform.engines.builder import Builder, BuildFailed
+from trestle.platform.errors import Conflict, InvalidRequest
 from trestle.platform.settings import Settings
-from trestle.platform.states import DEVELOPMENT, PRODUCTION, DeploymentKind, DeploymentStatus
-from trestle.platform.store import Deployment, Store
-from trestle.platform.truss import TrussSpec, read_truss
+from trestle.platform.store import packaging
+from trestle.platform.store.artifacts import ArtifactStore
+from trestle.platform.store.database import Deployment, Store
+from trestle.platform.store.logs import LogHub
+from trestle.platform.store.states import DEVELOPMENT, PRODUCTION, DeploymentKind, DeploymentStatus
+from trestle.platform.store.truss import TrussSpec, read_truss
 
 S = DeploymentStatus
-ENVIRONMENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-DEPLOYMENT_NAME = re.compile(r"^[0-9a-zA-Z_.-]{1,128}$")
-MODEL_NAME = re.compile(r"^[^\s/][^/]{0,127}$")
 _SCRUBBED_ENV = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "TRESTLE_API_KEY", "TRESTLE_REMOTE_URL")
 
-
-@dataclasses.dataclass(frozen=True)
-class PushRequest:
-    artifact: str
-    model_name: str | None = None
-    development: bool = False
-    environment: str | None = None
-    deployment_name: str | None = None
-    preserve_previous: bool = False
-    replicas: int | None = None
-    """A fixed replica count; None: the defaults for a new deployment, unchanged for the development one."""
+__all__ = ["Controller", "PushRequest", "check_environment_name", "open_controller"]
 
 
-def check_environment_name(name: str) -> str:
-    if not ENVIRONMENT_NAME.match(name):
-        raise PlatformError(
-            f"invalid environment name {name!r}: use lowercase letters, digits, '-' and '_' (at most 63)", status=400
+def open_controller(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    engine_options: dict[str, str] | None = None,
+) -> Controller:
+    """The controller with its usual collaborators on ``settings.data_dir`` (``settings.engine`` by
+    name unless an engine is given). Opens the database and makes the data directories; starts nothing."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.secrets_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(settings.db_path)
+    logs = LogHub(settings.deployments_dir)
+    key = _artifact_key(settings.artifact_key_path)
+    if engine is None:
+        options = {
+            "artifact_base": f"http://{settings.host}:{settings.port}",
+            **settings.engine_options,
+            **(engine_options or {}),
+            "artifact_key": key,
+        }
+        context = EngineContext(
+            run_dir=settings.run_dir,
+            logs=logs,
+            max_start_attempts=settings.max_start_attempts,
+            options=options,
         )
-    return name
+        engine = registry.create(settings.engine, context)
+    return Controller(
+        settings,
+        store=store,
+        artifacts=ArtifactStore(settings.artifacts_dir),
+        logs=logs,
+        builder=Builder(settings.envs_dir, settings.cache_dir),
+        engine=engine,
+        routes=RouteTable(),
+        artifact_key=key,
+    )
+
+
+def _artifact_key(path: Path) -> str:
+    if not path.is_file():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(secrets.token_hex(32))
+        tmp.chmod(0o600)
+        os.replace(tmp, path)
+    return path.read_text().strip()
 
 
 class Controller:
-    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store,
+        artifacts: ArtifactStore,
+        logs: LogHub,
+        builder: Builder,
+        engine: Engine,
+        routes: RouteTable,
+        artifact_key: str = "",
+    ) -> None:
         self.settings = settings
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(settings.db_path)
-        self.artifacts = ArtifactStore(settings.artifacts_dir)
-        self.logs = LogHub(settings.deployments_dir)
-        self.builder = Builder(settings.envs_dir, settings.cache_dir)
-        self.routes = RouteTable()
-        settings.secrets_dir.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = engine or LocalEngine(
-            settings.run_dir, self.logs, self._on_event, max_start_attempts=settings.max_start_attempts
-        )
+        self.artifact_key = artifact_key
+        """Signs the artifact URLs engines hand to a cluster (``store.artifacts.signed_path``)."""
+        self.store = store
+        self.artifacts = artifacts
+        self.logs = logs
+        self.builder = builder
+        self.routes = routes
+        self.engine = engine
+        engine.attach(self.on_replica_event)
         self._pipelines: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self.patch_locks: dict[str, asyncio.Lock] = {}
@@ -75,14 +132,10 @@ class Controller:
 
     # lifecycle --------------------------------------------------------------------------------
 
-    async def recover(self) -> None:
-        """After a (re)start: bring back every deployment that was serving or on its way there."""
-        for dep in self.store.deployments():
-            if dep.status in (S.INACTIVE, S.BUILD_FAILED, S.DEPLOY_FAILED, S.SCALED_TO_ZERO):
-                continue
-            self.log(dep.id, f"platform restarted; bringing the deployment back (was {dep.status.value})")
-            self._set_status(dep.id, S.BUILDING)
-            self._start_pipeline(dep.id)
+    def resume(self, deployment_id: str) -> None:
+        """Bring a deployment back after a platform restart (``recovery.recover`` decides which)."""
+        self.set_status(deployment_id, S.BUILDING)
+        self._start_pipeline(deployment_id)
 
     def start_autoscaler(self) -> None:
         self.spawn(self.autoscaler.run())
@@ -105,29 +158,15 @@ class Controller:
 
     # push -------------------------------------------------------------------------------------
 
-    def push(self, request: PushRequest) -> tuple[Deployment, list[str]]:
+    async def push(self, request: PushRequest) -> tuple[Deployment, list[str]]:
+        check_push(request)
         archive = self.artifacts.require(request.artifact)
-        if request.development and request.environment:
-            raise PlatformError("a development deployment cannot be pushed into an environment", status=400)
-        if request.development and request.deployment_name:
-            raise PlatformError("a development deployment cannot be named", status=400)
-        if request.deployment_name is not None and not DEPLOYMENT_NAME.match(request.deployment_name):
-            raise PlatformError(f"invalid deployment name {request.deployment_name!r}: use [0-9a-zA-Z_.-]", status=400)
-        if request.environment is not None:
-            check_environment_name(request.environment)
-            if request.environment == DEVELOPMENT:
-                raise PlatformError("'development' is not a publish target; use `trestle push --watch`", status=400)
         staging = self.settings.deployments_dir / f".staging-{os.getpid()}-{id(request)}"
-        shutil.rmtree(staging, ignore_errors=True)
         try:
-            packaging.unpack(archive, staging)
-            spec = read_truss(staging, strict=True)
-            name = request.model_name or spec.model_name
-            if not name:
-                raise PlatformError("model_name is missing: set it in config.yaml or pass --model-name", status=400)
-            if not MODEL_NAME.match(name):
-                raise PlatformError(f"invalid model name {name!r}", status=400)
-            truss_hash = packaging.manifest_hash(packaging.manifest(staging))
+            # file work (unpack, YAML, hashing) off the event loop; the database part below is not
+            # interrupted by an await, so two pushes cannot interleave there
+            spec, truss_hash = await asyncio.to_thread(_stage, archive, staging)
+            name = model_name_for(request, spec)
             if request.replicas is not None:
                 check_replicas(spec, Autoscaling.fixed(request.replicas))
             model, _ = self.store.get_or_create_model(name)
@@ -162,7 +201,7 @@ class Controller:
             target = self.settings.truss_dir(dep.id)
             self.spawn(self._replace_truss_dir(dep.id, staging, target, restart=existing is not None))
         except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
+            await asyncio.to_thread(shutil.rmtree, staging, True)
             raise
         warnings = spec.warnings()
         self.store.update_deployment(dep.id, info={**dep.info, "warnings": warnings})
@@ -175,14 +214,8 @@ class Controller:
     async def _replace_truss_dir(self, deployment_id: str, staging: Path, target: Path, *, restart: bool) -> None:
         if restart:
             await self.engine.stop(deployment_id, drain=False)
-            self._set_status(deployment_id, S.BUILDING)
-        old = target.with_name("truss.old")
-        shutil.rmtree(old, ignore_errors=True)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():
-            target.rename(old)
-        staging.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
+            self.set_status(deployment_id, S.BUILDING)
+        await asyncio.to_thread(_swap_dirs, staging, target)
         self._start_pipeline(deployment_id)
 
     def _cancel_pipeline(self, deployment_id: str) -> None:
@@ -198,20 +231,20 @@ class Controller:
         """BUILDING → DEPLOYING → (replica events) LOADING_MODEL → ACTIVE."""
         truss_dir = self.settings.truss_dir(deployment_id)
         try:
-            spec = read_truss(truss_dir, strict=False)
+            spec = await self.read_truss(deployment_id)
             python = await self.build(deployment_id, spec, truss_dir)
             if python is None:
                 return
-            self._set_status(deployment_id, S.DEPLOYING)
+            self.set_status(deployment_id, S.DEPLOYING)
             await self.engine.start(self.replica_spec(deployment_id, spec, python))
         except asyncio.CancelledError:
             raise
         except PlatformError as exc:
             self.log(deployment_id, f"deploy failed: {exc.message}")
-            self._set_status(deployment_id, S.DEPLOY_FAILED, error=exc.message)
+            self.set_status(deployment_id, S.DEPLOY_FAILED, error=exc.message)
         except Exception as exc:  # a deployment's failure must not take the platform down
             self.log(deployment_id, f"deploy failed: {exc!r}")
-            self._set_status(deployment_id, S.DEPLOY_FAILED, error=repr(exc))
+            self.set_status(deployment_id, S.DEPLOY_FAILED, error=repr(exc))
         finally:
             if self._pipelines.get(deployment_id) is asyncio.current_task():
                 del self._pipelines[deployment_id]
@@ -227,7 +260,7 @@ class Controller:
         except BuildFailed as exc:
             self.logs.write(deployment_id, "build", exc.message)
             if mark_failed:
-                self._set_status(deployment_id, S.BUILD_FAILED, error=exc.message)
+                self.set_status(deployment_id, S.BUILD_FAILED, error=exc.message)
             return None
         dep = self.store.get_deployment(deployment_id)
         self.store.update_deployment(
@@ -283,11 +316,35 @@ class Controller:
             routes=ServerRoutes(),
             drain_seconds=spec.drain_seconds,
             revision=revision,
+            artifact=dep.artifact,
+            scaling=Scaling(
+                min_replicas=policy.min_replicas,
+                max_replicas=policy.max_replicas,
+                concurrency_target=policy.concurrency_target,
+                autoscaling_window=policy.autoscaling_window,
+                scale_down_delay=policy.scale_down_delay,
+                scale_to_zero_delay=policy.scale_to_zero_delay,
+            ),
+            resources=ReplicaResources(
+                cpu=spec.cpu, memory_bytes=spec.memory_bytes, accelerator=spec.accelerator, gpus=spec.gpus
+            ),
+            predict_concurrency=spec.predict_concurrency,
+            requirements=tuple(spec.requirements),
+            environment_variables={
+                **spec.environment_variables,
+                "TRESTLE_SECRETS_DIR": str(self.settings.secrets_dir),
+                "NUM_LOAD_RETRIES_TRUSS": env["NUM_LOAD_RETRIES_TRUSS"],
+            },
+            environment=self.environment_name_for(deployment_id),
         )
+
+    async def read_truss(self, deployment_id: str) -> TrussSpec:
+        """The deployment's truss config, read (YAML, requirement files) in a worker thread."""
+        return await asyncio.to_thread(read_truss, self.settings.truss_dir(deployment_id), strict=False)
 
     # status -----------------------------------------------------------------------------------
 
-    def _set_status(self, deployment_id: str, status: S, *, error: str | None = None, force: bool = False) -> bool:
+    def set_status(self, deployment_id: str, status: S, *, error: str | None = None, force: bool = False) -> bool:
         try:
             dep = self.store.set_status(deployment_id, status, error=error, force=force)
         except PlatformError as exc:
@@ -297,25 +354,26 @@ class Controller:
         self.log(deployment_id, f"status: {status.value}" + (f" ({error})" if error else ""))
         return True
 
-    def _on_event(self, deployment_id: str, event: ReplicaEvent, detail: str) -> None:
+    def on_replica_event(self, deployment_id: str, event: ReplicaEvent, detail: str) -> None:
+        """The engine's events (the sink the controller attaches to it)."""
         try:
             status = self.store.get_deployment(deployment_id).status
         except PlatformError:
             return
         if event is ReplicaEvent.STARTED:
             if status is S.DEPLOYING:
-                self._set_status(deployment_id, S.LOADING_MODEL)
+                self.set_status(deployment_id, S.LOADING_MODEL)
         elif event is ReplicaEvent.READY:
             if status in (S.DEPLOYING, S.LOADING_MODEL, S.WAKING_UP, S.UNHEALTHY):
                 if status is S.DEPLOYING:
-                    self._set_status(deployment_id, S.LOADING_MODEL)
-                self._set_status(deployment_id, S.ACTIVE)
+                    self.set_status(deployment_id, S.LOADING_MODEL)
+                self.set_status(deployment_id, S.ACTIVE)
                 self._after_active(deployment_id)
         elif event is ReplicaEvent.UNHEALTHY:
             if status is S.ACTIVE:
-                self._set_status(deployment_id, S.UNHEALTHY, error=detail)
+                self.set_status(deployment_id, S.UNHEALTHY, error=detail)
         elif event is ReplicaEvent.FAILED and status in (S.DEPLOYING, S.LOADING_MODEL, S.WAKING_UP):
-            self._set_status(deployment_id, S.DEPLOY_FAILED, error=detail)
+            self.set_status(deployment_id, S.DEPLOY_FAILED, error=detail)
             self.spawn(self.engine.stop(deployment_id, drain=False))
 
     def _after_active(self, deployment_id: str) -> None:
@@ -346,15 +404,14 @@ class Controller:
     async def promote(self, deployment_id: str, environment: str, *, preserve_previous: bool) -> dict[str, Any]:
         check_environment_name(environment)
         if environment == DEVELOPMENT:
-            raise PlatformError("nothing can be promoted to 'development'", status=400)
+            raise InvalidRequest("nothing can be promoted to 'development'")
         dep = self.store.get_deployment(deployment_id)
         if dep.is_development:
-            raise PlatformError(
-                "a development deployment cannot be promoted; run `trestle push --promote` to publish one",
-                status=400,
+            raise InvalidRequest(
+                "a development deployment cannot be promoted; run `trestle push --promote` to publish one"
             )
         if dep.status in (S.INACTIVE, S.BUILD_FAILED, S.DEPLOY_FAILED):
-            raise PlatformError(f"deployment {dep.id} is {dep.status.value} and cannot be promoted", status=409)
+            raise Conflict(f"deployment {dep.id} is {dep.status.value} and cannot be promoted")
         self.store.ensure_environment(dep.model_id, environment)
         if dep.status is not S.ACTIVE:
             # switch once it is ACTIVE (Truss: "after it successfully deploys, it will become ...")
@@ -376,7 +433,7 @@ class Controller:
             if not preserve_previous and not still_used and prev.status in (S.ACTIVE, S.UNHEALTHY):
                 self.log(previous, f"scaling down: {dep.id} replaced it in {environment}")
                 await self.engine.stop(previous, drain=True)
-                self._set_status(previous, S.SCALED_TO_ZERO)
+                self.set_status(previous, S.SCALED_TO_ZERO)
                 scaled_down = True
         return {
             "promoted": True,
@@ -394,27 +451,27 @@ class Controller:
             return
         if dep.status is not S.SCALED_TO_ZERO:
             return
-        if not self._set_status(deployment_id, S.WAKING_UP):
+        if not self.set_status(deployment_id, S.WAKING_UP):
             return
         self.spawn(self._start_replicas(deployment_id))
 
     async def _start_replicas(self, deployment_id: str) -> None:
         truss_dir = self.settings.truss_dir(deployment_id)
         try:
-            spec = read_truss(truss_dir, strict=False)
+            spec = await self.read_truss(deployment_id)
             python = await self.build(deployment_id, spec, truss_dir)
             if python is None:
                 return
             await self.engine.start(self.replica_spec(deployment_id, spec, python))
         except Exception as exc:
             self.log(deployment_id, f"could not start replicas: {exc!r}")
-            self._set_status(deployment_id, S.DEPLOY_FAILED, error=repr(exc))
+            self.set_status(deployment_id, S.DEPLOY_FAILED, error=repr(exc))
 
     async def deactivate(self, deployment_id: str) -> Deployment:
         dep = self.store.get_deployment(deployment_id)
         self._cancel_pipeline(deployment_id)
         await self.engine.stop(deployment_id, drain=True)
-        self._set_status(dep.id, S.INACTIVE)
+        self.set_status(dep.id, S.INACTIVE)
         return self.store.get_deployment(deployment_id)
 
     async def activate(self, deployment_id: str) -> Deployment:
@@ -423,8 +480,8 @@ class Controller:
             self.wake(dep.id)
             return self.store.get_deployment(deployment_id)
         if dep.status is not S.INACTIVE:
-            raise PlatformError(f"deployment {dep.id} is {dep.status.value}, not INACTIVE", status=409)
-        self._set_status(dep.id, S.BUILDING)
+            raise Conflict(f"deployment {dep.id} is {dep.status.value}, not INACTIVE")
+        self.set_status(dep.id, S.BUILDING)
         self._start_pipeline(dep.id)
         return self.store.get_deployment(deployment_id)
 
@@ -449,11 +506,11 @@ class Controller:
         current = self.autoscaling_of(dep)
         if replicas is not None:
             if {"min_replicas", "max_replicas"} & set(changes):
-                raise PlatformError("replicas sets min_replicas and max_replicas; pass one or the others", status=400)
+                raise InvalidRequest("replicas sets min_replicas and max_replicas; pass one or the others")
             policy = Autoscaling.fixed(replicas, current.updated(changes))
         else:
             policy = current.updated(changes)
-        spec = read_truss(self.settings.truss_dir(deployment_id), strict=False)
+        spec = await self.read_truss(deployment_id)
         check_replicas(spec, policy)
         if dep.replicas > 0:
             wanted = replicas if replicas is not None else policy.clamp(dep.replicas)
@@ -486,13 +543,13 @@ class Controller:
         await self.engine.stop(deployment_id, drain=True)
         self.store.update_deployment(deployment_id, replicas=0)
         if self.store.get_deployment(deployment_id).status in (S.ACTIVE, S.UNHEALTHY):
-            self._set_status(deployment_id, S.SCALED_TO_ZERO)
+            self.set_status(deployment_id, S.SCALED_TO_ZERO)
 
     # views ------------------------------------------------------------------------------------
 
     def deployment_view(self, dep: Deployment) -> dict[str, Any]:
         model = self.store.find_model(dep.model_id)
-        rset = self.engine.replica_set(dep.id)
+        replicas = self.engine.report(dep.id)
         return {
             "id": dep.id,
             "model_id": dep.model_id,
@@ -509,10 +566,9 @@ class Controller:
             "env_key": dep.info.get("env_key"),
             "env_reused": dep.info.get("env_reused"),
             "replicas": dep.replicas,
-            "ready_replicas": rset.ready_count if rset is not None else 0,
+            "ready_replicas": sum(1 for replica in replicas if replica.ready),
             "replica_states": [
-                {"id": replica.id, "ready": replica.ready, "in_flight": replica.outstanding}
-                for replica in (rset.replicas if rset is not None else [])
+                {"id": replica.id, "ready": replica.ready, "in_flight": replica.in_flight} for replica in replicas
             ],
             "autoscaling": self.autoscaling_of(dep).to_dict(),
             "created_at": dep.created_at,
@@ -520,11 +576,22 @@ class Controller:
         }
 
 
-def check_replicas(spec: TrussSpec, policy: Autoscaling) -> None:
-    if spec.docker_server is not None and policy.max_replicas > 1:
-        raise PlatformError(
-            "a docker_server truss runs one replica on the local engine (its server_port is fixed)", status=400
-        )
+def _stage(archive: Path, staging: Path) -> tuple[TrussSpec, str]:
+    """Unpack an artifact into ``staging`` and read it (in a worker thread): its spec and truss hash."""
+    shutil.rmtree(staging, ignore_errors=True)
+    packaging.unpack(archive, staging)
+    spec = read_truss(staging, strict=True)
+    return spec, packaging.manifest_hash(packaging.manifest(staging))
+
+
+def _swap_dirs(staging: Path, target: Path) -> None:
+    old = target.with_name("truss.old")
+    shutil.rmtree(old, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        target.rename(old)
+    staging.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _describe(policy: Autoscaling) -> str:

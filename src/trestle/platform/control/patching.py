@@ -28,9 +28,11 @@ from typing import Any
 import yaml
 
 from trestle.errors import PlatformError
-from trestle.platform import packaging
-from trestle.platform.states import DeploymentStatus
-from trestle.platform.truss import raw_config, read_truss
+from trestle.platform.control.controller import Controller
+from trestle.platform.errors import Conflict, InvalidRequest
+from trestle.platform.store import packaging
+from trestle.platform.store.states import DeploymentStatus
+from trestle.platform.store.truss import raw_config
 
 UNPATCHABLE_KEYS = ("system_packages", "python_version", "base_image", "docker_server", "build_commands")
 REQUIREMENT_KEYS = ("requirements", "requirements_file")
@@ -52,10 +54,9 @@ class PatchFailed(PlatformError):
         *,
         kind: str,
         traceback: str | None = None,
-        status: int = 422,
         reload_back: bool = False,
     ) -> None:
-        super().__init__(message, status=status)
+        super().__init__(message)
         self.kind = kind
         self.traceback = traceback
         # some replicas took the new code before another failed: reload them once the files are restored
@@ -63,6 +64,10 @@ class PatchFailed(PlatformError):
 
     def body(self) -> dict[str, Any]:
         return {"error": self.message, "type": self.kind, "traceback": self.traceback}
+
+
+class PatchRefused(PatchFailed):
+    """The change needs a full deploy (``trestle push --watch``); nothing was applied."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,11 +99,10 @@ def plan_patch(truss_dir: Path, files: dict[str, bytes | None]) -> PatchPlan:
     differing = sorted(k for k in set(old_cfg) | set(new_cfg) if old_cfg.get(k) != new_cfg.get(k))
     blocked = [k for k in differing if k in UNPATCHABLE_KEYS]
     if blocked:
-        raise PatchFailed(
+        raise PatchRefused(
             f"{', '.join(blocked)} changed, which a live patch cannot apply: "
             "run `trestle push --watch` to redeploy the development deployment",
             kind="needs_full_deploy",
-            status=409,
         )
     reasons: list[str] = []
     req_file = new_cfg.get("requirements_file") or old_cfg.get("requirements_file")
@@ -140,40 +144,38 @@ def write_files(truss_dir: Path, files: dict[str, bytes | None]) -> dict[str, by
     return backup
 
 
-async def apply_patch(ctrl: Any, deployment_id: str, prev_hash: str, files: dict[str, bytes | None]) -> dict[str, Any]:
+async def apply_patch(
+    ctrl: Controller, deployment_id: str, prev_hash: str, files: dict[str, bytes | None]
+) -> dict[str, Any]:
     """Apply a patch to a development deployment; see the module docstring."""
-    from trestle.platform.controller import Controller  # circular at import time only
-
-    assert isinstance(ctrl, Controller)
     started = time.monotonic()
     dep = ctrl.store.get_deployment(deployment_id)
     if not dep.is_development:
-        raise PlatformError("only the development deployment can be patched; push a new deployment", status=400)
+        raise InvalidRequest("only the development deployment can be patched; push a new deployment")
     files = {packaging.safe_relpath(rel): content for rel, content in files.items()}
     lock = ctrl.patch_locks.setdefault(deployment_id, asyncio.Lock())
     async with lock:
         truss_dir = ctrl.settings.truss_dir(deployment_id)
-        current = packaging.manifest_hash(packaging.manifest(truss_dir))
+        current = await asyncio.to_thread(_tree_hash, truss_dir)
         if prev_hash != current:
-            raise PlatformError(
+            raise Conflict(
                 f"the development deployment changed underneath this patch (it is at {current[:12]}); "
-                "fetch its manifest and diff again",
-                status=409,
+                "fetch its manifest and diff again"
             )
-        plan = plan_patch(truss_dir, files)
+        plan = await asyncio.to_thread(plan_patch, truss_dir, files)
         if plan.action is PatchAction.NONE:
             return {"action": plan.action.value, "hash": current, "changed": [], "seconds": 0.0}
         files = {rel: files[rel] for rel in plan.changed}
-        backup = write_files(truss_dir, files)
+        backup = await asyncio.to_thread(write_files, truss_dir, files)
         try:
             action = await _apply(ctrl, deployment_id, plan)
         except BaseException as exc:
-            write_files(truss_dir, backup)
+            await asyncio.shield(asyncio.to_thread(write_files, truss_dir, backup))
             if isinstance(exc, PatchFailed) and exc.reload_back:
                 # every replica serves the same code again: the old code
                 await ctrl.engine.hot_reload(deployment_id)
             raise
-        new_hash = packaging.manifest_hash(packaging.manifest(truss_dir))
+        new_hash = await asyncio.to_thread(_tree_hash, truss_dir)
         ctrl.store.update_deployment(deployment_id, truss_hash=new_hash)
         seconds = time.monotonic() - started
         ctrl.log(deployment_id, f"patch applied ({action.value}, {seconds:.2f}s): {', '.join(plan.changed)}")
@@ -186,7 +188,7 @@ async def apply_patch(ctrl: Any, deployment_id: str, prev_hash: str, files: dict
         }
 
 
-async def _apply(ctrl: Any, deployment_id: str, plan: PatchPlan) -> PatchAction:
+async def _apply(ctrl: Controller, deployment_id: str, plan: PatchPlan) -> PatchAction:
     S = DeploymentStatus
     status = ctrl.store.get_deployment(deployment_id).status
     serving = ctrl.engine.replica_set(deployment_id) is not None and status in (S.ACTIVE, S.UNHEALTHY)
@@ -206,7 +208,7 @@ async def _apply(ctrl: Any, deployment_id: str, plan: PatchPlan) -> PatchAction:
             )
     truss_dir = ctrl.settings.truss_dir(deployment_id)
     try:
-        spec = read_truss(truss_dir, strict=False)
+        spec = await ctrl.read_truss(deployment_id)
     except PlatformError as exc:
         raise PatchFailed(exc.message, kind="invalid_config") from exc
     python = await ctrl.build(deployment_id, spec, truss_dir, mark_failed=False)
@@ -225,9 +227,13 @@ async def _apply(ctrl: Any, deployment_id: str, plan: PatchPlan) -> PatchAction:
                 traceback="\n".join(ctrl.logs.tail(deployment_id, 30)),
             )
     else:
-        ctrl._set_status(deployment_id, S.DEPLOYING, force=True)
+        ctrl.set_status(deployment_id, S.DEPLOYING, force=True)
         await ctrl.engine.start(replica_spec)
     return PatchAction.REBUILD if plan.action is PatchAction.REBUILD else PatchAction.RESTART
+
+
+def _tree_hash(truss_dir: Path) -> str:
+    return packaging.manifest_hash(packaging.manifest(truss_dir))
 
 
 def content_hash(data: bytes) -> str:

@@ -9,7 +9,7 @@ import hashlib
 import hmac
 import secrets
 
-from trestle.platform.store import Store
+from trestle.platform.store.database import Store
 
 KEY_PREFIX = "trk_"
 

@@ -38,8 +38,10 @@ class BuildResult:
 
 
 class BuildFailed(PlatformError):
+    """``uv`` could not build the deployment's environment (its output is in the deployment log)."""
+
     def __init__(self, message: str) -> None:
-        super().__init__(message, status=500)
+        super().__init__(message)
 
 
 def overlay_paths() -> list[str]:

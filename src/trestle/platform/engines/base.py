@@ -1,8 +1,10 @@
-"""The seam between the control plane and whatever runs replicas.
+"""The seam between the control plane and whatever runs replicas (``docs/09-engines.md``).
 
-An engine runs the replicas of a ``ReplicaSpec`` and reports what happens to them as
-``ReplicaEvent``s; the gateway asks it for a deployment's ``ReplicaSet`` and picks a replica from it.
-The local engine (``local_engine.py``) runs replicas as processes on this host.
+An engine places, replaces, scales and stops the replicas of a ``ReplicaSpec`` and reports what
+happens to them as ``ReplicaEvent``s to the sink it is attached to; the gateway asks it for a
+deployment's ``ReplicaSet`` and picks a replica from it; replica output goes to the deployment log
+(the ``LogHub`` in its ``EngineContext``). Engines are chosen by name (``registry.py``); the local
+engine (``local.py``) runs replicas as processes on this host.
 """
 
 from __future__ import annotations
@@ -12,39 +14,59 @@ import dataclasses
 import enum
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Protocol
 
+from trestle.platform.store.logs import LogHub
+from trestle.platform.store.truss import ServerRoutes
+
+__all__ = [
+    "Engine",
+    "EngineContext",
+    "EventSink",
+    "HotReloadResult",
+    "LoadMeter",
+    "LoadSample",
+    "NoReplica",
+    "Replica",
+    "ReplicaEvent",
+    "ReplicaSet",
+    "ReplicaSpec",
+    "ReplicaState",
+    "ServerRoutes",
+]
+
 
 @dataclasses.dataclass(frozen=True)
-class ServerRoutes:
-    """Where the replica's server answers; a ``docker_server`` maps these to its own endpoints."""
+class Scaling:
+    """A deployment's scaling settings as an engine sees them (Baseten's names; see autoscaling.py)."""
 
-    predict: str = "/v1/models/model:predict"
-    readiness: str = "/v1/models/model"
-    liveness: str = "/"
-    websocket: str = "/v1/websocket"
-    custom: bool = False
+    min_replicas: int = 1
+    max_replicas: int = 1
+    concurrency_target: float = 1.0
+    autoscaling_window: float = 60.0
+    scale_down_delay: float = 900.0
+    scale_to_zero_delay: float = 1800.0
 
-    def translate(self, path: str) -> str:
-        """The replica path for a Truss server path (identity for Trestle's own server)."""
-        if not self.custom:
-            return path
-        if path == "/":
-            return self.liveness
-        if path == "/v1/models/model":
-            return self.readiness
-        if path in ("/v1/models/model:predict", "/predict"):
-            return self.predict
-        if path == "/v1/websocket":
-            return self.predict
-        return path
+
+@dataclasses.dataclass(frozen=True)
+class ReplicaResources:
+    """What one replica asks for (``resources`` in config.yaml)."""
+
+    cpu: float = 1.0
+    memory_bytes: int = 2 << 30
+    accelerator: str | None = None
+    """The accelerator type (``A10G``), None for none."""
+    gpus: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
 class ReplicaSpec:
-    """What to run for one deployment. ``{port}`` in ``argv`` is replaced by each replica's port."""
+    """What to run for one deployment. ``{port}`` in ``argv`` is replaced by each replica's port.
+
+    ``argv``, ``cwd`` and ``env`` are for engines that start the model server themselves (local);
+    a cluster engine ships ``artifact`` and builds its replicas from the fields after it."""
 
     deployment_id: str
     argv: list[str]
@@ -55,6 +77,16 @@ class ReplicaSpec:
     fixed_port: int | None = None
     drain_seconds: float = 30.0
     revision: int = 0
+    artifact: str = ""
+    """The content-addressed truss archive (sha256) the deployment runs."""
+    scaling: Scaling = Scaling()
+    resources: ReplicaResources = ReplicaResources()
+    predict_concurrency: int = 1
+    requirements: tuple[str, ...] = ()
+    environment_variables: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """The truss's own ``environment_variables`` plus the platform's (secrets dir ...), not the host's."""
+    environment: str | None = None
+    """The environment the deployment serves (its dynamic config), None for none."""
 
 
 class ReplicaEvent(enum.Enum):
@@ -146,6 +178,15 @@ class NoReplica(Exception):
     """No ready replica appeared within the wait."""
 
 
+@dataclasses.dataclass(frozen=True)
+class ReplicaState:
+    """One replica as ``trestle deployments`` shows it."""
+
+    id: str
+    ready: bool
+    in_flight: int
+
+
 class ReplicaSet:
     """The replicas of one deployment, as the gateway sees them."""
 
@@ -171,6 +212,9 @@ class ReplicaSet:
     @property
     def ready_count(self) -> int:
         return sum(1 for replica in self.replicas if replica.ready)
+
+    def states(self) -> list[ReplicaState]:
+        return [ReplicaState(replica.id, replica.ready, replica.outstanding) for replica in self.replicas]
 
     def pick(self) -> Replica | None:
         """The ready replica with the fewest outstanding requests (ties broken round-robin)."""
@@ -211,9 +255,34 @@ class HotReloadResult:
     traceback: str | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class EngineContext:
+    """What every engine is made with (see ``registry.create``)."""
+
+    run_dir: Path
+    """A directory of its own for run-time state (the local engine's pid files)."""
+    logs: LogHub
+    """Where replica output goes: the deployment log that ``trestle logs`` reads."""
+    max_start_attempts: int = 2
+    options: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """Engine-specific settings by name (``--ray-address`` ...)."""
+
+
 class Engine(Protocol):
+    """What the controller asks of an engine; every engine implements all of it."""
+
+    name: str
+
+    def attach(self, events: EventSink) -> None:
+        """Where ``ReplicaEvent``s go from now on (the controller attaches itself once)."""
+
+    async def recover(self, keep: Collection[str]) -> None:
+        """At platform start, before anything is placed: reconcile with what already runs. The local
+        engine kills replicas a dead platform left behind; a cluster engine removes what it runs for
+        deployments not in ``keep``."""
+
     async def start(self, spec: ReplicaSpec) -> None:
-        """Start the replicas of a deployment that has none running."""
+        """Place the replicas of a deployment that has none running."""
 
     async def replace(self, spec: ReplicaSpec, timeout: float) -> bool:
         """Start a new set of replicas next to the running ones and switch to it once ready.
@@ -228,9 +297,14 @@ class Engine(Protocol):
     async def stop(self, deployment_id: str, *, drain: bool = True) -> None:
         """Stop a deployment's replicas; with ``drain`` in-flight requests finish first."""
 
-    def replica_set(self, deployment_id: str) -> ReplicaSet | None: ...
+    def replica_set(self, deployment_id: str) -> ReplicaSet | None:
+        """The deployment's replicas as the gateway routes to them; None when none are placed."""
+
+    def report(self, deployment_id: str) -> list[ReplicaState]:
+        """The state of each of the deployment's replicas (empty when none are placed)."""
 
     async def hot_reload(self, deployment_id: str) -> list[HotReloadResult]:
         """Ask every replica to re-import the model code without re-running ``load``."""
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Stop every replica this engine placed (the platform is shutting down)."""

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from trestle.cli.client import PatchError, PlatformClient
 from trestle.errors import PlatformError
-from trestle.platform import packaging
-from trestle.platform.client import PatchError, PlatformClient
+from trestle.platform.store import packaging
 
 Report = Callable[[str, str], None]
 """(kind, text): kind is "ok", "info", "warn" or "error"."""

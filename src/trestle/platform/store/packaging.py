@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 import pathspec
 import yaml
 
-from trestle.errors import PlatformError
+from trestle.platform.errors import InvalidRequest
 
 IGNORE_FILE = ".truss_ignore"
 DEFAULT_IGNORES = ("__pycache__/", "*.pyc", "*.pyo", ".git/", ".DS_Store", ".mypy_cache/", ".pytest_cache/")
@@ -85,16 +85,15 @@ def source_files(truss_dir: Path) -> dict[str, Path]:
     files = {rel: truss_dir / rel for rel in _walk(truss_dir, spec)}
     for directory, prefix in external_package_dirs(truss_dir):
         if not directory.is_dir():
-            raise PlatformError(f"external package dir {directory} is not a directory", status=400)
+            raise InvalidRequest(f"external package dir {directory} is not a directory")
         for rel in _walk(directory, spec, prefix):
             mapped = prefix + rel
             source = directory / rel
             other = files.get(mapped)
             if other is not None and other.resolve() != source.resolve():
-                raise PlatformError(
+                raise InvalidRequest(
                     f"{mapped} comes from both {other} and {source}: "
-                    "external package dirs are merged into the packages dir, so their files must not overlap",
-                    status=400,
+                    "external package dirs are merged into the packages dir, so their files must not overlap"
                 )
             files[mapped] = source
     return dict(sorted(files.items()))
@@ -115,7 +114,7 @@ def manifest_hash(files: dict[str, str]) -> str:
 def pack(truss_dir: Path) -> bytes:
     """The (gathered) truss as deterministic tar.gz bytes."""
     if not (truss_dir / "config.yaml").is_file():
-        raise PlatformError(f"{truss_dir} is not a truss: it has no config.yaml", status=400)
+        raise InvalidRequest(f"{truss_dir} is not a truss: it has no config.yaml")
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for rel, path in source_files(truss_dir).items():
@@ -136,7 +135,7 @@ def safe_relpath(name: str) -> str:
     """``name`` as a normalised relative path; a 400 for absolute paths or ``..`` escapes."""
     path = PurePosixPath(name)
     if path.is_absolute() or not path.parts or any(part in ("..", "") for part in path.parts):
-        raise PlatformError(f"unsafe path in truss: {name!r}", status=400)
+        raise InvalidRequest(f"unsafe path in truss: {name!r}")
     return path.as_posix()
 
 
@@ -149,7 +148,7 @@ def unpack(archive: Path, dest: Path) -> None:
                 if member.isdir():
                     continue
                 if not member.isfile():
-                    raise PlatformError(f"unsupported entry in truss archive: {member.name!r}", status=400)
+                    raise InvalidRequest(f"unsupported entry in truss archive: {member.name!r}")
                 rel = safe_relpath(member.name)
                 target = dest / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -160,6 +159,6 @@ def unpack(archive: Path, dest: Path) -> None:
                         out.write(chunk)
                 target.chmod(0o755 if member.mode & 0o100 else 0o644)
     except (tarfile.TarError, EOFError, OSError, gzip.BadGzipFile) as exc:
-        raise PlatformError(f"malformed truss archive: {exc}", status=400) from exc
+        raise InvalidRequest(f"malformed truss archive: {exc}") from exc
     if not (dest / "config.yaml").is_file():
-        raise PlatformError("malformed truss archive: it has no config.yaml", status=400)
+        raise InvalidRequest("malformed truss archive: it has no config.yaml")

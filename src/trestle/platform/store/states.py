@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 
-from trestle.errors import PlatformError
+from trestle.platform.errors import Conflict
 
 
 class DeploymentStatus(str, enum.Enum):
@@ -78,7 +78,7 @@ def can_transition(old: DeploymentStatus, new: DeploymentStatus) -> bool:
 
 def check_transition(old: DeploymentStatus, new: DeploymentStatus) -> None:
     if not can_transition(old, new):
-        raise PlatformError(f"a deployment cannot go from {old.value} to {new.value}", status=409)
+        raise Conflict(f"a deployment cannot go from {old.value} to {new.value}")
 
 
 class DeploymentKind(str, enum.Enum):

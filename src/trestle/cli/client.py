@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from trestle.errors import PlatformError
-from trestle.platform import packaging
+from trestle.platform.store import packaging
 
 RC_ENV = "TRESTLE_RC"
 URL_ENV = "TRESTLE_REMOTE_URL"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from trestle.platform.states import DEVELOPMENT, DeploymentStatus
-from trestle.platform.store import Store
+from trestle.platform.store.database import Store
+from trestle.platform.store.states import DEVELOPMENT, DeploymentStatus
 
 
 @dataclasses.dataclass

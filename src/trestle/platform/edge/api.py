@@ -14,6 +14,7 @@ GET  /v1/models/{ref}/deployments      GET /v1/models/{ref}/environments
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import functools
@@ -21,16 +22,20 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route, Router
 
 from trestle.errors import PlatformError
-from trestle.platform import packaging
-from trestle.platform.artifacts import check_digest
-from trestle.platform.controller import Controller, PushRequest, check_environment_name
-from trestle.platform.patching import PatchFailed, apply_patch
-from trestle.platform.states import DEVELOPMENT, PRODUCTION
-from trestle.platform.store import Deployment, Model
+from trestle.platform.control.controller import Controller
+from trestle.platform.control.patching import apply_patch
+from trestle.platform.control.rules import PushRequest, check_environment_name
+from trestle.platform.edge import urls
+from trestle.platform.edge.errors import error_body, http_status
+from trestle.platform.errors import InvalidRequest, NotFound
+from trestle.platform.store import packaging
+from trestle.platform.store.artifacts import check_digest, check_signature
+from trestle.platform.store.database import Deployment, Model
+from trestle.platform.store.states import DEVELOPMENT, PRODUCTION
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -40,10 +45,8 @@ def _errors(handler: Handler) -> Handler:
     async def wrapped(request: Request) -> Response:
         try:
             return await handler(request)
-        except PatchFailed as exc:
-            return JSONResponse(exc.body(), status_code=exc.status)
         except PlatformError as exc:
-            return JSONResponse({"error": exc.message}, status_code=exc.status)
+            return JSONResponse(error_body(exc), status_code=http_status(exc))
 
     return wrapped
 
@@ -52,9 +55,9 @@ async def _json(request: Request) -> dict[str, Any]:
     try:
         body = await request.json()
     except ValueError as exc:
-        raise PlatformError(f"request body is not valid JSON: {exc}", status=400) from exc
+        raise InvalidRequest(f"request body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
-        raise PlatformError("request body must be a JSON object", status=400)
+        raise InvalidRequest("request body must be a JSON object")
     return body
 
 
@@ -63,14 +66,14 @@ def _opt_str(body: dict[str, Any], key: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise PlatformError(f"{key} must be a string", status=400)
+        raise InvalidRequest(f"{key} must be a string")
     return value
 
 
 def _bool(body: dict[str, Any], key: str) -> bool:
     value = body.get(key, False)
     if not isinstance(value, bool):
-        raise PlatformError(f"{key} must be true or false", status=400)
+        raise InvalidRequest(f"{key} must be true or false")
     return value
 
 
@@ -79,7 +82,7 @@ def _opt_int(body: dict[str, Any], key: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise PlatformError(f"{key} must be a whole number", status=400)
+        raise InvalidRequest(f"{key} must be a whole number")
     return value
 
 
@@ -94,6 +97,7 @@ class ControlApi:
             _route("/v1/health", self.health, methods=["GET"]),
             _route("/v1/artifacts/{digest}", self.artifact_exists, methods=["HEAD", "GET"]),
             _route("/v1/artifacts/{digest}", self.upload_artifact, methods=["PUT"]),
+            _route("/v1/engine-artifacts/{digest}/{file}", self.engine_artifact, methods=["GET"]),
             _route("/v1/deployments", self.push, methods=["POST"]),
             _route("/v1/deployments", self.list_deployments, methods=["GET"]),
             _route("/v1/deployments/{id}", self.get_deployment, methods=["GET"]),
@@ -114,15 +118,12 @@ class ControlApi:
     # helpers ----------------------------------------------------------------------------------
 
     def urls(self, request: Request, dep: Deployment) -> dict[str, str]:
-        base = str(request.base_url).rstrip("/") + f"/models/{dep.model_id}"
-        if dep.is_development:
-            root = f"{base}/development"
-        else:
-            root = f"{base}/deployment/{dep.id}"
+        base = str(request.base_url)
+        root = urls.deployment_root(base, dep.model_id, dep.id, development=dep.is_development)
         return {
             "predict_url": f"{root}/predict",
             "sync_url": f"{root}/sync",
-            "model_url": base,
+            "model_url": urls.model_url(base, dep.model_id),
             "logs_url": str(request.base_url).rstrip("/") + f"/v1/deployments/{dep.id}/logs",
         }
 
@@ -130,7 +131,7 @@ class ControlApi:
         return {**self.ctrl.deployment_view(dep), **self.urls(request, dep)}
 
     def model_view(self, request: Request, model: Model) -> dict[str, Any]:
-        base = str(request.base_url).rstrip("/") + f"/models/{model.id}"
+        base = urls.model_url(str(request.base_url), model.id)
         envs = {env.name: env.deployment_id for env in self.ctrl.store.environments(model.id)}
         dev = self.ctrl.store.development_deployment(model.id)
         return {
@@ -151,6 +152,15 @@ class ControlApi:
         digest = check_digest(request.path_params["digest"])
         return Response(status_code=200 if self.ctrl.artifacts.exists(digest) else 404)
 
+    async def engine_artifact(self, request: Request) -> Response:
+        """An artifact for a cluster engine: no API key, the path's signature authenticates it."""
+        digest = check_digest(request.path_params["digest"])
+        signature = str(request.path_params["file"]).removesuffix(".tar.gz")
+        key = self.ctrl.artifact_key
+        if not key or not check_signature(key, digest, signature) or not self.ctrl.artifacts.exists(digest):
+            raise NotFound("no such artifact")
+        return FileResponse(self.ctrl.artifacts.path(digest), media_type="application/gzip")
+
     async def upload_artifact(self, request: Request) -> Response:
         digest = check_digest(request.path_params["digest"])
         created = await self.ctrl.artifacts.put(digest, request.stream())
@@ -160,7 +170,7 @@ class ControlApi:
         body = await _json(request)
         artifact = _opt_str(body, "artifact")
         if not artifact:
-            raise PlatformError("artifact (the sha256 of the uploaded truss) is required", status=400)
+            raise InvalidRequest("artifact (the sha256 of the uploaded truss) is required")
         check_digest(artifact)
         push = PushRequest(
             artifact=artifact,
@@ -171,7 +181,7 @@ class ControlApi:
             preserve_previous=_bool(body, "preserve_previous_production_deployment"),
             replicas=_opt_int(body, "replicas"),
         )
-        dep, warnings = self.ctrl.push(push)
+        dep, warnings = await self.ctrl.push(push)
         return JSONResponse({**self.view(request, dep), "warnings": warnings}, status_code=201)
 
     async def list_deployments(self, request: Request) -> Response:
@@ -215,7 +225,7 @@ class ControlApi:
         try:
             tail = int(tail_param) if tail_param else None
         except ValueError:
-            raise PlatformError("tail must be an integer", status=400) from None
+            raise InvalidRequest("tail must be an integer") from None
         if request.query_params.get("follow") in ("1", "true"):
 
             async def stream() -> AsyncIterator[bytes]:
@@ -227,7 +237,7 @@ class ControlApi:
 
     async def manifest(self, request: Request) -> Response:
         dep = self.ctrl.store.get_deployment(request.path_params["id"])
-        files = packaging.manifest(self.ctrl.settings.truss_dir(dep.id))
+        files = await asyncio.to_thread(packaging.manifest, self.ctrl.settings.truss_dir(dep.id))
         return JSONResponse({"hash": packaging.manifest_hash(files), "files": files})
 
     async def patch(self, request: Request) -> Response:
@@ -235,7 +245,7 @@ class ControlApi:
         prev_hash = _opt_str(body, "prev_hash") or ""
         raw = body.get("files")
         if not isinstance(raw, dict):
-            raise PlatformError("files must be an object of path → base64 content (or null to delete)", status=400)
+            raise InvalidRequest("files must be an object of path → base64 content (or null to delete)")
         files: dict[str, bytes | None] = {}
         for rel, content in raw.items():
             if content is None:
@@ -244,9 +254,9 @@ class ControlApi:
                 try:
                     files[rel] = base64.b64decode(content, validate=True)
                 except binascii.Error:
-                    raise PlatformError(f"content of {rel!r} is not valid base64", status=400) from None
+                    raise InvalidRequest(f"content of {rel!r} is not valid base64") from None
             else:
-                raise PlatformError(f"content of {rel!r} must be base64 text or null", status=400)
+                raise InvalidRequest(f"content of {rel!r} must be base64 text or null")
         result = await apply_patch(self.ctrl, request.path_params["id"], prev_hash, files)
         return JSONResponse(result)
 
@@ -264,7 +274,7 @@ class ControlApi:
 
     async def model_environments(self, request: Request) -> Response:
         model = self.ctrl.store.find_model(request.path_params["ref"])
-        base = str(request.base_url).rstrip("/") + f"/models/{model.id}"
+        base = str(request.base_url)
         envs = []
         dev = self.ctrl.store.development_deployment(model.id)
         for env in self.ctrl.store.environments(model.id):
@@ -276,7 +286,7 @@ class ControlApi:
                     "name": env.name,
                     "deployment_id": env.deployment_id,
                     "status": status,
-                    "predict_url": f"{base}/environments/{env.name}/predict",
+                    "predict_url": urls.environment_root(base, model.id, env.name) + "/predict",
                     "updated_at": env.updated_at,
                 }
             )
@@ -286,7 +296,7 @@ class ControlApi:
                     "name": DEVELOPMENT,
                     "deployment_id": dev.id,
                     "status": dev.status.value,
-                    "predict_url": f"{base}/development/predict",
+                    "predict_url": urls.environment_root(base, model.id, DEVELOPMENT) + "/predict",
                     "updated_at": dev.updated_at,
                 }
             )

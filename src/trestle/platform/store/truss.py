@@ -10,8 +10,33 @@ from typing import Any
 import yaml
 
 from trestle.config import load_config
-from trestle.errors import ConfigError, PlatformError
-from trestle.platform.engine import ServerRoutes
+from trestle.errors import ConfigError
+from trestle.platform.errors import InvalidRequest
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerRoutes:
+    """Where the replica's server answers; a ``docker_server`` maps these to its own endpoints."""
+
+    predict: str = "/v1/models/model:predict"
+    readiness: str = "/v1/models/model"
+    liveness: str = "/"
+    websocket: str = "/v1/websocket"
+    custom: bool = False
+
+    def translate(self, path: str) -> str:
+        """The replica path for a Truss server path (identity for Trestle's own server)."""
+        if not self.custom:
+            return path
+        if path == "/":
+            return self.liveness
+        if path == "/v1/models/model":
+            return self.readiness
+        if path in ("/v1/models/model:predict", "/predict"):
+            return self.predict
+        if path == "/v1/websocket":
+            return self.predict
+        return path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +59,11 @@ class TrussSpec:
     bundled_packages_dir: str
     data_dir: str
     requirements_file: str | None
+    predict_concurrency: int = 1
+    cpu: float = 1.0
+    memory_bytes: int = 2 << 30
+    accelerator: str | None = None
+    gpus: int = 0
 
     def warnings(self) -> list[str]:
         """Things in the config that the local engine cannot honour, said plainly."""
@@ -59,12 +89,12 @@ def read_truss(truss_dir: Path, *, strict: bool) -> TrussSpec:
         cfg = loaded.config
         requirements = list(cfg.requirement_lines(truss_dir))
     except ConfigError as exc:
-        raise PlatformError(f"invalid config: {exc}", status=400) from exc
+        raise InvalidRequest(f"invalid config: {exc}") from exc
     docker: DockerServerSpec | None = None
     ds = cfg.docker_server
     if ds is not None:
         if not ds.start_command:
-            raise PlatformError("docker_server.no_build needs a start_command on the local engine", status=400)
+            raise InvalidRequest("docker_server.no_build needs a start_command on the local engine")
         docker = DockerServerSpec(
             start_command=ds.start_command,
             server_port=ds.server_port,
@@ -76,6 +106,7 @@ def read_truss(truss_dir: Path, *, strict: bool) -> TrussSpec:
                 custom=True,
             ),
         )
+    accelerator = cfg.resources.accelerator
     return TrussSpec(
         model_name=cfg.model_name,
         requirements=requirements,
@@ -88,6 +119,11 @@ def read_truss(truss_dir: Path, *, strict: bool) -> TrussSpec:
         bundled_packages_dir=cfg.bundled_packages_dir,
         data_dir=cfg.data_dir,
         requirements_file=cfg.requirements_file,
+        predict_concurrency=cfg.runtime.predict_concurrency,
+        cpu=cfg.resources.cpu_cores,
+        memory_bytes=cfg.resources.memory_bytes,
+        accelerator=accelerator.type if accelerator is not None else None,
+        gpus=accelerator.count if accelerator is not None else (1 if cfg.resources.use_gpu else 0),
     )
 
 

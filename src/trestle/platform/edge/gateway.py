@@ -1,14 +1,5 @@
-"""The inference gateway: Baseten's routes, proxied to a deployment's replicas.
-
-Under ``/models/{model id or name}`` (or with no prefix for a ``Host: model-{id}.<anything>``)::
-
-    /environments/{env}/predict        /environments/{env}/sync/{path}
-    /production/predict                /production/sync/{path}
-    /development/predict               /development/sync/{path}
-    /deployment/{id}/predict           /deployment/{id}/sync/{path}
-
-``predict`` goes to the replica's predict route, ``sync/{path}`` to ``/{path}`` on the replica
-(websockets included). The hot path is lean on purpose: the routing table is in memory, one shared
+"""The inference gateway: Baseten's routes (their shapes are in ``urls.py``), proxied to a
+deployment's replicas (websockets included). The hot path is lean on purpose: the routing table is in memory, one shared
 keep-alive ``aiohttp.ClientSession`` talks to the replicas, bodies stream through unbuffered, and a
 client that disconnects cancels the upstream request.
 
@@ -31,9 +22,10 @@ from starlette.types import Message, Receive, Scope, Send
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
-from trestle.platform.engine import Engine, NoReplica, Replica
-from trestle.platform.routing import RouteTable
-from trestle.platform.states import PRODUCTION, DeploymentStatus
+from trestle.platform.control.routing import RouteTable
+from trestle.platform.edge.urls import UnknownRoute, parse_route
+from trestle.platform.engines.base import Engine, NoReplica, Replica
+from trestle.platform.store.states import DeploymentStatus
 
 _HOP_BY_HOP = frozenset(
     {
@@ -77,25 +69,6 @@ class Target:
         self.path = path
 
 
-def model_from_host(host: str) -> str | None:
-    """``model-{id}.anything`` → ``{id}``."""
-    if host.startswith("model-"):
-        label = host.split(".", 1)[0]
-        if "." in host and len(label) > 6:
-            return label[6:]
-    return None
-
-
-def split_gateway_path(path: str) -> tuple[str, str] | None:
-    """``/models/{ref}/rest`` → (ref, /rest)."""
-    if not path.startswith("/models/"):
-        return None
-    ref, sep, rest = path[8:].partition("/")
-    if not ref or not sep:
-        return None
-    return ref, "/" + rest
-
-
 class Gateway:
     def __init__(
         self,
@@ -135,36 +108,18 @@ class Gateway:
         routes = self.routes.model(model_ref)
         if routes is None:
             raise GatewayError(404, f"no model with id or name {model_ref!r}")
-        parts = rest.split("/", 3)  # ['', kind, a, b...]
-        kind = parts[1] if len(parts) > 1 else ""
-        if kind == "environments":
-            if len(parts) < 4:
-                raise GatewayError(404, f"unknown gateway route {rest!r}")
-            env, tail = parts[2], parts[3]
-            dep = self._environment(routes.name, routes.environments, env, routes.development)
-        elif kind == "production":
-            env, tail = PRODUCTION, "/".join(parts[2:])
-            dep = self._environment(routes.name, routes.environments, env, routes.development)
-        elif kind == "development":
-            tail = "/".join(parts[2:])
-            dep = self._environment(routes.name, routes.environments, "development", routes.development)
-        elif kind == "deployment":
-            if len(parts) < 4:
-                raise GatewayError(404, f"unknown gateway route {rest!r}")
-            dep, tail = parts[2], parts[3]
+        try:
+            route = parse_route(rest)
+        except UnknownRoute as exc:
+            raise GatewayError(404, str(exc)) from None
+        if route.deployment_id is not None:
+            dep = route.deployment_id
             if dep not in routes.deployments:
                 raise GatewayError(404, f"model {routes.name!r} has no deployment {dep!r}")
         else:
-            raise GatewayError(404, f"unknown gateway route {rest!r}")
-        if tail == "predict":
-            path = "/v1/models/model:predict"
-        elif tail == "sync":
-            path = "/"
-        elif tail.startswith("sync/"):
-            path = tail[4:]
-        else:
-            raise GatewayError(404, f"unknown gateway route {rest!r}: use .../predict or .../sync/<path>")
-        return Target(dep, path)
+            assert route.environment is not None
+            dep = self._environment(routes.name, routes.environments, route.environment, routes.development)
+        return Target(dep, route.path)
 
     @staticmethod
     def _environment(name: str, envs: dict[str, str | None], env: str, development: str | None) -> str:
@@ -323,7 +278,7 @@ class Gateway:
         replica = await self.replica_for(target.deployment_id)
         rset = self.engine.replica_set(target.deployment_id)
         path = rset.routes.translate(target.path) if rset is not None else target.path
-        url = f"ws://127.0.0.1:{replica.port}{path}"
+        url = "ws" + replica.url.removeprefix("http") + path  # http://h:p[/prefix] -> ws://h:p[/prefix]
         if scope.get("query_string"):
             url += "?" + scope["query_string"].decode("latin-1")
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k not in _WS_DROP]

@@ -4,7 +4,8 @@ A supervisor starts its process, polls readiness (fast while loading, then every
 crashed process with exponential back-off, reports UNHEALTHY after repeated crashes and FAILED when a
 fresh replica never becomes ready. Stopping sends SIGTERM to the replica's process group (the server
 drains in-flight requests), then SIGKILL after the drain window. Each replica's pid is recorded under
-``<data>/run`` so that a platform that was killed can reap its orphans on the next start.
+``<data>/run`` so that a platform that was killed can reap its orphans at its next start
+(``recover``, the explicit first step of a platform's start).
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Coroutine
+from collections.abc import Collection, Coroutine
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from trestle.platform.engine import (
+from trestle.platform.engines.base import (
+    EngineContext,
     EventSink,
     HotReloadResult,
     LoadMeter,
@@ -29,8 +31,8 @@ from trestle.platform.engine import (
     ReplicaEvent,
     ReplicaSet,
     ReplicaSpec,
+    ReplicaState,
 )
-from trestle.platform.logs import LogHub
 
 REPLICA_MARKER = "TRESTLE_PLATFORM_REPLICA"
 _LOADING_POLL = 0.1
@@ -197,6 +199,10 @@ class _Group:
         return added
 
 
+def _no_events(deployment_id: str, event: ReplicaEvent, detail: str) -> None:
+    """Before ``attach``: nobody listens."""
+
+
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     try:
         os.killpg(pid, sig)
@@ -208,30 +214,32 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
 
 
 class LocalEngine:
-    def __init__(
-        self,
-        run_dir: Path,
-        logs: LogHub,
-        events: EventSink,
-        *,
-        max_start_attempts: int = 2,
-        probe_timeout: float = 2.0,
-    ) -> None:
-        self.run_dir = run_dir
-        self.logs = logs
-        self.events = events
-        self.max_start_attempts = max_start_attempts
+    """Replicas as processes on this host (the default engine)."""
+
+    name = "local"
+
+    def __init__(self, context: EngineContext, *, probe_timeout: float = 2.0) -> None:
+        self.run_dir = context.run_dir
+        self.logs = context.logs
+        self.events: EventSink = _no_events
+        self.max_start_attempts = context.max_start_attempts
         self.probe_timeout = probe_timeout
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=5.0))
         self._sets: dict[str, ReplicaSet] = {}
         self._groups: dict[int, _Group] = {}
         self._meters: dict[str, LoadMeter] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self.reap_orphans()
+
+    def attach(self, events: EventSink) -> None:
+        self.events = events
+
+    async def recover(self, keep: Collection[str]) -> None:
+        """Kill replicas left behind by a platform that died without stopping them (all of them:
+        the controller places again what it keeps)."""
+        await asyncio.to_thread(self.reap_orphans)
 
     def reap_orphans(self) -> None:
-        """Kill replicas left behind by a platform that died without stopping them."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         for pidfile in self.run_dir.glob("*.pid"):
             replica_id = pidfile.stem
             with contextlib.suppress(ValueError, OSError):
@@ -240,6 +248,10 @@ class LocalEngine:
                 if f"{REPLICA_MARKER}={replica_id}".encode() in environ.split(b"\0"):
                     _signal_group(pid, signal.SIGKILL)
             pidfile.unlink(missing_ok=True)
+
+    def report(self, deployment_id: str) -> list[ReplicaState]:
+        rset = self._sets.get(deployment_id)
+        return rset.states() if rset is not None else []
 
     def replica_set(self, deployment_id: str) -> ReplicaSet | None:
         return self._sets.get(deployment_id)
@@ -257,6 +269,7 @@ class LocalEngine:
             sup.task = asyncio.create_task(sup.run(), name=f"supervisor {sup.replica.id}")
 
     async def start(self, spec: ReplicaSpec) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         if spec.deployment_id in self._sets:
             await self.stop(spec.deployment_id, drain=False)
         rset, supervisors = self._spawn(spec)

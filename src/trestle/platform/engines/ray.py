@@ -1,0 +1,351 @@
+"""The Ray engine: each deployment is a Ray Serve application on a Ray cluster.
+
+The platform talks to the cluster only through the Ray dashboard's REST API (``PUT/GET
+/api/serve/applications/``, token auth): it needs no Ray import, and the cluster needs no route
+back to the platform except to fetch code. The Serve config is declarative and whole (Serve deletes
+any application not in it), so the engine keeps the applications it placed and PUTs them all on
+every change; applications it does not own (no ``trestle-`` prefix) are carried over unchanged.
+
+Each application runs ``trestle.serving.ray_replica`` (Trestle's own model server app) on the
+deployment's content-addressed archive, which Ray fetches from a signed URL the control plane
+serves. Serve autoscales (``ray_config.FIELDS`` maps the settings), so the controller's own
+autoscaler leaves these deployments alone. A poll task reads the applications' statuses once a
+second and turns them into replica events; an application that disappeared (a Ray head restart)
+is re-applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable, Collection
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from trestle.platform.engines.base import (
+    EngineContext,
+    EventSink,
+    HotReloadResult,
+    LoadMeter,
+    Replica,
+    ReplicaEvent,
+    ReplicaSet,
+    ReplicaSpec,
+    ReplicaState,
+)
+from trestle.platform.engines.ray_config import (
+    APP_PREFIX,
+    DEPLOYMENT_NAME,
+    ServeInputs,
+    app_name,
+    route_prefix,
+    serve_application,
+    serve_config,
+)
+from trestle.platform.errors import InvalidRequest, Unavailable
+
+APPLICATIONS = "/api/serve/applications/"
+POLL_SECONDS = 1.0
+TOKEN_FILE = Path("~/.ray/auth_token")
+
+
+def resolve_token(explicit: str | None) -> str | None:
+    """The Ray auth token: given, else ``RAY_AUTH_TOKEN``, else Ray's token file."""
+    if explicit:
+        return explicit
+    env = os.environ.get("RAY_AUTH_TOKEN")
+    if env:
+        return env.strip()
+    path = TOKEN_FILE.expanduser()
+    if path.is_file():
+        text = path.read_text().strip()
+        return text or None
+    return None
+
+
+def _no_events(deployment_id: str, event: ReplicaEvent, detail: str) -> None:
+    """Before ``attach``: nobody listens."""
+
+
+class RayEngine:
+    name = "ray"
+    autoscales = True
+    builds_environments = False
+
+    def __init__(
+        self,
+        context: EngineContext,
+        *,
+        address: str,
+        token: str | None,
+        proxy_url: str,
+        artifact_url: Callable[[str], str],
+        transport: httpx.AsyncBaseTransport | None = None,
+        poll_seconds: float = POLL_SECONDS,
+    ) -> None:
+        self.address = address.rstrip("/")
+        self.proxy_url = proxy_url.rstrip("/")
+        self.logs = context.logs
+        self.events: EventSink = _no_events
+        self.artifact_url = artifact_url
+        self.poll_seconds = poll_seconds
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.AsyncClient(
+            base_url=self.address, headers=headers, timeout=httpx.Timeout(30.0, connect=5.0), transport=transport
+        )
+        self._apps: dict[str, dict[str, Any]] = {}  # deployment id -> its application config
+        self._foreign: list[dict[str, Any]] = []  # applications this platform does not own
+        self._sets: dict[str, ReplicaSet] = {}
+        self._meters: dict[str, LoadMeter] = {}
+        self._status: dict[str, str] = {}  # deployment id -> Serve application status
+        self._replicas: dict[str, list[ReplicaState]] = {}
+        self._poller: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    def attach(self, events: EventSink) -> None:
+        self.events = events
+
+    # talking to the dashboard ----------------------------------------------------------------
+
+    async def _request(self, method: str, json: Any = None) -> dict[str, Any]:
+        try:
+            response = await self.http.request(method, APPLICATIONS, json=json)
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"cannot reach the Ray cluster at {self.address}: {exc}") from exc
+        if response.status_code in (401, 403):
+            raise Unavailable(
+                f"the Ray cluster at {self.address} refused the request ({response.status_code}): "
+                "check its auth token (RAY_AUTH_TOKEN or ~/.ray/auth_token)"
+            )
+        if response.status_code >= 400:
+            raise Unavailable(f"the Ray cluster refused the Serve config ({response.status_code}): {response.text}")
+        if not response.content:
+            return {}
+        try:
+            body: dict[str, Any] = response.json()
+        except ValueError:
+            return {}
+        return body
+
+    async def _apply(self) -> None:
+        applications = self._foreign + [self._apps[dep] for dep in sorted(self._apps)]
+        host, port = _host_port(self.proxy_url)
+        await self._request("PUT", serve_config(applications, proxy_host=host, proxy_port=port))
+
+    async def _applications(self) -> dict[str, Any]:
+        body = await self._request("GET")
+        apps = body.get("applications") or {}
+        return apps if isinstance(apps, dict) else {}
+
+    # the seam ---------------------------------------------------------------------------------
+
+    async def recover(self, keep: Collection[str]) -> None:
+        """Adopt the running applications of kept deployments (their config as deployed, so the
+        pipeline's re-placement changes nothing), drop the platform's others, keep foreign ones."""
+        apps = await self._applications()
+        kept = set(keep)
+        dropped = False
+        for name, details in apps.items():
+            config = details.get("deployed_app_config") if isinstance(details, dict) else None
+            if not name.startswith(APP_PREFIX):
+                if isinstance(config, dict):
+                    self._foreign.append(config)
+                continue
+            deployment_id = name[len(APP_PREFIX) :]
+            if deployment_id in kept and isinstance(config, dict):
+                self._apps[deployment_id] = config
+            else:
+                dropped = True
+        if dropped:
+            await self._apply()
+        self._ensure_poller()
+
+    async def start(self, spec: ReplicaSpec) -> None:
+        await self._place(spec)
+
+    async def _place(self, spec: ReplicaSpec) -> dict[str, Any] | None:
+        """Put the deployment's application in the config; returns the config it replaced."""
+        application = serve_application(ServeInputs(spec, self.artifact_url(spec.artifact)))
+        async with self._lock:
+            previous = self._apps.get(spec.deployment_id)
+            self._apps[spec.deployment_id] = application
+            try:
+                await self._apply()
+            except BaseException:
+                # nothing half-registered: the cluster keeps what it had
+                if previous is None:
+                    self._apps.pop(spec.deployment_id, None)
+                else:
+                    self._apps[spec.deployment_id] = previous
+                raise
+        rset = self._sets.get(spec.deployment_id)
+        if rset is None:
+            meter = self._meters.setdefault(spec.deployment_id, LoadMeter())
+            rset = ReplicaSet(spec.deployment_id, spec.routes, meter)
+            replica = Replica(app_name(spec.deployment_id), 0, meter)
+            replica.url = self.proxy_url + route_prefix(spec.deployment_id)
+            rset.replicas.append(replica)
+            self._sets[spec.deployment_id] = rset
+        if previous is None or previous != application:
+            self._status[spec.deployment_id] = "DEPLOYING"
+            self.events(spec.deployment_id, ReplicaEvent.STARTED, f"Serve application {app_name(spec.deployment_id)}")
+        self._ensure_poller()
+        return previous
+
+    async def replace(self, spec: ReplicaSpec, timeout: float) -> bool:
+        """A rolling update by Serve (old replicas serve until the new ones are ready)."""
+        previous = await self._place(spec)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            await asyncio.sleep(self.poll_seconds)
+            status = self._status.get(spec.deployment_id)
+            if status == "RUNNING":
+                return True
+            if status == "DEPLOY_FAILED":
+                break
+        if previous is not None:
+            async with self._lock:
+                self._apps[spec.deployment_id] = previous
+                await self._apply()
+        return False
+
+    async def scale(self, deployment_id: str, replicas: int) -> None:
+        """A fixed count (min = max) is re-applied; a range is Serve's to follow."""
+        async with self._lock:
+            application = self._apps.get(deployment_id)
+            if application is None:
+                return
+            config = application["deployments"][0].get("autoscaling_config", {})
+            if config.get("min_replicas") != config.get("max_replicas"):
+                return
+            n = max(1, replicas)
+            config.update(min_replicas=n, initial_replicas=n, max_replicas=n)
+            await self._apply()
+
+    async def stop(self, deployment_id: str, *, drain: bool = True) -> None:
+        async with self._lock:
+            if self._apps.pop(deployment_id, None) is not None:
+                await self._apply()  # Serve drains (graceful_shutdown_timeout_s) and deletes it
+        self._sets.pop(deployment_id, None)
+        self._meters.pop(deployment_id, None)
+        self._status.pop(deployment_id, None)
+        self._replicas.pop(deployment_id, None)
+
+    def replica_set(self, deployment_id: str) -> ReplicaSet | None:
+        return self._sets.get(deployment_id)
+
+    def report(self, deployment_id: str) -> list[ReplicaState]:
+        return list(self._replicas.get(deployment_id, []))
+
+    async def hot_reload(self, deployment_id: str) -> list[HotReloadResult]:
+        return []  # no hot reload on Ray: a patch replaces the application (rolling update)
+
+    async def close(self) -> None:
+        """Leave the applications running (they outlive the platform; recovery adopts them)."""
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+        await self.http.aclose()
+
+    # status -----------------------------------------------------------------------------------
+
+    def _ensure_poller(self) -> None:
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.get_running_loop().create_task(self._poll(), name="ray engine poll")
+
+    async def _poll(self) -> None:
+        while True:
+            try:
+                await self.poll_once()
+            except Unavailable as exc:
+                for deployment_id in list(self._sets):
+                    self._set_ready(deployment_id, False, f"Ray unreachable: {exc.message}")
+            await asyncio.sleep(self.poll_seconds)
+
+    async def poll_once(self) -> None:
+        apps = await self._applications()
+        missing = [dep for dep in self._apps if app_name(dep) not in apps]
+        if missing:
+            # the cluster lost them (a head restart): apply the whole config again
+            async with self._lock:
+                await self._apply()
+            for dep in missing:
+                self.logs.write(dep, "platform", "the Ray cluster lost the application; re-applied it")
+        for deployment_id in list(self._sets):
+            details = apps.get(app_name(deployment_id))
+            status = str(details.get("status", "")) if isinstance(details, dict) else "NOT_STARTED"
+            message = str(details.get("message", "")) if isinstance(details, dict) else ""
+            self._replicas[deployment_id] = _replica_states(details)
+            old = self._status.get(deployment_id)
+            self._status[deployment_id] = status
+            if status == "RUNNING":
+                self._set_ready(deployment_id, True, "Serve application RUNNING")
+            elif status == "DEPLOY_FAILED":
+                self._set_ready(deployment_id, False, message)
+                if old != status:
+                    self.events(deployment_id, ReplicaEvent.FAILED, message or "the Serve application failed to deploy")
+            elif status == "UNHEALTHY":
+                self._set_ready(deployment_id, False, message)
+                if old != status:
+                    self.events(deployment_id, ReplicaEvent.UNHEALTHY, message or "the Serve application is unhealthy")
+
+    def _set_ready(self, deployment_id: str, ready: bool, detail: str) -> None:
+        rset = self._sets.get(deployment_id)
+        if rset is None:
+            return
+        was = rset.any_ready
+        for replica in rset.replicas:
+            replica.ready = ready
+        rset.refresh()
+        if ready and not was:
+            self.events(deployment_id, ReplicaEvent.READY, detail)
+        elif was and not ready:
+            self.events(deployment_id, ReplicaEvent.NOT_READY, detail)
+
+
+def _replica_states(details: Any) -> list[ReplicaState]:
+    if not isinstance(details, dict):
+        return []
+    deployment = (details.get("deployments") or {}).get(DEPLOYMENT_NAME) or {}
+    states = []
+    for replica in deployment.get("replicas") or []:
+        states.append(ReplicaState(str(replica.get("replica_id", "?")), replica.get("state") == "RUNNING", 0))
+    return states
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    parsed = httpx.URL(url)
+    return parsed.host, parsed.port or 8000
+
+
+def create(context: EngineContext) -> RayEngine:
+    """The registry's factory: options ``address``, ``token``, ``insecure``, ``proxy_url``,
+    ``artifact_base`` (the platform URL the cluster fetches code from) and ``artifact_key``."""
+    from trestle.platform.store.artifacts import signed_path
+
+    options = context.options
+    address = options.get("address")
+    if not address:
+        raise InvalidRequest("the ray engine needs --ray-address (the Ray dashboard, e.g. http://HOST:8265)")
+    token = resolve_token(options.get("token"))
+    if token is None and options.get("insecure") != "1":
+        raise InvalidRequest(
+            f"no Ray auth token for {address}: start Ray with RAY_AUTH_MODE=token and set RAY_AUTH_TOKEN "
+            "(or ~/.ray/auth_token), or pass --ray-insecure for a cluster on a private network without auth"
+        )
+    base = options.get("artifact_base", "").rstrip("/")
+    key = options.get("artifact_key", "")
+    if not base or not key:
+        raise InvalidRequest("the ray engine needs the platform's artifact URL and signing key")
+    return RayEngine(
+        context,
+        address=address,
+        token=token,
+        proxy_url=options.get("proxy_url", "http://127.0.0.1:8000"),
+        artifact_url=lambda digest: base + signed_path(key, digest),
+    )

@@ -1,0 +1,97 @@
+"""Content-addressed storage of uploaded truss archives (``<data>/artifacts/<sha256>.tar.gz``)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import os
+import re
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from trestle.platform.errors import InvalidRequest, TooLarge
+
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+MAX_ARTIFACT_BYTES = 2 << 30
+_WRITE_BLOCK = 1 << 20
+
+
+def check_digest(value: str) -> str:
+    if not _DIGEST.match(value):
+        raise InvalidRequest(f"not a sha256 hex digest: {value!r}")
+    return value
+
+
+class ArtifactStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, digest: str) -> Path:
+        return self.root / f"{check_digest(digest)}.tar.gz"
+
+    def exists(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def require(self, digest: str) -> Path:
+        path = self.path(digest)
+        if not path.is_file():
+            raise InvalidRequest(f"no uploaded artifact {digest}; upload it first")
+        return path
+
+    async def put(self, digest: str, chunks: AsyncIterator[bytes]) -> bool:
+        """Store a stream under ``digest`` after checking that it hashes to it; False if already there.
+
+        Hashing and writing run in a worker thread, a megabyte at a time, off the event loop."""
+        target = self.path(digest)
+        if await asyncio.to_thread(target.is_file):
+            async for _ in chunks:
+                pass
+            return False
+        hasher = hashlib.sha256()
+        size = 0
+        fd, tmp_name = await asyncio.to_thread(tempfile.mkstemp, dir=self.root, suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out:
+
+                def write(block: bytes) -> None:
+                    hasher.update(block)
+                    out.write(block)
+
+                pending = bytearray()
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > MAX_ARTIFACT_BYTES:
+                        raise TooLarge("artifact too large")
+                    pending += chunk
+                    if len(pending) >= _WRITE_BLOCK:
+                        await asyncio.to_thread(write, bytes(pending))
+                        pending.clear()
+                await asyncio.to_thread(write, bytes(pending))
+            if hasher.hexdigest() != digest:
+                raise InvalidRequest(
+                    f"upload does not match its address: got sha256 {hasher.hexdigest()}, expected {digest}"
+                )
+            await asyncio.to_thread(os.replace, tmp_name, target)
+        finally:
+            if os.path.exists(tmp_name):
+                os.unlink(tmp_name)
+        return True
+
+
+def signed_path(key: str, digest: str) -> str:
+    """The control plane's URL path for an artifact that a cluster fetches without an API key:
+    the path carries an HMAC of the digest under the platform's key, so only the platform's
+    engines can name it (``.tar.gz``, the suffix Ray unpacks)."""
+    check_digest(digest)
+    return f"/v1/engine-artifacts/{digest}/{_signature(key, digest)}.tar.gz"
+
+
+def check_signature(key: str, digest: str, signature: str) -> bool:
+    return hmac.compare_digest(_signature(key, digest), signature)
+
+
+def _signature(key: str, digest: str) -> str:
+    return hmac.new(key.encode(), digest.encode(), hashlib.sha256).hexdigest()

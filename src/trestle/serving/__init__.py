@@ -1,0 +1,1 @@
+"""Model-server entry points for engines that run replicas inside another framework (Ray Serve)."""

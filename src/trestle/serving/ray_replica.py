@@ -1,0 +1,112 @@
+"""A Ray Serve replica that runs Trestle's own model server app (the ASGI app ``trestle serve`` runs).
+
+The platform's Ray engine deploys each deployment as a Serve application whose ``import_path`` is
+this module's ``app`` builder. Ray unpacks the deployment's truss archive (its ``working_dir``) and
+starts each replica there; the replica builds Trestle's ``ModelServer`` on that directory and hands
+its ASGI app to Serve, so the whole Truss wire contract, streaming, websockets and cancellation on
+disconnect behave as on the local engine. Replica start waits until the model is loaded (a failed
+load fails the replica, which Serve reports as DEPLOY_FAILED); the environment's dynamic config
+arrives as ``user_config`` and is written to the file the model server watches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ray import serve
+
+Scope = dict[str, Any]
+ASGIApp = Any
+
+_LOAD_POLL_SECONDS = 0.05
+
+
+def _model_server(truss_dir: Path, environment_file: Path) -> Any:
+    """The one place this module touches the data plane: ``trestle serve``'s server object."""
+    from trestle.config import load_config
+    from trestle.server import ModelServer
+    from trestle.settings import ServerSettings
+
+    loaded = load_config(truss_dir)
+    settings = ServerSettings.from_env(truss_dir, loaded.config, environment_file=environment_file)
+    return ModelServer(settings)
+
+
+def _load_state(server: Any) -> str:
+    """``READY``, ``FAILED`` or a loading state, by name."""
+    return str(server.runtime.health.state.name)
+
+
+class _Mounted:
+    """Trestle's app under Serve's route prefix: the prefix is taken off ``path``, and lifespan
+    startup finishes only once the model has loaded (or fails with the load)."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.inner: ASGIApp = server.app
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
+        root = scope.get("root_path", "")
+        path = scope.get("path", "")
+        if root and path.startswith(root):
+            scope = dict(scope, path=path[len(root) :] or "/", root_path="")
+        await self.inner(scope, receive, send)
+
+    async def _lifespan(self, scope: Scope, receive: Any, send: Any) -> None:
+        to_inner: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        from_inner: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        task = asyncio.ensure_future(self.inner(scope, to_inner.get, from_inner.put))
+        message = await receive()
+        await to_inner.put(message)
+        reply = await from_inner.get()
+        if reply["type"] == "lifespan.startup.complete":
+            while _load_state(self.server) not in ("READY", "FAILED"):
+                await asyncio.sleep(_LOAD_POLL_SECONDS)
+            if _load_state(self.server) == "FAILED":
+                reply = {"type": "lifespan.startup.failed", "message": "the model failed to load; see the replica log"}
+        await send(reply)
+        if reply["type"] != "lifespan.startup.complete":
+            task.cancel()
+            return
+        message = await receive()
+        await to_inner.put(message)
+        await send(await from_inner.get())
+        await asyncio.gather(task, return_exceptions=True)
+
+
+@serve.deployment
+@serve.ingress()
+class TrestleReplica:
+    def __init__(self, deployment_id: str, revision: int = 0) -> None:
+        self.deployment_id = deployment_id
+        self.truss_dir = Path.cwd()  # Ray starts the replica in its unpacked working_dir
+        state = Path(tempfile.mkdtemp(prefix=f"trestle-{deployment_id}-"))
+        self.environment_file = state / "dynamic_config" / "environment"
+        self.environment_file.parent.mkdir(parents=True)
+        self.environment_file.write_text("")
+        os.environ["TRESTLE_ENVIRONMENT_FILE"] = str(self.environment_file)
+        self.server = _model_server(self.truss_dir, self.environment_file)
+
+    def __serve_build_asgi_app__(self) -> ASGIApp:
+        return _Mounted(self.server)
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """The environment's dynamic config (rewritten atomically; the model server watches it)."""
+        name = user_config.get("environment")
+        tmp = self.environment_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"name": name}) if name else "")
+        os.replace(tmp, self.environment_file)
+
+
+def app(args: dict[str, Any]) -> Any:
+    """The Serve application builder named by the platform's config (``import_path``)."""
+    deployment: Any = TrestleReplica  # a Serve Deployment once decorated
+    return deployment.bind(str(args["deployment_id"]), int(args.get("revision", 0)))
