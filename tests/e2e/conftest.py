@@ -90,20 +90,32 @@ class Platform:
                 self.proc.wait()
         self.proc = None
 
-    def cli(self, *args: str, cwd: Path | None = None, check: bool = True, timeout: float = 180) -> str:
-        result = subprocess.run(
+    def run_cli(
+        self, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 180
+    ) -> subprocess.CompletedProcess[str]:
+        """The CLI as a user runs it; ``env`` overrides the platform's environment (a key, a URL)."""
+        return subprocess.run(
             [PYTHON, "-m", "trestle", *args],
             cwd=cwd,
-            env=self.env,
+            env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,
         )
+
+    def cli(self, *args: str, cwd: Path | None = None, check: bool = True, timeout: float = 180) -> str:
+        result = self.run_cli(*args, cwd=cwd, timeout=timeout)
         if check and result.returncode != 0:
             raise AssertionError(
                 f"trestle {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
             )
         return result.stdout + result.stderr
+
+    def stdout(self, *args: str, cwd: Path | None = None) -> str:
+        """stdout alone (``trestle predict`` says on stderr which URL it called)."""
+        result = self.run_cli(*args, cwd=cwd)
+        assert result.returncode == 0, f"trestle {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+        return result.stdout
 
     def deployment(self, dep_id: str) -> dict[str, Any]:
         body: dict[str, Any] = self.http.get(f"/v1/deployments/{dep_id}").json()

@@ -73,7 +73,7 @@ def test_watch_hot_reload_broken_edit_and_restart(platform: Platform, watched: t
     assert first["version"] == 1
     assert first["loads"] == 1
     assert first["env"] == {"name": "development"}
-    assert platform.cli("predict", "-d", "{}", cwd=truss).count('"version": 1') == 1
+    assert platform.stdout("predict", "--remote", "-d", "{}", cwd=truss).count('"version": 1') == 1
 
     # model code: hot reload, no second load
     edit(model, "VERSION = 1", "VERSION = 2")

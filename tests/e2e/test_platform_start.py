@@ -91,3 +91,88 @@ def test_the_ray_engine_is_refused_without_token_auth_unless_insecure(tmp_path: 
     assert result.returncode != 0
     assert "no Ray auth token" in result.stderr and "--ray-insecure" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _cli(url: str, key: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TRESTLE_REMOTE_URL": url, "TRESTLE_API_KEY": key, "NO_COLOR": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "trestle", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=180
+    )
+
+
+def _line_with(text: str, *needles: str) -> str:
+    for line in text.splitlines():
+        if all(needle in line for needle in needles):
+            return line
+    raise AssertionError(f"no line with {needles} in:\n{text}")
+
+
+def test_a_second_platform_on_one_data_dir_is_refused_and_events_reach_the_terminal(tmp_path: Path) -> None:
+    from tests.e2e.conftest import last_json, write_truss
+
+    data = tmp_path / "data"
+    port = free_port()
+    first = Started(data, port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        key = re.search(r"API key \(shown once, stored hashed\): (\S+)", first.output())
+        assert key, first.output()
+        counter = tmp_path / "loads"
+        truss = write_truss(tmp_path / "t", "terminal-model", counter)
+        pushed = _cli(url, key.group(1), "push", "--promote", "--output", "json", cwd=truss)
+        assert pushed.returncode == 0, pushed.stderr
+        dep = last_json(pushed.stdout)["deployment_id"]
+        (pidfile,) = (data / "run").glob(f"{dep}-*.pid")
+        replica = int(pidfile.read_text())
+
+        # a second platform on the same data dir: refused, naming the running one; its replicas untouched
+        second = subprocess.run(
+            [sys.executable, "-m", "trestle", "platform", "start", "--port", str(free_port()), "--data-dir", str(data)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "HOME": str(tmp_path)},
+        )
+        assert second.returncode == 1, second
+        assert f"pid {first.proc.pid}" in second.stderr and url in second.stderr, second.stderr
+        assert "Traceback" not in second.stderr
+        assert "API key" not in second.stdout + second.stderr
+        assert int(pidfile.read_text()) == replica
+        os.kill(replica, 0)  # still running
+        assert counter.read_text() == "x"  # not loaded again
+
+        # the platform's own terminal: pushes, promotes, crashes (one line each, with ids)
+        os.kill(replica, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while "exited with code -9" not in first.output() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        text = first.stop()
+    model_id = last_json(pushed.stdout)["model_id"]
+    assert model_id in _line_with(text, "push", "terminal-model", dep)
+    _line_with(text, "promote", dep, "production")
+    _line_with(text, "crash", dep, "exited with code -9")
+    _line_with(text, "shutting down")
+    _line_with(text, "stopped")
+
+
+def test_a_port_in_use_fails_before_a_key_is_made(tmp_path: Path) -> None:
+    import socket
+
+    data = tmp_path / "data"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "trestle", "platform", "start", "--port", str(port), "--data-dir", str(data)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "HOME": str(tmp_path)},
+        )
+    assert result.returncode == 1, result
+    assert f"127.0.0.1:{port} is already in use" in result.stderr, result.stderr
+    assert "API key" not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (data / "platform.db").exists()  # nothing written to the store

@@ -19,7 +19,7 @@ def test_init_push_predict(platform: Platform, tmp_path: Path) -> None:
     info = last_json(out)
     assert info["status"] == "ACTIVE"
     assert "production" in info["environments"]
-    printed = platform.cli("predict", "--published", "-d", '{"hello": "world"}', cwd=truss)
+    printed = platform.stdout("predict", "--published", "-d", '{"hello": "world"}', cwd=truss)
     assert json.loads(printed) == {"hello": "world"}
     response = platform.http.post(info["predict_url"], json={"via": "deployment"})
     assert response.json() == {"via": "deployment"}
@@ -171,9 +171,9 @@ def test_login_custom_environment_and_push_flags(platform: Platform, tmp_path: P
     # trestle predict resolves the truss's own model: --environment and --deployment
     named = write_truss(tmp_path / "n", "predict-target", tmp_path / "loads2")
     pushed = last_json(platform.cli("push", "--environment", "staging", "--output", "json", cwd=named))
-    by_env = platform.cli("predict", "--environment", "staging", "-d", '{"e": 1}', cwd=named)
+    by_env = platform.stdout("predict", "--environment", "staging", "-d", '{"e": 1}', cwd=named)
     assert json.loads(by_env)["echo"] == {"e": 1}
-    by_id = platform.cli("predict", "--deployment", pushed["deployment_id"], "-d", '{"d": 2}', cwd=named)
+    by_id = platform.stdout("predict", "--deployment", pushed["deployment_id"], "-d", '{"d": 2}', cwd=named)
     assert json.loads(by_id)["echo"] == {"d": 2}
 
     # --no-wait returns before the deployment is ACTIVE; it gets there on its own

@@ -1,5 +1,7 @@
 """The platform's HTTP client, used by the CLI (sync, httpx). Errors come back as ``PlatformError``
-carrying the server's message and status."""
+carrying the server's message and status; an unreachable platform and a refused API key come back as
+the same two clear messages from every call (``cannot reach the platform at URL ...``, ``missing or
+invalid API key ...``), naming where the URL and the key came from."""
 
 from __future__ import annotations
 
@@ -29,6 +31,10 @@ def rc_path() -> Path:
 class Remote:
     url: str
     api_key: str
+    url_source: str = "--remote"
+    """Where the URL came from, for error messages: ``TRESTLE_REMOTE_URL``, the rc file's path, ``--remote``."""
+    key_source: str = "--api-key"
+    """Where the API key came from: ``TRESTLE_API_KEY``, the rc file's path, ``--api-key``."""
 
 
 def configured_remote() -> Remote | None:
@@ -36,17 +42,46 @@ def configured_remote() -> Remote | None:
     url = os.environ.get(URL_ENV)
     key = os.environ.get(KEY_ENV)
     if url and key:
-        return Remote(url.rstrip("/"), key)
+        return Remote(url.rstrip("/"), key, URL_ENV, KEY_ENV)
     path = rc_path()
     if path.is_file():
         parser = configparser.ConfigParser()
-        parser.read(path)
+        try:
+            parser.read(path)
+        except configparser.Error as exc:
+            raise PlatformError(f"{path} is not a valid rc file ({exc}): run `trestle login` again") from None
         if parser.has_section("default"):
             section = parser["default"]
             rc_url, rc_key = section.get("remote_url"), section.get("api_key")
             if rc_url and rc_key:
-                return Remote((url or rc_url).rstrip("/"), key or rc_key)
+                return Remote(
+                    (url or rc_url).rstrip("/"),
+                    key or rc_key,
+                    URL_ENV if url else str(path),
+                    KEY_ENV if key else str(path),
+                )
     return None
+
+
+def unreachable_message(remote: Remote, exc: httpx.HTTPError) -> str:
+    """The one message for a platform that cannot be reached (or does not answer)."""
+    if isinstance(exc, httpx.TimeoutException):
+        reason = "it did not answer in time"
+    else:
+        reason = str(exc) or type(exc).__name__
+    return (
+        f"cannot reach the platform at {remote.url} ({reason}); is `trestle platform start` running there? "
+        f"(the URL came from {remote.url_source})"
+    )
+
+
+def unauthorized_message(remote: Remote) -> str:
+    """The one message for a key the platform refuses, with where it came from and how to fix it."""
+    return (
+        f"missing or invalid API key for {remote.url} (the key came from {remote.key_source}): use a key that "
+        f"`trestle platform start` printed, with `trestle login --remote {remote.url} --api-key KEY` "
+        f"or {KEY_ENV}"
+    )
 
 
 def save_remote(remote: Remote) -> Path:
@@ -69,16 +104,30 @@ class PlatformClient:
     def close(self) -> None:
         self.http.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request; transport errors and 401 become the two clear messages."""
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise PlatformError(f"cannot reach the platform at {self.remote.url}: {exc}", status=503) from exc
+            raise PlatformError(unreachable_message(self.remote, exc), status=503) from None
+        if response.status_code == 401:
+            raise PlatformError(unauthorized_message(self.remote), status=401)
+        return response
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._send(method, path, **kwargs)
         if response.status_code >= 400:
             raise _error(response)
         if not response.content:
             return None
-        return response.json()
+        try:
+            return response.json()
+        except ValueError:
+            raise PlatformError(
+                f"{self.remote.url} answered {method} {path} with something that is not JSON: "
+                "is it a Trestle platform?",
+                status=502,
+            ) from None
 
     def health(self) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", "/v1/health")
@@ -87,7 +136,7 @@ class PlatformClient:
     def upload(self, data: bytes) -> tuple[str, bool]:
         """Upload a truss archive unless the platform has it already; returns (digest, uploaded)."""
         digest = packaging.digest(data)
-        response = self.http.head(f"/v1/artifacts/{digest}")
+        response = self._send("HEAD", f"/v1/artifacts/{digest}")
         if response.status_code == 200:
             return digest, False
         if response.status_code not in (404, 200):
@@ -139,18 +188,27 @@ class PlatformClient:
 
     def logs(self, deployment_id: str, tail: int | None = None) -> str:
         params = {"tail": str(tail)} if tail else {}
-        response = self.http.get(f"/v1/deployments/{deployment_id}/logs", params=params)
+        response = self._send("GET", f"/v1/deployments/{deployment_id}/logs", params=params)
         if response.status_code >= 400:
             raise _error(response)
         return response.text
 
     def follow_logs(self, deployment_id: str, tail: int = 100) -> Iterator[str]:
         params = {"tail": str(tail), "follow": "1"}
-        with self.http.stream("GET", f"/v1/deployments/{deployment_id}/logs", params=params, timeout=None) as resp:
-            if resp.status_code >= 400:
-                resp.read()
-                raise _error(resp)
-            yield from resp.iter_lines()
+        connected = False
+        try:
+            with self.http.stream("GET", f"/v1/deployments/{deployment_id}/logs", params=params, timeout=None) as resp:
+                if resp.status_code == 401:
+                    raise PlatformError(unauthorized_message(self.remote), status=401)
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise _error(resp)
+                connected = True
+                yield from resp.iter_lines()
+        except httpx.HTTPError as exc:
+            if connected:
+                raise PlatformError(f"lost the connection to the platform at {self.remote.url}", status=503) from None
+            raise PlatformError(unreachable_message(self.remote, exc), status=503) from None
 
     def manifest(self, deployment_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", f"/v1/deployments/{deployment_id}/manifest")

@@ -178,57 +178,112 @@ def _print_response(response: httpx.Response) -> None:
     sys.stdout.buffer.write(body + b"\n")
 
 
+LOCAL_URL = "http://127.0.0.1:8080"
+
+
 @click.command()
+@click.argument("model", required=False)
 @click.option("-d", "--data", help="JSON input.")
 @click.option("-f", "--file", "file", type=click.Path(path_type=Path, exists=True, dir_okay=False), help="JSON file.")
-@click.option("--url", help="Model server URL (e.g. http://127.0.0.1:8080); defaults to the platform or localhost.")
-@click.option("--target-directory", type=click.Path(path_type=Path), default=".", show_default=True)
+@click.option("--url", help=f"Call the model server at this URL (default: {LOCAL_URL}, where `trestle serve` listens).")
+@click.option("--remote", is_flag=True, help="Call the platform (`trestle login`) instead of a local server.")
+@click.option("--model", "model_option", metavar="MODEL", help="Platform: call this model (id or name).")
 @click.option("--published", is_flag=True, help="Platform: call the production deployment.")
 @click.option("--environment", help="Platform: call this environment's deployment.")
 @click.option("--deployment", "deployment", help="Platform: call this deployment id.")
+@click.option(
+    "--target-directory",
+    type=click.Path(path_type=Path),
+    default=".",
+    show_default=True,
+    help="Platform: the truss whose model_name names the model when no MODEL is given.",
+)
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds to wait for the response.")
 def predict(
+    model: str | None,
     data: str | None,
     file: Path | None,
     url: str | None,
-    target_directory: Path,
+    remote: bool,
+    model_option: str | None,
     published: bool,
     environment: str | None,
     deployment: str | None,
+    target_directory: Path,
     timeout: float,
 ) -> None:
-    """Call a model: print JSON pretty, or a stream chunk by chunk as it arrives."""
+    """Call a model: print JSON pretty, or a stream chunk by chunk as it arrives (stdout: the body).
+
+    \b
+    Which server is called is explicit, and said on stderr:
+      (default)             the local server, http://127.0.0.1:8080 (`trestle serve`)
+      --url URL             the model server at URL
+      --remote              the platform: the truss's development deployment, else production
+      MODEL / --model M     the platform: that model (same rule; --published: production)
+      --environment E       the platform: that environment's deployment
+      --deployment ID       the platform: that deployment
+    """
     if (data is None) == (file is None):
         raise click.UsageError("Give exactly one of -d/--data and -f/--file.")
+    if model and model_option and model != model_option:
+        raise click.UsageError(f"the argument ({model!r}) and --model ({model_option!r}) name different models")
+    model = model or model_option
+    platform_flags = [
+        flag
+        for flag, given in (
+            ("--remote", remote),
+            ("MODEL/--model", model is not None),
+            ("--published", published),
+            ("--environment", environment is not None),
+            ("--deployment", deployment is not None),
+        )
+        if given
+    ]
+    if url is not None and platform_flags:
+        raise click.UsageError(
+            f"--url calls a server directly; it cannot be combined with {', '.join(platform_flags)} (the platform)"
+        )
     text = data if data is not None else file.read_text()  # type: ignore[union-attr]
     try:
         payload: Any = json.loads(text)
     except ValueError as exc:
         raise click.UsageError(f"The input is not valid JSON: {exc}") from None
     headers: dict[str, str] = {}
-    if url is None:
-        target = _platform_target(target_directory, published, environment, deployment)
-        if target is not None:
-            url, headers = target
-        else:
-            url = "http://127.0.0.1:8080"
+    where = ""
+    if platform_flags:
+        url, headers = _platform_target(target_directory, model, published, environment, deployment)
+        where = " (platform)"
+    elif url is None:
+        url = LOCAL_URL
+        where = " (local `trestle serve`; --remote calls the platform)"
     if "/predict" not in url and ":predict" not in url:
         url = url.rstrip("/") + "/v1/models/model:predict"
+    err_console.print(f"POST {url}{where}", highlight=False, markup=False, soft_wrap=True)
     try:
         with httpx.stream("POST", url, json=payload, headers=headers, timeout=timeout) as response:
             _print_response(response)
             if not response.is_success:
+                err_console.print(
+                    f"HTTP {response.status_code} {response.reason_phrase} from POST {url}",
+                    style="red",
+                    highlight=False,
+                    markup=False,
+                    soft_wrap=True,
+                )
                 raise SystemExit(1)
     except httpx.HTTPError as exc:
-        raise click.ClickException(f"Could not call {url}: {exc}") from None
+        hint = "" if platform_flags else " (is `trestle serve` running there? --remote calls the platform)"
+        raise click.ClickException(f"Could not call {url}: {exc or type(exc).__name__}{hint}") from None
 
 
 def _platform_target(
-    target_directory: Path, published: bool, environment: str | None, deployment: str | None
-) -> tuple[str, dict[str, str]] | None:
+    target_directory: Path, model: str | None, published: bool, environment: str | None, deployment: str | None
+) -> tuple[str, dict[str, str]]:
     from trestle.cli.remote import resolve_predict_target
 
-    return resolve_predict_target(target_directory, published=published, environment=environment, deployment=deployment)
+    return resolve_predict_target(
+        target_directory, model=model, published=published, environment=environment, deployment=deployment
+    )
 
 
 def register(group: click.Group) -> None:

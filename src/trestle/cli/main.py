@@ -3,13 +3,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from trestle import __version__
 from trestle.cli import deploy, local, remote
+from trestle.errors import PlatformError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """A platform error that a command did not turn into its own message still ends as one clear line
+    (``Error: cannot reach the platform at URL ...``), never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PlatformError as exc:
+            raise click.ClickException(exc.message) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="trestle")
 def cli() -> None:
     """Serve Truss models, fast: locally, or on a self-hosted platform."""

@@ -1,6 +1,8 @@
 """Platform commands: ``platform start``, ``login``, ``push``, ``watch``, ``promote``, ``deployments``,
 ``environments``, ``logs``, ``scale``, ``deactivate``, ``activate``; and ``resolve_predict_target`` for
-``trestle predict``. Every call to the platform goes through ``trestle.cli.client``."""
+``trestle predict``. Every call to the platform goes through ``trestle.cli.client``; models and
+deployments are named the same way everywhere (``cli.targets``); waits show progress
+(``cli.progress``)."""
 
 from __future__ import annotations
 
@@ -13,11 +15,13 @@ from typing import Any, NoReturn
 
 import click
 
+from trestle.cli import progress
 from trestle.cli.client import PlatformClient, Remote, configured_remote, save_remote
+from trestle.cli.targets import deployment_option, model_name_from, model_option, model_ref, resolve_deployment
 from trestle.errors import ConfigError, PlatformError
 from trestle.platform.store import packaging
 
-_IN_PROGRESS = ("BUILDING", "DEPLOYING", "LOADING_MODEL", "WAKING_UP")
+_IN_PROGRESS = progress.IN_PROGRESS
 _STYLE = {"ok": "green", "info": "cyan", "warn": "yellow", "error": "red"}
 
 
@@ -38,7 +42,10 @@ def _session() -> Iterator[PlatformClient]:
 
 
 def _client() -> PlatformClient:
-    remote = configured_remote()
+    try:
+        remote = configured_remote()
+    except PlatformError as exc:
+        _fail(exc.message)
     if remote is None:
         _fail(
             "no platform configured: run `trestle login --remote URL --api-key KEY` "
@@ -49,22 +56,6 @@ def _client() -> PlatformClient:
 
 def _say(kind: str, text: str, *, err: bool = False) -> None:
     click.secho(text, fg=_STYLE.get(kind), err=err)
-
-
-def _model_name_from(target: Path) -> str | None:
-    from trestle.config import load_config
-
-    try:
-        return load_config(target, strict=False).config.model_name
-    except ConfigError:
-        return None
-
-
-def _model_ref(model: str | None) -> str:
-    ref = model or _model_name_from(Path.cwd())
-    if not ref:
-        _fail("name a model (argument or --model), or run this in a truss directory with a model_name")
-    return ref
 
 
 # platform / login ---------------------------------------------------------------------------------
@@ -142,27 +133,6 @@ def login(url: str, api_key: str) -> None:
 # push / watch -------------------------------------------------------------------------------------
 
 
-def _wait(
-    client: PlatformClient, deployment_id: str, timeout: float, *, until: tuple[str, ...], quiet: bool
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        dep = client.deployment(deployment_id)
-        status = dep["status"]
-        if status != last and not quiet:
-            _say("info", f"  status: {status}", err=True)
-            last = status
-        if status in until:
-            return dep
-        if status not in _IN_PROGRESS:
-            detail = f": {dep['error']}" if dep.get("error") else ""
-            _fail(f"deployment {deployment_id} is {status}{detail}\nSee `trestle logs --deployment {deployment_id}`")
-        if time.monotonic() > deadline:
-            _fail(f"deployment {deployment_id} is still {status} after {timeout:.0f}s")
-        time.sleep(0.25)
-
-
 @click.command()
 @click.argument("target_directory", required=False, default=".", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--watch", is_flag=True, help="Create the development deployment, then live-patch it on every save.")
@@ -171,7 +141,9 @@ def _wait(
 @click.option("--deployment-name", help="A name for the published deployment ([0-9a-zA-Z_.-]).")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the deployment is ACTIVE.")
 @click.option("--timeout-seconds", default=1800.0, show_default=True, type=float)
-@click.option("--model-name", help="Use this model name instead of config.yaml's (not written back).")
+@click.option(
+    "--model", "--model-name", "model_name", metavar="MODEL", help="Use this model name instead of config.yaml's."
+)
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--preserve-previous-production-deployment", is_flag=True, help="With --promote: keep the old one up.")
 @click.option(
@@ -210,13 +182,14 @@ def push(
         _fail(str(exc))
     name = model_name or cfg.model_name
     if not name:
-        _fail("config.yaml has no model_name: set one, or pass --model-name")
+        _fail("config.yaml has no model_name: set one, or pass --model")
     env = "production" if promote else environment
     quiet = output == "json"
     with _session() as client:
         if not quiet:
             _say("info", "Deploying as a development deployment." if watch else "Deploying as a published deployment.")
         archive = packaging.pack(target)
+        pushed_at = time.time()
         digest, uploaded = client.upload(archive)
         if not quiet:
             size = len(archive) / 1024
@@ -243,7 +216,9 @@ def push(
                 click.echo(f"Environment:   {env} (switches to this deployment once it is ACTIVE)")
             click.echo(f"Logs:          trestle logs --deployment {dep['id']} --tail")
         if wait or watch:
-            dep = _wait(client, dep["id"], timeout_seconds, until=("ACTIVE",), quiet=quiet)
+            dep = progress.wait(
+                client, dep["id"], timeout_seconds, until=("ACTIVE",), quiet=quiet, build_since=pushed_at
+            )
             if env:
                 deadline = time.monotonic() + 30
                 while env not in dep["environments"] and time.monotonic() < deadline:
@@ -285,14 +260,16 @@ def _watch_loop(client: PlatformClient, deployment_id: str, target: Path) -> Non
 
 @click.command("watch")
 @click.argument("target_directory", required=False, default=".", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--model-name", help="Use this model name instead of config.yaml's.")
+@click.option(
+    "--model", "--model-name", "model_name", metavar="MODEL", help="Use this model name instead of config.yaml's."
+)
 @click.option("--timeout-seconds", default=1800.0, show_default=True, type=float)
 def watch_command(target_directory: Path, model_name: str | None, timeout_seconds: float) -> None:
     """Live-patch the development deployment from TARGET_DIRECTORY on every save."""
     target = target_directory.resolve()
-    name = model_name or _model_name_from(target)
+    name = model_name or model_name_from(target)
     if not name:
-        _fail("config.yaml has no model_name: set one, or pass --model-name")
+        _fail("config.yaml has no model_name: set one, or pass --model")
     with _session() as client:
         model = client.model(name)
         dev = model.get("development_deployment_id")
@@ -301,33 +278,44 @@ def watch_command(target_directory: Path, model_name: str | None, timeout_second
         dep = client.deployment(dev)
         if dep["status"] in ("INACTIVE", "SCALED_TO_ZERO"):
             client.activate(dev)
-        _wait(client, dev, timeout_seconds, until=("ACTIVE", "DEPLOY_FAILED", "BUILD_FAILED"), quiet=False)
+        progress.wait(client, dev, timeout_seconds, until=("ACTIVE", "DEPLOY_FAILED", "BUILD_FAILED"), quiet=False)
         _watch_loop(client, dev, target)
 
 
 # promote / deployments / environments / logs / deactivate ----------------------------------------
 
 
-@click.command()
-@click.argument("deployment_id")
+_REF_HELP = "\n\nDEPLOYMENT_OR_MODEL is a deployment id or a model id/name (or use --deployment / --model); "
+
+
+@click.command(
+    help="Point ENVIRONMENT at a deployment (atomically, once it is ACTIVE); an older one is a rollback."
+    + _REF_HELP
+    + "a model alone means its newest published deployment; nothing, the truss in the current directory."
+)
+@click.argument("ref", metavar="[DEPLOYMENT_OR_MODEL]", required=False)
+@model_option
+@deployment_option
 @click.option("--environment", default="production", show_default=True)
 @click.option("--preserve-previous-production-deployment", is_flag=True, help="Keep the previous deployment up.")
 @click.option("--wait/--no-wait", default=True, show_default=True)
 @click.option("--timeout-seconds", default=1800.0, show_default=True, type=float)
 def promote(
-    deployment_id: str,
+    ref: str | None,
+    model_option: str | None,
+    deployment_option: str | None,
     environment: str,
     preserve_previous_production_deployment: bool,
     wait: bool,
     timeout_seconds: float,
 ) -> None:
-    """Point ENVIRONMENT at DEPLOYMENT_ID (atomically, once it is ACTIVE); an older one is a rollback."""
     with _session() as client:
+        deployment_id = resolve_deployment(client, ref, model_option, deployment_option, pick="newest")
         result = client.promote(deployment_id, environment, preserve_previous_production_deployment)
         if result["pending"]:
             _say("info", f"{deployment_id} will become the {environment} deployment once it is ACTIVE.")
             if wait:
-                _wait(client, deployment_id, timeout_seconds, until=("ACTIVE",), quiet=False)
+                progress.wait(client, deployment_id, timeout_seconds, until=("ACTIVE",), quiet=False)
                 deadline = time.monotonic() + 30
                 while environment not in client.deployment(deployment_id)["environments"]:
                     if time.monotonic() > deadline:
@@ -345,11 +333,13 @@ def _when(stamp: float) -> str:
 
 @click.command()
 @click.argument("model", required=False)
+@model_option
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def deployments(model: str | None, output: str) -> None:
-    """List MODEL's deployments (default: the model of the truss in the current directory)."""
+def deployments(model: str | None, model_option: str | None, output: str) -> None:
+    """List MODEL's deployments (MODEL or --model; default: the model of the truss in the current directory)."""
+    ref = model_ref(model, model_option)
     with _session() as client:
-        rows = client.deployments(_model_ref(model))
+        rows = client.deployments(ref)
     if output == "json":
         click.echo(json.dumps(rows, indent=2))
         return
@@ -361,6 +351,9 @@ def deployments(model: str | None, output: str) -> None:
         click.echo(
             f"{dep['id']:<10} {name:<16} {dep['status']:<15} {replicas:<12} {envs:<24} {_when(dep['created_at'])}"
         )
+        if dep["status"] in ("BUILD_FAILED", "DEPLOY_FAILED") and dep.get("error"):
+            for line in str(dep["error"]).rstrip().splitlines()[-6:]:
+                click.echo(f"{'':<10} {line}")
 
 
 def _replicas_text(dep: dict[str, Any]) -> str:
@@ -375,11 +368,13 @@ def _replicas_text(dep: dict[str, Any]) -> str:
 
 @click.command()
 @click.argument("model", required=False)
+@model_option
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def environments(model: str | None, output: str) -> None:
-    """List MODEL's environments and the deployment each one serves."""
+def environments(model: str | None, model_option: str | None, output: str) -> None:
+    """List MODEL's environments and the deployment each one serves (MODEL or --model)."""
+    ref = model_ref(model, model_option)
     with _session() as client:
-        result = client.environments(_model_ref(model))
+        result = client.environments(ref)
     if output == "json":
         click.echo(json.dumps(result, indent=2))
         return
@@ -390,20 +385,22 @@ def environments(model: str | None, output: str) -> None:
         )
 
 
-@click.command()
-@click.option("--model", help="Model id or name (default: the truss in the current directory).")
-@click.option("--deployment", "deployment_id", help="Deployment id (default: development, else production).")
+_CURRENT_HELP = _REF_HELP + (
+    "a model alone means its development deployment, else its production one; nothing, the truss in the "
+    "current directory."
+)
+
+
+@click.command(help="Print a deployment's logs (build output, replica output, platform events)." + _CURRENT_HELP)
+@click.argument("ref", metavar="[DEPLOYMENT_OR_MODEL]", required=False)
+@model_option
+@deployment_option
 @click.option("--tail", is_flag=True, help="Keep streaming new lines.")
 @click.option("-n", "--lines", default=200, show_default=True, type=int)
-def logs(model: str | None, deployment_id: str | None, tail: bool, lines: int) -> None:
-    """Print a deployment's logs (build output, replica output, platform events)."""
+def logs(ref: str | None, model_option: str | None, deployment_option: str | None, tail: bool, lines: int) -> None:
     client = _client()
     try:
-        if deployment_id is None:
-            info = client.model(_model_ref(model))
-            deployment_id = info.get("development_deployment_id") or info.get("production_deployment_id")
-            if not deployment_id:
-                _fail("the model has neither a development nor a production deployment; pass --deployment")
+        deployment_id = resolve_deployment(client, ref, model_option, deployment_option, pick="current")
         if tail:
             for line in client.follow_logs(deployment_id, lines):
                 click.echo(line)
@@ -417,8 +414,10 @@ def logs(model: str | None, deployment_id: str | None, tail: bool, lines: int) -
         client.close()
 
 
-@click.command()
-@click.argument("deployment_id")
+@click.command(help="Set a deployment's replicas: a fixed count (--replicas) or autoscaling settings." + _CURRENT_HELP)
+@click.argument("ref", metavar="[DEPLOYMENT_OR_MODEL]", required=False)
+@model_option
+@deployment_option
 @click.option("--replicas", type=click.IntRange(min=1), help="A fixed number of replicas (min = max).")
 @click.option("--min-replicas", type=click.IntRange(min=0), help="Autoscaling: at least this many (0: scale to zero).")
 @click.option("--max-replicas", type=click.IntRange(min=1), help="Autoscaling: at most this many.")
@@ -429,7 +428,9 @@ def logs(model: str | None, deployment_id: str | None, tail: bool, lines: int) -
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the replicas are ready.")
 @click.option("--timeout-seconds", default=600.0, show_default=True, type=float)
 def scale(
-    deployment_id: str,
+    ref: str | None,
+    model_option: str | None,
+    deployment_option: str | None,
     replicas: int | None,
     min_replicas: int | None,
     max_replicas: int | None,
@@ -440,7 +441,6 @@ def scale(
     wait: bool,
     timeout_seconds: float,
 ) -> None:
-    """Set DEPLOYMENT_ID's replicas: a fixed count (--replicas) or autoscaling settings."""
     settings = {
         "min_replicas": min_replicas,
         "max_replicas": max_replicas,
@@ -455,12 +455,13 @@ def scale(
     if not body:
         _fail("nothing to change: pass --replicas N, or autoscaling settings such as --min-replicas/--max-replicas")
     with _session() as client:
+        deployment_id = resolve_deployment(client, ref, model_option, deployment_option, pick="current")
         dep = client.scale(deployment_id, **body)
         if wait and (dep["status"] in _IN_PROGRESS or dep["status"] == "ACTIVE") and dep["replicas"] > 0:
             deadline = time.monotonic() + timeout_seconds
             while not (dep["status"] == "ACTIVE" and dep["ready_replicas"] >= dep["replicas"]):
                 if dep["status"] not in _IN_PROGRESS and dep["status"] != "ACTIVE":
-                    _fail(f"{deployment_id} is {dep['status']}; see `trestle logs --deployment {deployment_id}`")
+                    _fail(progress.failure_message(dep))
                 if time.monotonic() > deadline:
                     _fail(f"{dep['ready_replicas']} of {dep['replicas']} replicas ready after {timeout_seconds:.0f}s")
                 time.sleep(0.2)
@@ -474,20 +475,27 @@ def scale(
         )
 
 
-@click.command()
-@click.argument("deployment_id")
-def deactivate(deployment_id: str) -> None:
-    """Stop DEPLOYMENT_ID's replicas (draining in-flight requests); it keeps its artifact and can be activated."""
+@click.command(
+    help="Stop a deployment's replicas (draining in-flight requests); it keeps its artifact and can be activated."
+    + _CURRENT_HELP
+)
+@click.argument("ref", metavar="[DEPLOYMENT_OR_MODEL]", required=False)
+@model_option
+@deployment_option
+def deactivate(ref: str | None, model_option: str | None, deployment_option: str | None) -> None:
     with _session() as client:
+        deployment_id = resolve_deployment(client, ref, model_option, deployment_option, pick="current")
         dep = client.deactivate(deployment_id)
     _say("ok", f"{deployment_id} is {dep['status']}.")
 
 
-@click.command()
-@click.argument("deployment_id")
-def activate(deployment_id: str) -> None:
-    """Bring an INACTIVE deployment back."""
+@click.command(help="Bring an INACTIVE deployment back." + _CURRENT_HELP)
+@click.argument("ref", metavar="[DEPLOYMENT_OR_MODEL]", required=False)
+@model_option
+@deployment_option
+def activate(ref: str | None, model_option: str | None, deployment_option: str | None) -> None:
     with _session() as client:
+        deployment_id = resolve_deployment(client, ref, model_option, deployment_option, pick="current")
         dep = client.activate(deployment_id)
     _say("ok", f"{deployment_id} is {dep['status']}.")
 
@@ -496,38 +504,34 @@ def activate(deployment_id: str) -> None:
 
 
 def resolve_predict_target(
-    target_dir: Path, *, published: bool, environment: str | None, deployment: str | None
-) -> tuple[str, dict[str, str]] | None:
-    """The platform predict URL and auth headers for ``trestle predict``, or None with no remote configured.
+    target_dir: Path, *, model: str | None, published: bool, environment: str | None, deployment: str | None
+) -> tuple[str, dict[str, str]]:
+    """The platform predict URL and auth headers for ``trestle predict --remote`` (or ``--model`` ...).
 
-    Default: the development deployment; ``published``: production; or an environment or a deployment id.
+    ``deployment``: that deployment. Otherwise the model (``model``, else the truss in ``target_dir``):
+    ``environment``'s deployment, ``published``: production, neither: its development deployment, else
+    production. Environment routes are used, so the call follows promotions.
     """
-    remote = configured_remote()
-    if remote is None:
-        return None
-    client = PlatformClient(remote)
-    try:
+    with _session() as client:
         if deployment:
             dep = client.deployment(deployment)
+            if model and model not in (dep["model_id"], dep["model_name"]):
+                _fail(f"deployment {deployment} belongs to model {dep['model_name']!r}, not {model!r}")
             path = f"/models/{dep['model_id']}/deployment/{deployment}/predict"
         else:
-            name = _model_name_from(target_dir)
+            name = model or model_name_from(target_dir)
             if not name:
-                _fail(f"{target_dir} has no config.yaml with a model_name; pass --deployment or --url")
-            model = client.model(name)
+                _fail(f"{target_dir.resolve()} has no config.yaml with a model_name; name a model (MODEL or --model)")
+            info = client.model(name)
             if environment:
-                path = f"/models/{model['id']}/environments/{environment}/predict"
-            elif published:
-                path = f"/models/{model['id']}/environments/production/predict"
+                path = f"/models/{info['id']}/environments/{environment}/predict"
+            elif published or not info.get("development_deployment_id"):
+                if not info.get("production_deployment_id") and not published:
+                    _fail(f"model {info['name']!r} has no development or production deployment yet: `trestle push` it")
+                path = f"/models/{info['id']}/environments/production/predict"
             else:
-                if not model.get("development_deployment_id"):
-                    _fail("No development deployment: run `trestle push --watch`, or use --published")
-                path = f"/models/{model['id']}/development/predict"
-    except PlatformError as exc:
-        _fail(exc.message)
-    finally:
-        client.close()
-    return remote.url + path, dict(client.headers)
+                path = f"/models/{info['id']}/development/predict"
+        return client.remote.url + path, dict(client.headers)
 
 
 def register(group: click.Group) -> None:

@@ -134,6 +134,9 @@ def test_predict_reports_errors_and_bad_input(streamer: ServerHandle) -> None:
     result = run("predict", "--url", streamer.url, "-d", '{"fail": true}')
     assert result.returncode == 1
     assert "Internal Server Error" in result.stdout
+    called = f"{streamer.url}/v1/models/model:predict"
+    assert f"POST {called}" in result.stderr  # always says which URL was called
+    assert f"HTTP 500 Internal Server Error from POST {called}" in result.stderr
     result = run("predict", "--url", streamer.url, "-d", "{nope")
     assert result.returncode == 2
     assert "not valid JSON" in result.stderr
