@@ -8,6 +8,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -70,9 +71,14 @@ def build_output(client: PlatformClient, deployment_id: str, since: float) -> It
         thread.join(2)
 
 
-def failure_message(dep: dict[str, Any]) -> str:
-    """Why a deployment is not coming up: its status, the platform's detail, where the full log is."""
+def failure_message(dep: dict[str, Any], truss_dir: Path | None = None) -> str:
+    """Why a deployment is not coming up: its status, the platform's detail (the truss's files named as
+    the user's, given ``truss_dir``), where the full log is."""
     detail = dep.get("error") or ""
+    if truss_dir is not None:
+        from trestle.cli.watch import local_paths
+
+        detail = local_paths(str(detail), truss_dir)
     text = f"deployment {dep['id']} is {dep['status']}"
     if detail:
         text += ":\n" + "\n".join(f"  {line}" for line in str(detail).rstrip().splitlines())
@@ -87,17 +93,24 @@ def wait(
     until: tuple[str, ...],
     quiet: bool,
     build_since: float | None = None,
+    truss_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Poll until the deployment reaches a status in ``until``; a failed status or the timeout is an error.
     With ``build_since`` (a time.time() stamp), the build's lines written since then are shown too."""
     if quiet or build_since is None:
-        return _poll(client, deployment_id, timeout, until=until, quiet=quiet)
+        return _poll(client, deployment_id, timeout, until=until, quiet=quiet, truss_dir=truss_dir)
     with build_output(client, deployment_id, build_since):
-        return _poll(client, deployment_id, timeout, until=until, quiet=quiet)
+        return _poll(client, deployment_id, timeout, until=until, quiet=quiet, truss_dir=truss_dir)
 
 
 def _poll(
-    client: PlatformClient, deployment_id: str, timeout: float, *, until: tuple[str, ...], quiet: bool
+    client: PlatformClient,
+    deployment_id: str,
+    timeout: float,
+    *,
+    until: tuple[str, ...],
+    quiet: bool,
+    truss_dir: Path | None,
 ) -> dict[str, Any]:
     started = time.monotonic()
     deadline = started + timeout
@@ -118,7 +131,7 @@ def _poll(
         if status in until:
             return dep
         if status not in IN_PROGRESS:
-            _fail(failure_message(dep))
+            _fail(failure_message(dep, truss_dir))
         if now > deadline:
             _fail(f"deployment {deployment_id} is still {status} after {timeout:.0f}s")
         time.sleep(0.25)

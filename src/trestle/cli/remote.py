@@ -217,7 +217,13 @@ def push(
             click.echo(f"Logs:          trestle logs --deployment {dep['id']} --tail")
         if wait or watch:
             dep = progress.wait(
-                client, dep["id"], timeout_seconds, until=("ACTIVE",), quiet=quiet, build_since=pushed_at
+                client,
+                dep["id"],
+                timeout_seconds,
+                until=("ACTIVE",),
+                quiet=quiet,
+                build_since=pushed_at,
+                truss_dir=target,
             )
             if env:
                 deadline = time.monotonic() + 30
@@ -278,7 +284,8 @@ def watch_command(target_directory: Path, model_name: str | None, timeout_second
         dep = client.deployment(dev)
         if dep["status"] in ("INACTIVE", "SCALED_TO_ZERO"):
             client.activate(dev)
-        progress.wait(client, dev, timeout_seconds, until=("ACTIVE", "DEPLOY_FAILED", "BUILD_FAILED"), quiet=False)
+        until = ("ACTIVE", "DEPLOY_FAILED", "BUILD_FAILED")
+        progress.wait(client, dev, timeout_seconds, until=until, quiet=False, truss_dir=target)
         _watch_loop(client, dev, target)
 
 

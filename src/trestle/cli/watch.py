@@ -1,10 +1,12 @@
 """The client side of live patching: diff the truss directory (gathered with its external package dirs)
 against the development deployment's manifest, send the changed files, and repeat on every save
-(watchfiles on the truss and its external package dirs, ``.truss_ignore`` honoured)."""
+(watchfiles on the truss and its external package dirs, ``.truss_ignore`` honoured). The platform names
+files of the truss as ``<truss>/...``; they are printed as the user's own paths (``local_paths``)."""
 
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,10 +14,30 @@ from typing import Any
 
 from trestle.cli.client import PatchError, PlatformClient
 from trestle.errors import PlatformError
+from trestle.platform.engines.output import TRUSS
 from trestle.platform.store import packaging
 
 Report = Callable[[str, str], None]
 """(kind, text): kind is "ok", "info", "warn" or "error"."""
+
+
+_TRUSS_PATH = re.compile(re.escape(TRUSS) + r"""([^\s"',:)]+)""")
+
+
+def local_paths(text: str, truss_dir: Path) -> str:
+    """``<truss>/model/model.py`` -> the user's file (an external package dir's file where it came from)."""
+    if TRUSS not in text:
+        return text
+    try:
+        sources = packaging.source_files(truss_dir)
+    except (PlatformError, OSError, ValueError):  # a broken config.yaml: truss-relative paths still help
+        sources = {}
+
+    def mapped(match: re.Match[str]) -> str:
+        rel = match.group(1)
+        return str(sources.get(rel, truss_dir / rel))
+
+    return _TRUSS_PATH.sub(mapped, text)
 
 
 def local_changes(truss_dir: Path, remote_files: dict[str, str]) -> dict[str, bytes | None]:
@@ -53,9 +75,9 @@ def apply_and_report(
     try:
         result = sync_once(client, deployment_id, truss_dir)
     except PatchError as exc:
-        report("error", f"Patch failed: {exc.message}")
+        report("error", f"Patch failed: {local_paths(exc.message, truss_dir)}")
         if exc.traceback:
-            report("error", exc.traceback.rstrip())
+            report("error", local_paths(exc.traceback.rstrip(), truss_dir))
         if exc.kind != "needs_full_deploy":
             report("warn", "The previous code keeps serving; fix the error and save again.")
         return False
@@ -63,6 +85,7 @@ def apply_and_report(
         report("error", f"Patch failed: {exc.message}")
         return False
     if result is None or result["action"] == "none":
+        report("ok", "In sync: the served version matches your files (nothing to patch).")
         return True
     took = time.time() - saved_at if saved_at else result.get("seconds", 0.0)
     action = {"hot_reload": "hot reload", "restart": "restart", "rebuild": "environment rebuild + restart"}.get(

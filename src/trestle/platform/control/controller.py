@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -48,6 +49,9 @@ from trestle.platform.store.states import DEVELOPMENT, PRODUCTION, DeploymentKin
 from trestle.platform.store.truss import TrussSpec, read_truss
 
 S = DeploymentStatus
+terminal = logging.getLogger("trestle.platform.events")
+"""One concise line per event an operator watches for (pushes, promotes, crashes, failures, shutdown),
+with model and deployment ids; ``serve`` prints it on the platform's terminal."""
 _SCRUBBED_ENV = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "TRESTLE_API_KEY", "TRESTLE_REMOTE_URL")
 
 __all__ = ["Controller", "PushRequest", "check_environment_name", "open_controller"]
@@ -150,6 +154,15 @@ class Controller:
     def log(self, deployment_id: str, text: str) -> None:
         self.logs.write(deployment_id, "platform", text)
 
+    def _label(self, deployment_id: str) -> str:
+        """``model NAME (ID) deployment ID`` for the terminal."""
+        try:
+            dep = self.store.get_deployment(deployment_id)
+            model = self.store.find_model(dep.model_id)
+        except PlatformError:
+            return f"deployment {deployment_id}"
+        return f"model {model.name} ({model.id}) deployment {deployment_id}"
+
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
@@ -207,6 +220,9 @@ class Controller:
         self.store.update_deployment(dep.id, info={**dep.info, "warnings": warnings})
         self.routes.rebuild(self.store)
         self.log(dep.id, f"pushed artifact {request.artifact[:12]} (truss hash {truss_hash[:12]})")
+        kind = "development" if request.development else "published"
+        into = f", into {request.environment}" if request.environment else ""
+        terminal.info(f"push: {self._label(dep.id)} ({kind}{into})")
         for warning in warnings:
             self.log(dep.id, "WARNING: " + warning)
         return self.store.get_deployment(dep.id), warnings
@@ -352,6 +368,11 @@ class Controller:
             return False
         self.routes.set_status(deployment_id, dep.status)
         self.log(deployment_id, f"status: {status.value}" + (f" ({error})" if error else ""))
+        if status in (S.BUILD_FAILED, S.DEPLOY_FAILED, S.UNHEALTHY):
+            reason = (error or "").strip().splitlines()
+            terminal.warning(
+                f"failed: {self._label(deployment_id)} is {status.value}" + (f": {reason[0]}" if reason else "")
+            )
         return True
 
     def on_replica_event(self, deployment_id: str, event: ReplicaEvent, detail: str) -> None:
@@ -360,6 +381,9 @@ class Controller:
             status = self.store.get_deployment(deployment_id).status
         except PlatformError:
             return
+        if event is ReplicaEvent.NOT_READY and status in (S.ACTIVE, S.UNHEALTHY):
+            kind = "crash" if "exited" in detail else "not ready"
+            terminal.warning(f"{kind}: {self._label(deployment_id)}: {detail} (restarting)")
         if event is ReplicaEvent.STARTED:
             if status is S.DEPLOYING:
                 self.set_status(deployment_id, S.LOADING_MODEL)
@@ -388,6 +412,10 @@ class Controller:
         if dep.is_development:
             return DEVELOPMENT
         names = self.store.environments_of(deployment_id)
+        if dep.target_environment and dep.target_environment not in names:
+            # pushed with --promote / --environment: the replica starts in the environment it is going to
+            # serve (Baseten's model sees it from its first start), not with None until the switch
+            names = [*names, dep.target_environment]
         if PRODUCTION in names:
             return PRODUCTION
         return names[0] if names else None
@@ -425,6 +453,9 @@ class Controller:
         self.routes.rebuild(self.store)
         self.write_environment_file(dep.id)
         self.log(dep.id, f"promoted to {environment}" + (f" (was {previous})" if previous else ""))
+        terminal.info(
+            f"promote: {self._label(dep.id)} is now {environment}" + (f" (was {previous})" if previous else "")
+        )
         scaled_down = False
         if previous and previous != dep.id:
             self.write_environment_file(previous)

@@ -29,6 +29,7 @@ import yaml
 
 from trestle.errors import PlatformError
 from trestle.platform.control.controller import Controller
+from trestle.platform.engines.output import truss_paths, user_traceback
 from trestle.platform.errors import Conflict, InvalidRequest
 from trestle.platform.store import packaging
 from trestle.platform.store.states import DeploymentStatus
@@ -200,10 +201,12 @@ async def _apply(ctrl: Controller, deployment_id: str, plan: PatchPlan) -> Patch
         if failed:
             first = failed[0]
             ctrl.log(deployment_id, f"hot reload failed: {first.message}")
+            truss_dir = ctrl.settings.truss_dir(deployment_id)
+            # the user's frames only, their files as <truss>/... (the CLI names the user's own path)
             raise PatchFailed(
-                f"hot reload failed, the previous code keeps serving: {first.message}",
+                f"hot reload failed, the previous code keeps serving: {truss_paths(first.message, truss_dir)}",
                 kind="hot_reload_failed",
-                traceback=first.traceback,
+                traceback=user_traceback(first.traceback, truss_dir) if first.traceback else None,
                 reload_back=len(failed) < len(results),
             )
     truss_dir = ctrl.settings.truss_dir(deployment_id)
@@ -224,7 +227,7 @@ async def _apply(ctrl: Controller, deployment_id: str, plan: PatchPlan) -> Patch
             raise PatchFailed(
                 "the patched model did not become ready, the previous replica keeps serving; see `trestle logs`",
                 kind="replica_failed",
-                traceback="\n".join(ctrl.logs.tail(deployment_id, 30)),
+                traceback=truss_paths("".join(ctrl.logs.tail(deployment_id, 30)), truss_dir),
             )
     else:
         ctrl.set_status(deployment_id, S.DEPLOYING, force=True)

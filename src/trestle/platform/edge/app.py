@@ -4,18 +4,23 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
+import socket
 import sys
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from trestle.platform.control.controller import Controller, open_controller
+from trestle.errors import PlatformError
+from trestle.platform.control.controller import Controller, open_controller, terminal
 from trestle.platform.control.recovery import recover
 from trestle.platform.edge.api import ControlApi
 from trestle.platform.edge.auth import KeyChecker, generate_key, parse_authorization
 from trestle.platform.edge.gateway import Gateway, send_error
 from trestle.platform.edge.urls import model_from_host, split_gateway_path
 from trestle.platform.settings import Settings
+from trestle.platform.store.lock import DataDirLock
 
 ENGINE_ARTIFACTS = "/v1/engine-artifacts/"
 
@@ -50,8 +55,13 @@ class PlatformApp:
         self.controller.start_autoscaler()
 
     async def shutdown(self) -> None:
+        running = len(
+            [dep for dep in self.controller.store.deployments() if self.controller.engine.replica_set(dep.id)]
+        )
+        terminal.info(f"shutting down: draining and stopping the replicas of {running} deployment(s)")
         await self.controller.close()
         await self.gateway.aclose()
+        terminal.info("stopped")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -104,10 +114,52 @@ class PlatformApp:
                 return
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """The platform's listening socket, bound before anything else happens (a key, the store)."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror as exc:
+        raise PlatformError(f"cannot listen on {host}:{port}: {exc}", status=400) from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PlatformError(
+                f"{host}:{port} is already in use: stop what listens there, or pass another --port", status=409
+            ) from None
+        raise PlatformError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", status=400) from None
+    return sock
+
+
+def _print_events() -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    terminal.addHandler(handler)
+    terminal.setLevel(logging.INFO)
+    terminal.propagate = False
+
+
 def serve(settings: Settings, api_key: str | None = None, announce: Any = print) -> None:
-    """Run the platform in the foreground until SIGINT/SIGTERM (replicas are drained on the way out)."""
+    """Run the platform in the foreground until SIGINT/SIGTERM (replicas are drained on the way out).
+
+    Refused before anything is written to the store (or a key is made) when another platform holds
+    the data dir or the port is taken: both raise ``PlatformError``.
+    """
+    lock = DataDirLock(settings.data_dir)
+    lock.acquire(f"http://{settings.host}:{settings.port}")
+    try:
+        _serve(settings, api_key, announce, listen(settings.host, settings.port))
+    finally:
+        lock.release()
+
+
+def _serve(settings: Settings, api_key: str | None, announce: Any, sock: socket.socket) -> None:
     import uvicorn
 
+    _print_events()
     app = PlatformApp(settings)
     new_key = app.ensure_key(api_key)
     url = f"http://{settings.host}:{settings.port}"
@@ -132,5 +184,5 @@ def serve(settings: Settings, api_key: str | None = None, announce: Any = print)
     )
     server = uvicorn.Server(config)
     with contextlib.suppress(KeyboardInterrupt):
-        server.run()
+        server.run(sockets=[sock])
     sys.stdout.flush()

@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import time
+from collections import deque
 from collections.abc import Collection, Coroutine
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from trestle.platform.engines.base import (
     ReplicaSpec,
     ReplicaState,
 )
+from trestle.platform.engines.output import why_failed
 
 REPLICA_MARKER = "TRESTLE_PLATFORM_REPLICA"
 _LOADING_POLL = 0.1
@@ -40,6 +42,8 @@ _SERVING_POLL = 1.0
 _MAX_BACKOFF = 10.0
 _CRASHES_FOR_UNHEALTHY = 3
 _CRASH_WINDOW = 120.0
+_RECENT_LINES = 80
+"""A replica's last output lines kept in memory, to say why it did not start (``output.why_failed``)."""
 
 
 def free_port() -> int:
@@ -60,6 +64,7 @@ class _Supervisor:
         self.stopping = False
         self.gave_up = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self.recent: deque[str] = deque(maxlen=_RECENT_LINES)
 
     def log(self, text: str) -> None:
         self.engine.logs.write(self.spec.deployment_id, self.replica.id, text)
@@ -88,7 +93,9 @@ class _Supervisor:
             if not ever_ready:
                 failed_starts += 1
                 if failed_starts >= self.engine.max_start_attempts:
-                    self.emit(ReplicaEvent.FAILED, f"the model server exited with code {code} before it was ready")
+                    why = why_failed(self.recent, self.spec.cwd)
+                    detail = f"the model server exited with code {code} before it was ready"
+                    self.emit(ReplicaEvent.FAILED, detail + (f"; its last lines:\n{why}" if why else ""))
                     self.gave_up.set()
                     return
             else:
@@ -107,6 +114,7 @@ class _Supervisor:
         self.replica.url = f"http://127.0.0.1:{port}"
         argv = [part.replace("{port}", str(port)) for part in self.spec.argv]
         env = dict(self.spec.env, **{REPLICA_MARKER: self.replica.id, "PORT": str(port)})
+        self.recent.clear()
         self.proc = proc = await asyncio.create_subprocess_exec(
             *argv,
             cwd=self.spec.cwd,
@@ -150,7 +158,9 @@ class _Supervisor:
     async def _pump(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
         async for raw in proc.stdout:
-            self.log(raw.decode(errors="replace").rstrip())
+            line = raw.decode(errors="replace").rstrip()
+            self.recent.append(line)
+            self.log(line)
 
     async def _probe(self) -> bool:
         try:
