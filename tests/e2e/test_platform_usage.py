@@ -82,7 +82,7 @@ def test_live_patch_errors_show_the_users_files_and_in_sync(platform: Platform, 
         assert "trestle/" not in report and "importlib" not in report  # no Trestle internals
         # reverting to the served version: in sync, nothing to patch
         helper.write_text(served)
-        watcher.wait_for("in sync")
+        watcher.wait_for("In sync", count=2)  # once at start, once after the revert
         assert platform.http.post("/models/patch-errors/development/predict", json={}).status_code == 200
     finally:
         watcher.stop()
