@@ -15,7 +15,7 @@ def _loaded_after(statement: str) -> list[str]:
 
 
 def test_the_platform_and_the_cli_load_no_model_server_code() -> None:
-    for statement in ("import trestle", "import trestle.platform.app", "import trestle.cli.main"):
+    for statement in ("import trestle", "import trestle.platform.edge.app", "import trestle.cli.main"):
         loaded = _loaded_after(statement)
         leaked = [m for m in loaded if m.startswith(SERVER_PACKAGES)]
         assert leaked == [], (statement, leaked)
