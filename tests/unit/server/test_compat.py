@@ -181,6 +181,10 @@ async def test_a_failed_load_writes_truss_crash_marker(tmp_path: Path, monkeypat
                 break
             await __import__("asyncio").sleep(0.01)
         assert "weights are missing" in crash_marker_path().read_text()
+        for _ in range(500):  # the failed load ends the server with status 1 (set right after the marker)
+            if server.server.exit_code == 1:
+                break
+            await __import__("asyncio").sleep(0.01)
     assert server.server.exit_code == 1
 
 
