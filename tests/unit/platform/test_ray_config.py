@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from trestle.platform.engines.base import ReplicaResources, ReplicaSpec, Scaling
+from trestle.platform.engines.base import ReplicaResources, ReplicaSpec
 from trestle.platform.engines.ray_config import (
     FIELDS,
     IMPORT_PATH,
@@ -16,6 +16,7 @@ from trestle.platform.engines.ray_config import (
     serve_application,
     serve_config,
 )
+from trestle.platform.store.scaling import Autoscaling
 
 URL = "http://10.0.0.5:8990/v1/engine-artifacts/abc/sig.tar.gz"
 
@@ -30,7 +31,7 @@ def spec(**changes: Any) -> ReplicaSpec:
         "drain_seconds": 45.0,
         "revision": 3,
         "artifact": "abc",
-        "scaling": Scaling(
+        "scaling": Autoscaling(
             min_replicas=0,
             max_replicas=4,
             concurrency_target=3.0,
@@ -96,7 +97,7 @@ def test_autoscaling_fields(field: str, expected: object) -> None:
 
 def test_the_initial_count_is_clamped_into_the_range_and_metrics_fit_the_window() -> None:
     assert deployment(replicas=9)["autoscaling_config"]["initial_replicas"] == 4
-    fixed = Scaling(min_replicas=2, max_replicas=2, autoscaling_window=6.0)
+    fixed = Autoscaling(min_replicas=2, max_replicas=2, autoscaling_window=6.0)
     config = deployment(replicas=0, scaling=fixed)["autoscaling_config"]
     assert (config["min_replicas"], config["initial_replicas"], config["max_replicas"]) == (2, 2, 2)
     assert config["metrics_interval_s"] == 2.0  # three readings per window

@@ -35,7 +35,6 @@ from trestle.platform.engines.base import (
     ReplicaEvent,
     ReplicaResources,
     ReplicaSpec,
-    Scaling,
     ServerRoutes,
 )
 from trestle.platform.engines.builder import Builder, BuildFailed
@@ -333,14 +332,7 @@ class Controller:
             drain_seconds=spec.drain_seconds,
             revision=revision,
             artifact=dep.artifact,
-            scaling=Scaling(
-                min_replicas=policy.min_replicas,
-                max_replicas=policy.max_replicas,
-                concurrency_target=policy.concurrency_target,
-                autoscaling_window=policy.autoscaling_window,
-                scale_down_delay=policy.scale_down_delay,
-                scale_to_zero_delay=policy.scale_to_zero_delay,
-            ),
+            scaling=policy,
             resources=ReplicaResources(
                 cpu=spec.cpu, memory_bytes=spec.memory_bytes, accelerator=spec.accelerator, gpus=spec.gpus
             ),

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from trestle.platform.store.logs import LogHub
+from trestle.platform.store.scaling import Autoscaling
 from trestle.platform.store.truss import ServerRoutes
 
 __all__ = [
@@ -36,18 +37,6 @@ __all__ = [
     "ReplicaState",
     "ServerRoutes",
 ]
-
-
-@dataclasses.dataclass(frozen=True)
-class Scaling:
-    """A deployment's scaling settings as an engine sees them (Baseten's names; see autoscaling.py)."""
-
-    min_replicas: int = 1
-    max_replicas: int = 1
-    concurrency_target: float = 1.0
-    autoscaling_window: float = 60.0
-    scale_down_delay: float = 900.0
-    scale_to_zero_delay: float = 1800.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +68,7 @@ class ReplicaSpec:
     revision: int = 0
     artifact: str = ""
     """The content-addressed truss archive (sha256) the deployment runs."""
-    scaling: Scaling = Scaling()
+    scaling: Autoscaling = Autoscaling()
     resources: ReplicaResources = ReplicaResources()
     predict_concurrency: int = 1
     requirements: tuple[str, ...] = ()
