@@ -238,19 +238,22 @@ class Controller:
         if task is not None:
             task.cancel()
 
-    def _start_pipeline(self, deployment_id: str) -> None:
+    def _start_pipeline(self, deployment_id: str, *, waking: bool = False) -> None:
         self._cancel_pipeline(deployment_id)
-        self._pipelines[deployment_id] = asyncio.get_running_loop().create_task(self._pipeline(deployment_id))
+        task = asyncio.get_running_loop().create_task(self._pipeline(deployment_id, waking=waking))
+        self._pipelines[deployment_id] = task
 
-    async def _pipeline(self, deployment_id: str) -> None:
-        """BUILDING → DEPLOYING → (replica events) LOADING_MODEL → ACTIVE."""
+    async def _pipeline(self, deployment_id: str, *, waking: bool = False) -> None:
+        """BUILDING → DEPLOYING → (replica events) LOADING_MODEL → ACTIVE; or, ``waking``, WAKING_UP →
+        (replica events) ACTIVE. A deactivate or a new push cancels it (``_cancel_pipeline``)."""
         truss_dir = self.settings.truss_dir(deployment_id)
         try:
             spec = await self.read_truss(deployment_id)
             python = await self.build(deployment_id, spec, truss_dir)
             if python is None:
                 return
-            self.set_status(deployment_id, S.DEPLOYING)
+            if not waking:
+                self.set_status(deployment_id, S.DEPLOYING)
             await self.engine.start(self.replica_spec(deployment_id, spec, python))
         except asyncio.CancelledError:
             raise
@@ -476,19 +479,7 @@ class Controller:
             return
         if not self.set_status(deployment_id, S.WAKING_UP):
             return
-        self.spawn(self._start_replicas(deployment_id))
-
-    async def _start_replicas(self, deployment_id: str) -> None:
-        truss_dir = self.settings.truss_dir(deployment_id)
-        try:
-            spec = await self.read_truss(deployment_id)
-            python = await self.build(deployment_id, spec, truss_dir)
-            if python is None:
-                return
-            await self.engine.start(self.replica_spec(deployment_id, spec, python))
-        except Exception as exc:
-            self.log(deployment_id, f"could not start replicas: {exc!r}")
-            self.set_status(deployment_id, S.DEPLOY_FAILED, error=repr(exc))
+        self._start_pipeline(deployment_id, waking=True)
 
     async def deactivate(self, deployment_id: str) -> Deployment:
         dep = self.store.get_deployment(deployment_id)
