@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from trestle.cli.client import PatchError, PlatformClient
+from trestle.config import files as truss_files
 from trestle.errors import PlatformError
 from trestle.platform.engines.output import TRUSS
 from trestle.platform.store import packaging
@@ -123,7 +124,7 @@ def watch(
     def roots() -> list[Path]:
         """The truss and its external package dirs (those that exist)."""
         found = [truss_dir]
-        for directory, _ in packaging.external_package_dirs(truss_dir):
+        for directory, _ in truss_files.external_package_dirs(truss_dir):
             if directory.is_dir() and directory not in found:
                 found.append(directory)
         return found
@@ -133,13 +134,13 @@ def watch(
         rels = []
         with contextlib.suppress(ValueError):
             rels.append(resolved.relative_to(truss_dir).as_posix())
-        for directory, prefix in packaging.external_package_dirs(truss_dir):
+        for directory, prefix in truss_files.external_package_dirs(truss_dir):
             with contextlib.suppress(ValueError):
                 rels.append(prefix + resolved.relative_to(directory).as_posix())
-        if packaging.IGNORE_FILE in rels:
+        if truss_files.IGNORE_FILE in rels:
             return True
-        spec = packaging.ignore_spec(truss_dir)
-        return any(not packaging.is_ignored(spec, rel) for rel in rels)
+        spec = truss_files.ignore_spec(truss_dir)
+        return any(not truss_files.is_ignored(spec, rel) for rel in rels)
 
     stop_event = threading.Event()
     if stop is not None:

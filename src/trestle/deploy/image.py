@@ -21,22 +21,18 @@ The Dockerfile only copies files and runs ``install.sh``, so running that script
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import pathspec
-
 from trestle import __version__
-from trestle.config import LoadedConfig, TrussConfig
+from trestle.config import LoadedConfig, TrussConfig, files
 from trestle.config.weights import MODEL_CACHE_PATH
 from trestle.deploy.accelerators import DEFAULT_CUDA_VERSION, cuda_base_image
 from trestle.deploy.spec import APP_DIR, PORT, READINESS_PATH, model_name
@@ -47,8 +43,6 @@ VENV = "/opt/trestle/venv"
 HF_HOME = "/opt/trestle/huggingface"
 APP_UID = 60000
 UV_IMAGE = "ghcr.io/astral-sh/uv"
-IGNORE_FILE = ".truss_ignore"
-DEFAULT_IGNORES = ("__pycache__/", "*.pyc", "*.pyo", ".git/", ".DS_Store", ".mypy_cache/", ".pytest_cache/", ".venv/")
 _CONTEXT_FILES = ("install.sh", "healthcheck.py", "fetch.py")
 
 
@@ -175,47 +169,17 @@ def _uv_version() -> str:
 # --- the truss and Trestle -------------------------------------------------------------------
 
 
-def _ignore_spec(truss_dir: Path) -> pathspec.GitIgnoreSpec:
-    lines = list(DEFAULT_IGNORES)
-    ignore_file = truss_dir / IGNORE_FILE
-    if ignore_file.is_file():
-        lines.extend(ignore_file.read_text().splitlines())
-    return pathspec.GitIgnoreSpec.from_lines(lines)
-
-
-def _files(top: Path, spec: pathspec.GitIgnoreSpec) -> Iterator[Path]:
-    for root, dirs, names in os.walk(top):
-        rel_root = Path(root).relative_to(top)
-        dirs[:] = sorted(d for d in dirs if not spec.match_file((rel_root / d).as_posix() + "/"))
-        for name in sorted(names):
-            rel = rel_root / name
-            if not spec.match_file(rel.as_posix()) and (top / rel).is_file():
-                yield rel
-
-
 def copy_truss(loaded: LoadedConfig, dest: Path) -> None:
-    """The truss (``.truss_ignore`` applied) with each external package dir's contents merged into
-    the bundled packages dir, as Truss gathers them before a push."""
-    truss_dir = loaded.truss_dir
-    spec = _ignore_spec(truss_dir)
-    for rel in _files(truss_dir, spec):
+    """The truss as Truss gathers it (``config.files``): ``.truss_ignore`` applied, each external
+    package dir's contents merged into the bundled packages dir."""
+    try:
+        sources = files.source_files(loaded.truss_dir)
+    except ConfigError as exc:
+        raise BuildContextError(f"{loaded.path}: {exc}") from None
+    for rel, source in sources.items():
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(truss_dir / rel, target)
-    bundled = dest / loaded.config.bundled_packages_dir
-    for entry in loaded.config.external_package_dirs:
-        source = (truss_dir / entry).resolve()
-        if not source.is_dir():
-            raise BuildContextError(f"{loaded.path}: external_package_dirs: {entry!r} is not a directory")
-        for rel in _files(source, spec):
-            target = bundled / rel
-            if target.exists():
-                raise BuildContextError(
-                    f"{loaded.config.bundled_packages_dir}/{rel.as_posix()} comes from both the truss and {source}: "
-                    "external package dirs are merged into the packages dir, so their files must not overlap"
-                )
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source / rel, target)
+        shutil.copy2(source, target)
 
 
 def source_root() -> Path | None:

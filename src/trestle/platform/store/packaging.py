@@ -20,83 +20,22 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-import pathspec
-import yaml
-
+from trestle.config import files as truss_files
+from trestle.errors import ConfigError
 from trestle.platform.errors import InvalidRequest
-
-IGNORE_FILE = ".truss_ignore"
-DEFAULT_IGNORES = ("__pycache__/", "*.pyc", "*.pyo", ".git/", ".DS_Store", ".mypy_cache/", ".pytest_cache/")
-
-
-def ignore_spec(truss_dir: Path) -> pathspec.GitIgnoreSpec:
-    lines = list(DEFAULT_IGNORES)
-    ignore_file = truss_dir / IGNORE_FILE
-    if ignore_file.is_file():
-        lines.extend(ignore_file.read_text().splitlines())
-    return pathspec.GitIgnoreSpec.from_lines(lines)
-
-
-def is_ignored(spec: pathspec.GitIgnoreSpec, relpath: str, *, is_dir: bool = False) -> bool:
-    return spec.match_file(relpath + "/" if is_dir else relpath)
 
 
 def iter_files(truss_dir: Path) -> Iterator[str]:
     """Relative POSIX paths of the files that belong to the truss, sorted, ignores applied."""
-    yield from sorted(_walk(truss_dir, ignore_spec(truss_dir)))
-
-
-def _walk(top: Path, spec: pathspec.GitIgnoreSpec, prefix: str = "") -> list[str]:
-    """Files under ``top`` (relative to it) whose path, with ``prefix``, the ignore spec keeps."""
-    found: list[str] = []
-    for root, dirs, files in os.walk(top):
-        rel_root = Path(root).relative_to(top)
-        kept = []
-        for name in dirs:
-            rel = (rel_root / name).as_posix()
-            if not is_ignored(spec, prefix + rel, is_dir=True) and not (Path(root) / name).is_symlink():
-                kept.append(name)
-        dirs[:] = kept
-        for name in files:
-            rel = (rel_root / name).as_posix()
-            if not is_ignored(spec, prefix + rel) and (Path(root) / name).is_file():
-                found.append(rel)
-    return found
-
-
-def external_package_dirs(truss_dir: Path) -> list[tuple[Path, str]]:
-    """``(directory, prefix in the truss)`` for each of the config's ``external_package_dirs``."""
-    try:
-        config = yaml.safe_load((truss_dir / "config.yaml").read_text())
-    except (OSError, yaml.YAMLError):
-        return []
-    if not isinstance(config, dict):
-        return []
-    dirs = config.get("external_package_dirs") or []
-    bundled = str(config.get("bundled_packages_dir") or "packages").strip("/")
-    if not isinstance(dirs, list):
-        return []
-    return [((truss_dir / str(entry)).resolve(), bundled + "/") for entry in dirs]
+    yield from sorted(truss_files.walk(truss_dir, truss_files.ignore_spec(truss_dir)))
 
 
 def source_files(truss_dir: Path) -> dict[str, Path]:
-    """``{path in the truss: local file}``: the truss's own files and its external package dirs' contents."""
-    spec = ignore_spec(truss_dir)
-    files = {rel: truss_dir / rel for rel in _walk(truss_dir, spec)}
-    for directory, prefix in external_package_dirs(truss_dir):
-        if not directory.is_dir():
-            raise InvalidRequest(f"external package dir {directory} is not a directory")
-        for rel in _walk(directory, spec, prefix):
-            mapped = prefix + rel
-            source = directory / rel
-            other = files.get(mapped)
-            if other is not None and other.resolve() != source.resolve():
-                raise InvalidRequest(
-                    f"{mapped} comes from both {other} and {source}: "
-                    "external package dirs are merged into the packages dir, so their files must not overlap"
-                )
-            files[mapped] = source
-    return dict(sorted(files.items()))
+    """``{path in the truss: local file}`` (``config.truss_files.source_files``), its errors as 400s."""
+    try:
+        return truss_files.source_files(truss_dir)
+    except ConfigError as exc:
+        raise InvalidRequest(str(exc)) from None
 
 
 def manifest(truss_dir: Path) -> dict[str, str]:
