@@ -96,8 +96,8 @@ class Builder:
             if (env / _MARKER).is_file():
                 log(f"reusing environment {key} (requirements unchanged)")
                 return BuildResult(python, key, True, time.monotonic() - started)
-            if env.exists():
-                shutil.rmtree(env)
+            if env.exists():  # a build that did not finish; it may be large, so not on the loop
+                await asyncio.to_thread(shutil.rmtree, env)
             log(f"building environment {key} with uv")
             uv = uv_executable()
             await self._run([uv, "venv", "--quiet", "--python", sys.executable, str(env)], truss_dir, log)
