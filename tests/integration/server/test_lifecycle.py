@@ -410,6 +410,13 @@ def test_packages_and_external_package_dirs_are_importable(tmp_path: Path) -> No
         assert httpx.post(server.url + "/predict", json={}).json() == ["bundled", "external", "relative"]
 
 
+def _traceback_until(log: str, end: str) -> tuple[str, list[str]]:
+    """The first traceback in ``log`` up to ``end``, and its ``File ...`` lines."""
+    trace = log[log.index("Traceback (most recent call last):") :]
+    trace = trace[: trace.index(end)]
+    return trace, [line.strip() for line in trace.splitlines() if line.strip().startswith("File ")]
+
+
 RULE_BROKEN = """
 class Model:
     def is_healthy(self, verbose):
@@ -427,8 +434,7 @@ def test_rule_error_names_model_definition_error_and_the_users_line(tmp_path: Pa
         assert server.wait_exit(30) == 1
         log = server.log()
     assert "trestle.errors.ModelDefinitionError: `is_healthy` must have only one argument: `self`." in log
-    trace = log[log.index("Traceback (most recent call last):") : log.index("ModelDefinitionError:")]
-    frames = [line.strip() for line in trace.splitlines() if line.strip().startswith("File ")]
+    trace, frames = _traceback_until(log, "ModelDefinitionError:")
     assert frames == [f'File "{truss / "model" / "model.py"}", line 3, in is_healthy'], log
     assert "def is_healthy(self, verbose):" in trace
 
@@ -450,9 +456,7 @@ def test_import_error_traceback_ends_in_the_users_line(tmp_path: Path) -> None:
     with run_server(truss, ready=False) as server:
         assert server.wait_exit(30) == 1
         log = server.log()
-    trace = log[log.index("Traceback (most recent call last):") :]
-    trace = trace[: trace.index("ModelLoadError: Failed to import model file")]
-    frames = [line.strip() for line in trace.splitlines() if line.strip().startswith("File ")]
+    _, frames = _traceback_until(log, "ModelLoadError: Failed to import model file")
     assert frames[0] == f'File "{truss / "model" / "model.py"}", line 4, in <module>', log
     assert not any("/trestle/" in frame or "importlib" in frame for frame in frames), log
     assert "direct cause" not in log
