@@ -29,9 +29,15 @@ def free_port() -> int:
 
 
 class Platform:
-    def __init__(self, data_dir: Path, home: Path) -> None:
+    """``trestle platform start`` on loopback; ``args`` are extra options (``--engine ray ...``) and
+    ``env`` extra environment for it and for the CLI the tests run against it."""
+
+    def __init__(
+        self, data_dir: Path, home: Path, *, args: tuple[str, ...] = (), env: dict[str, str] | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.home = home
+        self.args = args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -43,6 +49,7 @@ class Platform:
             "TRESTLE_REMOTE_URL": self.url,
             "TRESTLE_API_KEY": KEY,
             "NO_COLOR": "1",
+            **(env or {}),
         }
         self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Api-Key {KEY}"}, timeout=60)
 
@@ -63,6 +70,7 @@ class Platform:
                 KEY,
                 "--gateway-wait-seconds",
                 "30",
+                *self.args,
             ],
             env=self.env,
             stdout=out,

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,21 +15,22 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import free_port
+from tests.e2e.conftest import Platform, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ray, pytest.mark.timeout(300)]
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 psutil = pytest.importorskip("psutil")
 
 RAY = str(Path(sys.executable).with_name("ray"))
-KEY = "ray-e2e-key"
 
 
 class RayHead:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.home = root / "home"
-        self.temp = root / "t"  # short: Ray's socket paths have a length limit
+        # Ray puts unix sockets under its temp dir and their paths have a ~107-byte limit: pytest's
+        # tmp paths (longer under xdist) are too long, so the head gets a short dir of its own.
+        self.temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
         self.dashboard = free_port()
         self.proxy = free_port()
         self.env = {
@@ -81,60 +81,35 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayHead]:
         head.stop()
 
 
-class RayPlatform:
-    def __init__(self, head: RayHead, root: Path) -> None:
-        self.head = head
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.data = root / "data"
-        self.log = root / "platform.out"
-        self.env = {**head.env, "RAY_AUTH_TOKEN": head.token, "TRESTLE_REMOTE_URL": self.url, "TRESTLE_API_KEY": KEY}
-        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Api-Key {KEY}"}, timeout=60)
-        self.proc: subprocess.Popen[bytes] | None = None
+def ray_platform(head: RayHead, root: Path) -> Platform:
+    """The e2e platform with the Ray engine on ``head`` (token from the environment)."""
+    (root / "home").mkdir(exist_ok=True)
+    args = (
+        "--gateway-wait-seconds", "60",
+        "--engine", "ray", "--ray-address", f"http://127.0.0.1:{head.dashboard}",
+        "--ray-proxy-url", f"http://127.0.0.1:{head.proxy}",
+    )  # fmt: skip
+    ray_env = {k: v for k, v in head.env.items() if k.startswith("RAY_")}
+    return Platform(root / "data", root / "home", args=args, env={**ray_env, "RAY_AUTH_TOKEN": head.token})
 
-    def start(self) -> None:
-        argv = [
-            sys.executable, "-m", "trestle", "platform", "start", "--port", str(self.port),
-            "--data-dir", str(self.data), "--api-key", KEY, "--gateway-wait-seconds", "60",
-            "--engine", "ray", "--ray-address", f"http://127.0.0.1:{self.head.dashboard}",
-            "--ray-proxy-url", f"http://127.0.0.1:{self.head.proxy}",
-        ]  # fmt: skip
-        out = open(self.log, "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(argv, env=self.env, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if self.http.get("/v1/health").status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise AssertionError("platform did not start:\n" + self.log.read_text())
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(60)
+def push(platform: Platform, truss: Path) -> str:
+    result = platform.run_cli("push", "--no-wait", cwd=truss, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for line in result.stdout.splitlines():
+        if line.startswith("Deployment ID:"):
+            return line.split()[-1]
+    raise AssertionError(result.stdout)
 
-    def push(self, truss: Path) -> str:
-        result = subprocess.run(
-            [sys.executable, "-m", "trestle", "push", "--no-wait"],
-            cwd=truss, env=self.env, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        assert result.returncode == 0, result.stdout + result.stderr
-        for line in result.stdout.splitlines():
-            if line.startswith("Deployment ID:"):
-                return line.split()[-1]
-        raise AssertionError(result.stdout)
 
-    def wait_status(self, dep: str, status: str, timeout: float = 180) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        body: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            body = self.http.get(f"/v1/deployments/{dep}").json()
-            if body["status"] == status:
-                return body
-            time.sleep(0.5)
-        raise AssertionError(f"{dep} never reached {status}: {body}\n" + self.log.read_text()[-3000:])
+def wait_status(platform: Platform, dep: str, status: str, timeout: float = 180) -> dict[str, Any]:
+    try:
+        view: dict[str, Any] = platform.wait_for(
+            lambda: (body := platform.deployment(dep))["status"] == status and body, timeout=timeout, interval=0.5
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{dep} never reached {status}: {exc}\n" + platform.log_path.read_text()[-3000:]) from None
+    return view
 
 
 def make_truss(root: Path) -> Path:
@@ -151,11 +126,11 @@ def make_truss(root: Path) -> Path:
 
 
 def test_push_active_predict_stream_and_restart_reconciles(ray_head: RayHead, tmp_path: Path) -> None:
-    platform = RayPlatform(ray_head, tmp_path)
+    platform = ray_platform(ray_head, tmp_path)
     platform.start()
     try:
-        dep_id = platform.push(make_truss(tmp_path / "truss"))
-        view = platform.wait_status(dep_id, "ACTIVE")
+        dep_id = push(platform, make_truss(tmp_path / "truss"))
+        view = wait_status(platform, dep_id, "ACTIVE")
         predict = view["predict_url"]
         response = platform.http.post(predict, json={"a": 1})
         assert response.status_code == 200, response.text
@@ -168,7 +143,7 @@ def test_push_active_predict_stream_and_restart_reconciles(ray_head: RayHead, tm
         # a platform restart adopts what runs on Ray: no duplicate, nothing lost
         platform.stop()
         platform.start()
-        platform.wait_status(dep_id, "ACTIVE")
+        wait_status(platform, dep_id, "ACTIVE")
         assert list(ray_head.applications()) == [f"trestle-{dep_id}"]
         assert platform.http.post(predict, json={"b": 2}).json() == {"echo": {"b": 2}}
     finally:

@@ -31,21 +31,17 @@ def _fail(message: str) -> NoReturn:
 
 @contextlib.contextmanager
 def _session() -> Iterator[PlatformClient]:
-    """A client for one command; platform errors become the command's error message."""
+    """A client for one command, closed at its end. A PlatformError becomes the command's one-line
+    error message in one place: ``cli.main``'s group."""
     client = _client()
     try:
         yield client
-    except PlatformError as exc:
-        _fail(exc.message)
     finally:
         client.close()
 
 
 def _client() -> PlatformClient:
-    try:
-        remote = configured_remote()
-    except PlatformError as exc:
-        _fail(exc.message)
+    remote = configured_remote()
     if remote is None:
         _fail(
             "no platform configured: run `trestle login --remote URL --api-key KEY` "
@@ -109,10 +105,7 @@ def platform_start(
         engine=engine,
         engine_options=options,
     )
-    try:
-        serve(settings, api_key=api_key, announce=lambda text: click.echo(text, err=False))
-    except PlatformError as exc:
-        _fail(exc.message)
+    serve(settings, api_key=api_key, announce=lambda text: click.echo(text, err=False))
 
 
 @click.command()
@@ -415,8 +408,6 @@ def logs(ref: str | None, model_option: str | None, deployment_option: str | Non
             click.echo(client.logs(deployment_id, lines), nl=False)
     except KeyboardInterrupt:
         pass
-    except PlatformError as exc:
-        _fail(exc.message)
     finally:
         client.close()
 
