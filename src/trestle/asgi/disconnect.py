@@ -22,17 +22,20 @@ class DisconnectWatch:
     __slots__ = ("receive", "on_disconnect", "finished", "task")
 
     def __init__(self, receive: Receive, on_disconnect: Callable[[], object]) -> None:
-        self.receive = receive
-        self.on_disconnect = on_disconnect
+        self.receive: Receive | None = receive
+        self.on_disconnect: Callable[[], object] | None = on_disconnect
         self.finished = False
         self.task: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
+        receive, on_disconnect = self.receive, self.on_disconnect
+        if receive is None or on_disconnect is None:  # stopped before it started
+            return
         while True:
-            message = await self.receive()
+            message = await receive()
             if message["type"] == "http.disconnect":
                 if not self.finished:
-                    self.on_disconnect()
+                    on_disconnect()
                 return
 
     def start(self) -> None:
@@ -41,6 +44,9 @@ class DisconnectWatch:
 
     def stop(self) -> None:
         self.finished = True
+        # A watch that never started stays in its starter's batch for up to ``delay``: let go of the
+        # request now (its receive and, through on_disconnect, its whole exchange), not then.
+        self.receive = self.on_disconnect = None
         task, self.task = self.task, None
         if task is not None:
             task.cancel()
