@@ -37,6 +37,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--scratch", type=Path, default=Path(os.environ.get("BENCH_SCRATCH", "/tmp/trestle-bench")))
     ap.add_argument("--trestle-venv", type=Path, default=trestle_venv_default())
     ap.add_argument(
+        "--baseline-venv",
+        type=Path,
+        help="also serve the Trestle targets from this venv (e.g. the code before a change), as trestle-*@before",
+    )
+    ap.add_argument(
         "--out",
         type=Path,
         help="where results/report/chart go (default: bench/results + BENCHMARKS.md; smoke: a temp dir)",
@@ -132,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="run-", dir=scratch))  # logs, probes, records.jsonl
     probes = work / "probes"
     probes.mkdir()
-    known = all_targets(scratch, trestle_venv, str(probes))
+    known = all_targets(scratch, trestle_venv, str(probes), args.baseline_venv)
     wanted = [n for n in args.targets.split(",") if n] or ([] if args.smoke else list(known))
     if not args.no_setup and not args.smoke:
         if any(known[n].group in ("truss", "peer") for n in wanted):

@@ -501,6 +501,42 @@ def targets_section(res: Results) -> str:
     return out
 
 
+BEFORE = "@before"  # bench.targets.BEFORE: Trestle targets served from --baseline-venv
+
+
+def before_after_section(res: Results) -> str:
+    """Each ``trestle-*@before`` target against its twin in the same rounds: per-round ratios
+    after / before (throughput above 1 is faster; latency and CPU below 1 are better)."""
+    measures = [("unary", c, f, w, 1, 1.0) for c in res.keys("unary") if isinstance(c, int) for f, w in UNARY_MEASURES]
+    measures += [("stream", lab, f, w, nd, sc) for lab in res.keys("stream") for f, w, nd, sc in STREAM_MEASURES]
+    rows: list[list[str]] = []
+    for before in (t for t in res.targets if t.endswith(BEFORE)):
+        after = before[: -len(BEFORE)]
+        for cell, key, field, what, nd, scale in measures:
+            old, new = res.values(before, cell, key, field), res.values(after, cell, key, field)
+            if old and new:
+                label = f"{cell} c={key} {what}" if cell == "unary" else f"{cell} ({key}) {what}"
+                ratio = res.ratio_cell(after, cell, key, field, before)
+                rows.append([after, label, spread(old, nd, scale), spread(new, nd, scale), ratio])
+        for lab in res.keys("cancel"):
+            old, new = cancel_values(res, before, lab)[0], cancel_values(res, after, lab)[0]
+            if old and new:
+                rows.append([after, f"cancel ({lab}) max ms", num(max(old), 1), num(max(new), 1), ""])
+    if not rows:
+        return ""
+    return (
+        "## Before and after (`--baseline-venv`)\n\n"
+        "The Trestle targets served a second time from the baseline venv, in the same rounds, on the same "
+        "cores: medians (min–max) and the median of per-round ratios after / before.\n\n"
+        + table(["target", "cell", "before", "after", "after / before"], rows)
+        + "\n"
+    )
+
+
+UNARY_MEASURES = (("rps", "req/s"), ("cpu_us", "server CPU µs/req"))
+STREAM_MEASURES = (("chunks_per_s", "chunks/s", 0, 1.0), ("ttfc_p50_us", "TTFC p50 ms", 3, 1e-3))
+
+
 def profiles_section(res: Results) -> str:
     profiles: dict[str, str] = res.data.get("profiles") or {}
     if not profiles:
@@ -587,7 +623,7 @@ def render(data: dict[str, Any], json_path: Path, png: Path | None, md_dir: Path
     )
     if data.get("mode") == "smoke":
         head += "\n**Smoke run**: 1 round of 1-second cells to check the harness. The numbers mean nothing.\n"
-    parts = [head, targets_section(res)]
+    parts = [head, targets_section(res), before_after_section(res)]
     if png is not None:
         parts.append(f"![throughput and latency per framework]({os.path.relpath(png, md_dir)})\n")
     parts += [

@@ -7,7 +7,7 @@ virtualenvs and Truss apps are inside the scratch dir built by `bench.envs`.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench._perfbench import ROOT, perfbench_dir
@@ -72,8 +72,13 @@ def trestle_target(name: str, variant: str, port: int, venv: Path, probes: str) 
     )
 
 
-def all_targets(scratch: Path, trestle_venv: Path, probes: str) -> dict[str, Target]:
-    """Every known target, in report order."""
+BEFORE = "@before"
+"""Suffix of the Trestle targets served from ``--baseline-venv`` (the code before a change)."""
+
+
+def all_targets(scratch: Path, trestle_venv: Path, probes: str, baseline_venv: Path | None = None) -> dict[str, Target]:
+    """Every known target, in report order; with ``baseline_venv``, each Trestle target also served
+    from that venv (``trestle-sync@before``, ...), so a change is measured against its base in one run."""
     S = scratch
     pb = perfbench_dir()
     home = {"HOME": str(S / "home")}
@@ -190,6 +195,10 @@ def all_targets(scratch: Path, trestle_venv: Path, probes: str) -> dict[str, Tar
     )
     t["trestle-sync"] = trestle_target("trestle-sync", "sync", 18751, trestle_venv, probes)
     t["trestle-async"] = trestle_target("trestle-async", "async", 18752, trestle_venv, probes)
+    if baseline_venv is not None:
+        for name, variant, port in (("trestle-sync", "sync", 18761), ("trestle-async", "async", 18762)):
+            before = trestle_target(name + BEFORE, variant, port, baseline_venv, probes)
+            t[before.name] = replace(before, desc=before.desc + f", served from `{baseline_venv}`")
     return t
 
 
