@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tests.e2e.conftest import Platform, last_json
 from tests.e2e.test_live_patch import Watcher, edit
+from tests.support.trusses import make_truss
 
 ENV_MODEL = """
 class Model:
@@ -19,15 +20,8 @@ class Model:
 """
 
 
-def _truss(root: Path, name: str, code: str) -> Path:
-    (root / "model").mkdir(parents=True)
-    (root / "config.yaml").write_text(f"model_name: {name}\n")
-    (root / "model" / "model.py").write_text(code)
-    return root
-
-
 def test_push_into_an_environment_starts_the_replica_in_it(platform: Platform, tmp_path: Path) -> None:
-    truss = _truss(tmp_path / "e", "env-at-init", ENV_MODEL)
+    truss = make_truss(tmp_path / "e", "env-at-init", ENV_MODEL)
     promoted = last_json(platform.cli("push", "--promote", "--output", "json", cwd=truss))
     body = platform.http.post("/models/env-at-init/environments/production/predict", json={}).json()
     assert body == {"at_init": {"name": "production"}}  # __init__ saw it, on the first push
@@ -50,7 +44,7 @@ class Model:
 
 
 def test_deploy_failed_says_why(platform: Platform, tmp_path: Path) -> None:
-    truss = _truss(tmp_path / "f", "fails-to-load", FAILING_MODEL)
+    truss = make_truss(tmp_path / "f", "fails-to-load", FAILING_MODEL)
     result = platform.run_cli("push", cwd=truss)
     assert result.returncode == 1
     assert "DEPLOY_FAILED" in result.stderr
@@ -64,7 +58,7 @@ def test_deploy_failed_says_why(platform: Platform, tmp_path: Path) -> None:
 
 
 def test_live_patch_errors_show_the_users_files_and_in_sync(platform: Platform, tmp_path: Path) -> None:
-    truss = _truss(tmp_path / "w", "patch-errors", "from . import helper\n\n\n" + ENV_MODEL)
+    truss = make_truss(tmp_path / "w", "patch-errors", "from . import helper\n\n\n" + ENV_MODEL)
     helper = truss / "model" / "helper.py"
     helper.write_text("def f():\n    return 1\n\n\nX = f()\n")
     watcher = Watcher(platform, truss, tmp_path / "watch.out")

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import Platform, free_port
+from tests.support.trusses import make_truss
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ray, pytest.mark.timeout(300)]
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
@@ -112,24 +113,20 @@ def wait_status(platform: Platform, dep: str, status: str, timeout: float = 180)
     return view
 
 
-def make_truss(root: Path) -> Path:
-    (root / "model").mkdir(parents=True)
-    (root / "config.yaml").write_text("model_name: ray-echo\n")
-    (root / "model" / "model.py").write_text(
-        "class Model:\n"
-        "    def predict(self, x):\n"
-        "        if x.get('stream'):\n"
-        "            return (f'chunk{i};' for i in range(3))\n"
-        "        return {'echo': x}\n"
-    )
-    return root
+RAY_MODEL = (
+    "class Model:\n"
+    "    def predict(self, x):\n"
+    "        if x.get('stream'):\n"
+    "            return (f'chunk{i};' for i in range(3))\n"
+    "        return {'echo': x}\n"
+)
 
 
 def test_push_active_predict_stream_and_restart_reconciles(ray_head: RayHead, tmp_path: Path) -> None:
     platform = ray_platform(ray_head, tmp_path)
     platform.start()
     try:
-        dep_id = push(platform, make_truss(tmp_path / "truss"))
+        dep_id = push(platform, make_truss(tmp_path / "truss", "ray-echo", RAY_MODEL))
         view = wait_status(platform, dep_id, "ACTIVE")
         predict = view["predict_url"]
         response = platform.http.post(predict, json={"a": 1})

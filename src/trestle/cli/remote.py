@@ -248,12 +248,11 @@ def push(
 
 
 def _watch_loop(client: PlatformClient, deployment_id: str, target: Path) -> None:
-    from trestle.cli.watch import apply_and_report, watch
+    from trestle.cli.watch import watch
 
     def report(kind: str, text: str) -> None:
         _say(kind, text, err=kind == "error")
 
-    apply_and_report(client, deployment_id, target, report, None)
     watch(client, deployment_id, target, report)
 
 

@@ -21,6 +21,9 @@ from trestle.platform.store import packaging
 Report = Callable[[str, str], None]
 """(kind, text): kind is "ok", "info", "warn" or "error"."""
 
+_LIVE_CHECK_MS = 250
+"""How long the watcher waits for changes before it yields (the first yield marks it live)."""
+
 
 _TRUSS_PATH = re.compile(re.escape(TRUSS) + r"""([^\s"',:)]+)""")
 
@@ -114,7 +117,11 @@ def watch(
     *,
     stop: Callable[[], bool] | None = None,
 ) -> None:
-    """Patch on every change until interrupted (or ``stop()`` is true)."""
+    """Sync once, then patch on every change until interrupted (or ``stop()`` is true).
+
+    The first sync runs only once the file watcher is live (its first yield: a timeout or changes), and
+    again whenever the watched roots change: a save made while the watcher starts is never lost, it is
+    either in that sync or in the next batch of changes."""
     import threading
 
     from watchfiles import watch as watch_files
@@ -152,13 +159,29 @@ def watch(
                 time.sleep(0.1)
 
         threading.Thread(target=poll_stop, daemon=True).start()
-    watched = roots()
-    extra = f" and {len(watched) - 1} external package dir(s)" if len(watched) > 1 else ""
-    report("info", f"Watching {truss_dir}{extra} for changes (Ctrl-C to stop)")
+    watched, first = roots(), True
     while not stop_event.is_set():
+        live = False
         for changes in watch_files(
-            *watched, watch_filter=keep, debounce=100, step=20, stop_event=stop_event, raise_interrupt=False
+            *watched,
+            watch_filter=keep,
+            debounce=100,
+            step=20,
+            stop_event=stop_event,
+            raise_interrupt=False,
+            yield_on_timeout=True,
+            rust_timeout=_LIVE_CHECK_MS,
         ):
+            if not live:  # the watcher records changes from here on: sync whatever differs now
+                live = True
+                apply_and_report(client, deployment_id, truss_dir, report, None)
+                if first:
+                    extra = f" and {len(watched) - 1} external package dir(s)" if len(watched) > 1 else ""
+                    report("info", f"Watching {truss_dir}{extra} for changes (Ctrl-C to stop)")
+                    first = False
+                continue
+            if not changes:
+                continue  # a timeout: nothing saved
             saved_at = _saved_at(truss_dir, {path for _, path in changes})
             apply_and_report(client, deployment_id, truss_dir, report, saved_at)
             if roots() != watched:

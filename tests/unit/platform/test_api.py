@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.trusses import make_truss
 from trestle.platform.control.controller import open_controller
 from trestle.platform.edge.app import PlatformApp
 from trestle.platform.engines.base import (
@@ -116,13 +117,6 @@ async def platform(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Pla
     await app.shutdown()
 
 
-def make_truss(root: Path, name: str = "echo", extra: str = "") -> Path:
-    (root / "model").mkdir(parents=True, exist_ok=True)
-    (root / "config.yaml").write_text(f"model_name: {name}\n{extra}")
-    (root / "model" / "model.py").write_text("class Model:\n    def predict(self, x):\n        return x\n")
-    return root
-
-
 async def upload(client: httpx.AsyncClient, truss: Path) -> str:
     data = packaging.pack(truss)
     digest = packaging.digest(data)
@@ -180,7 +174,7 @@ async def test_push_errors_are_clear_4xx(platform: Any, tmp_path: Path) -> None:
     response = await client.post("/v1/deployments", content=b"{nope")
     assert response.status_code == 400
     assert "not valid JSON" in response.json()["error"]
-    unknown = await upload(client, make_truss(tmp_path / "u", extra="not_a_key: 1\n"))
+    unknown = await upload(client, make_truss(tmp_path / "u", config="not_a_key: 1\n"))
     response = await client.post("/v1/deployments", json={"artifact": unknown})
     assert response.status_code == 400
     assert "not_a_key" in response.json()["error"]
@@ -343,7 +337,7 @@ async def test_replicas_on_push_and_scale(platform: Any, tmp_path: Path) -> None
         "docker_server:\n  start_command: x\n  server_port: 9\n  predict_endpoint: /p\n"
         "  readiness_endpoint: /r\n  liveness_endpoint: /l\n"
     )
-    custom = make_truss(tmp_path / "c", name="custom", extra=docker)
+    custom = make_truss(tmp_path / "c", name="custom", config=docker)
     custom_digest = await upload(client, custom)
     response = await client.post("/v1/deployments", json={"artifact": custom_digest, "replicas": 2})
     assert response.status_code == 400
