@@ -29,6 +29,7 @@ from typing import Any
 import uvicorn
 
 from trestle._types import ASGIApp
+from trestle.asgi.connections import guarded_protocol
 from trestle.contract import read_environment
 from trestle.http.access_log import AccessLog
 from trestle.http.app import ModelApp
@@ -38,7 +39,6 @@ from trestle.settings import ServerSettings
 
 logger = logging.getLogger("trestle.server")
 
-WS_MAX_SIZE = 100 * 1024 * 1024
 CRASH_MARKER = "inference_server_crashed.txt"
 
 
@@ -161,13 +161,13 @@ class ModelServer:
             app,
             host=self.settings.host,
             port=self.settings.port,
-            http="httptools",
+            http=guarded_protocol(self.settings.connection_limits),
             loop="uvloop",
             lifespan="on",
             access_log=False,
             log_config=None,
             timeout_graceful_shutdown=5,
-            ws_max_size=WS_MAX_SIZE,
+            ws_max_size=self.settings.ws_max_bytes,
             ws_ping_interval=ping_interval if ping_interval is not None else 20.0,
             ws_ping_timeout=ping_timeout if ping_timeout is not None else 20.0,
             server_header=False,

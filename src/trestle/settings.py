@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trestle.asgi.connections import ConnectionLimits
 from trestle.config import TrussConfig
 
 DEFAULT_ENVIRONMENT_FILE = "/etc/b10_dynamic_config/environment"
@@ -31,6 +32,10 @@ class ServerSettings:
     load_failure_linger: float = 1.0
     access_log: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
+    connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    """Request-head and body limits and deadlines, and the connection cap (``asgi/connections.py``)."""
+    ws_max_bytes: int = 16 << 20
+    """The largest WebSocket message, decompressed (uvicorn's default, as on Truss)."""
 
     @property
     def predict_concurrency(self) -> int:
@@ -70,6 +75,8 @@ class ServerSettings:
             "load_failure_linger": _env_float("TRESTLE_LOAD_FAILURE_LINGER", 1.0),
             "dev": env.get("TRESTLE_DEV", "") not in ("", "0", "false"),
             "access_log": env.get("TRESTLE_ACCESS_LOG", "") not in ("", "0", "false"),
+            "connection_limits": ConnectionLimits.from_env(),
+            "ws_max_bytes": int(env.get("TRESTLE_WS_MAX_BYTES", 16 << 20)),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

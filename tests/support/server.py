@@ -17,6 +17,10 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.trusses import write_truss
+
+__all__ = ["ServerHandle", "free_port", "run_server", "wait_for", "write_truss"]
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -120,15 +124,3 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.send_signal(sig)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=wait)
-
-
-def write_truss(root: Path, model_code: str, config: str = "", files: dict[str, str] | None = None) -> Path:
-    """Create a truss directory with ``model/model.py`` and ``config.yaml``."""
-    (root / "model").mkdir(parents=True, exist_ok=True)
-    (root / "model" / "model.py").write_text(model_code)
-    (root / "config.yaml").write_text(config)
-    for name, text in (files or {}).items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root

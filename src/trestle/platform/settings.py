@@ -6,6 +6,8 @@ import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 
+from trestle.asgi.connections import ConnectionLimits
+
 DEFAULT_PORT = 8990
 DEFAULT_SERVER_ARGV = (
     "{python}",
@@ -27,6 +29,8 @@ class Settings:
     port: int = DEFAULT_PORT
     gateway_wait_seconds: float = 120.0
     """How long a request waits for a ready replica (loading, waking up, restarting) before a 503."""
+    gateway_upstream_timeout_seconds: float = 600.0
+    """The longest a replica may stay silent (before its answer, or between two chunks of it): then 504."""
     replace_timeout_seconds: float = 300.0
     """How long a restart-type patch waits for the new replica before keeping the old one."""
     server_argv: tuple[str, ...] = DEFAULT_SERVER_ARGV
@@ -38,6 +42,10 @@ class Settings:
     """The engine that runs replicas, by name (``engines/registry.py``)."""
     engine_options: Mapping[str, str] = dataclasses.field(default_factory=dict)
     """Engine-specific settings (``address``, ``token``, ``insecure``, ``proxy_url`` for ray)."""
+    connection_limits: ConnectionLimits = dataclasses.field(default_factory=ConnectionLimits)
+    """Limits on the platform port, applied before any auth check (``asgi/connections.py``)."""
+    ws_max_bytes: int = 16 << 20
+    """The largest WebSocket message through the gateway, decompressed, either way."""
 
     @property
     def artifact_key_path(self) -> Path:

@@ -173,3 +173,124 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+class Upstream:
+    """A replica stand-in on loopback that records the bodies it receives and can be slow to answer."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        received: list[bytes] = []
+        self.received = received
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                if self.headers.get("transfer-encoding") == "chunked":
+                    data = bytearray()
+                    while (size := int(self.rfile.readline().strip(), 16)) > 0:
+                        data += self.rfile.read(size)
+                        self.rfile.readline()
+                    self.rfile.readline()
+                else:
+                    data = bytearray(self.rfile.read(int(self.headers["content-length"])))
+                received.append(bytes(data))
+                threading.Event().wait(delay)
+                body = b'{"bytes": %d}' % len(data)
+                self.send_response(200)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def replica_set(self, deployment_id: str) -> ReplicaSet:
+        from trestle.platform.engines.base import Replica
+
+        rset = ReplicaSet(deployment_id, ServerRoutes())
+        replica = Replica("r", self.server.server_address[1])
+        replica.ready = True
+        rset.replicas = [replica]
+        rset.refresh()
+        return rset
+
+
+@pytest.mark.anyio
+async def test_an_oversized_content_length_is_refused_before_the_body_is_read(
+    gateway: tuple[Gateway, dict[str, str]],
+) -> None:
+    from trestle.platform.edge import gateway as gateway_module
+
+    gw, _ = gateway
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        raise AssertionError("the gateway read a body it should have refused from its header")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    too_big = str(gateway_module.MAX_BODY_BYTES + 1).encode()
+    scope = {"type": "http", "method": "POST", "headers": [(b"content-length", too_big)], "query_string": b""}
+    await gw(scope, receive, send, "echo", "/production/predict")
+    assert sent[0]["status"] == 413
+    assert b"over the limit" in sent[1]["body"]
+
+
+@pytest.mark.anyio
+async def test_a_body_in_many_parts_is_streamed_to_the_replica(gateway: tuple[Gateway, dict[str, str]]) -> None:
+    import httpx
+
+    gw, ids = gateway
+    upstream = Upstream()
+    gw.engine = OneSet(upstream.replica_set(ids["pub"]))  # type: ignore[assignment]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await gw(scope, receive, send, "echo", scope["path"])
+
+    async def parts() -> Any:
+        for i in range(50):
+            yield bytes([65 + i % 26]) * 10_000
+
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+            response = await client.post("/production/predict", content=parts())
+        assert response.status_code == 200, response.text
+        assert response.json() == {"bytes": 500_000}
+        assert upstream.received == [b"".join(bytes([65 + i % 26]) * 10_000 for i in range(50))]
+    finally:
+        upstream.server.shutdown()
+        await gw.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_silent_replica_gets_a_504_after_the_upstream_timeout(tmp_path: Path) -> None:
+    import httpx
+
+    store = Store(tmp_path / "p.db")
+    model, _ = store.get_or_create_model("slow")
+    dep = store.create_deployment(model_id=model.id, kind=DeploymentKind.PUBLISHED, artifact="a" * 64, truss_hash="h")
+    store.set_environment_deployment(model.id, "production", dep.id)
+    table = RouteTable()
+    table.rebuild(store)
+    upstream = Upstream(delay=3.0)
+    gw = Gateway(table, OneSet(upstream.replica_set(dep.id)), wake=lambda _: None, upstream_timeout=0.5)  # type: ignore[arg-type]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await gw(scope, receive, send, "slow", scope["path"])
+
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+            response = await client.post("/production/predict", json={})
+        assert response.status_code == 504
+        assert response.json() == {"error": "replica r did not answer within 0.5s"}
+    finally:
+        upstream.server.shutdown()
+        await gw.aclose()

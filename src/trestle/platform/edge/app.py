@@ -12,6 +12,7 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
+from trestle.asgi.connections import guarded_protocol
 from trestle.errors import PlatformError
 from trestle.platform.control.controller import Controller, open_controller, terminal
 from trestle.platform.control.recovery import recover
@@ -36,6 +37,8 @@ class PlatformApp:
             self.controller.engine,
             wake=self.controller.wake,
             wait_seconds=settings.gateway_wait_seconds,
+            upstream_timeout=settings.gateway_upstream_timeout_seconds,
+            ws_max_bytes=settings.ws_max_bytes,
         )
 
     def ensure_key(self, key: str | None) -> str | None:
@@ -174,10 +177,11 @@ def _serve(settings: Settings, api_key: str | None, announce: Any, sock: socket.
         log_level="warning",
         lifespan="on",
         timeout_graceful_shutdown=60,
-        ws_max_size=100 << 20,
-        # The gateway is on every request's path: the same fast stack as the model server.
+        ws_max_size=settings.ws_max_bytes,
+        # The gateway is on every request's path: the same fast stack as the model server, with the same
+        # head/body limits and deadlines (before auth); each client connection may hold an upstream one.
         loop="uvloop",
-        http="httptools",
+        http=guarded_protocol(settings.connection_limits, fds_per_connection=2),
         access_log=False,
         proxy_headers=False,
         server_header=False,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -77,11 +77,16 @@ class Gateway:
         *,
         wake: Callable[[str], None],
         wait_seconds: float = 120.0,
+        upstream_timeout: float = 600.0,
+        ws_max_bytes: int = 16 << 20,
     ) -> None:
         self.routes = routes
         self.engine = engine
         self.wake = wake
         self.wait_seconds = wait_seconds
+        self.upstream_timeout = upstream_timeout
+        """Longest silence from a replica (before its answer starts, or between two chunks): then 504."""
+        self.ws_max_bytes = ws_max_bytes
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -91,7 +96,7 @@ class Gateway:
             self._session = aiohttp.ClientSession(
                 # idle connections expire before uvicorn closes them (5 s), so a reused one is never stale
                 connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=4),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=self.upstream_timeout),
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
             )
@@ -180,7 +185,7 @@ class Gateway:
             if scope["type"] == "websocket":
                 await self._websocket(scope, receive, send, target)
                 return
-            body = await _read_body(receive)
+            body = await _request_body(scope, receive)
             if body is None:
                 return
             for _ in range(3):
@@ -189,11 +194,14 @@ class Gateway:
                     await self._http(scope, receive, send, replica, target, body)
                     return
                 except _Unreachable:
-                    # the request never reached it (the replica died or is restarting): try again
+                    # the request never reached it (the replica died or is restarting): try again, as long
+                    # as no byte of the body has been taken from the client
                     replica.ready = False
                     rset = self.engine.replica_set(target.deployment_id)
                     if rset is not None:
                         rset.refresh()
+                    if isinstance(body, BodyStream) and body.started:
+                        break
             raise GatewayError(503, f"no replica of deployment {target.deployment_id} accepted the request; retry")
         except GatewayError as exc:
             if scope["type"] == "websocket":
@@ -202,7 +210,7 @@ class Gateway:
             await send_error(send, exc.status, exc.message)
 
     async def _http(
-        self, scope: Scope, receive: Receive, send: Send, replica: Replica, target: Target, body: bytes
+        self, scope: Scope, receive: Receive, send: Send, replica: Replica, target: Target, body: bytes | BodyStream
     ) -> None:
         rset = self.engine.replica_set(target.deployment_id)
         path = rset.routes.translate(target.path) if rset is not None else target.path
@@ -217,7 +225,10 @@ class Gateway:
 
         async def watch_disconnect() -> None:
             nonlocal disconnected
-            while (await receive())["type"] != "http.disconnect":
+            if isinstance(body, BodyStream):
+                await body.finished.wait()  # until then the body stream is the one reading ``receive``
+                disconnected = body.disconnected
+            while not disconnected and (await receive())["type"] != "http.disconnect":
                 pass
             disconnected = True
             task.cancel()
@@ -236,7 +247,14 @@ class Gateway:
             except aiohttp.ClientConnectorError:
                 # raised from here (not returned): the caller retries on another replica
                 raise _Unreachable from None
+            except aiohttp.ServerTimeoutError:
+                await send_error(send, 504, f"replica {replica.id} did not answer within {self.upstream_timeout:g}s")
+                return
             except aiohttp.ClientError as exc:
+                if isinstance(exc.__cause__, GatewayError):  # the client's body broke a limit mid-upload
+                    raise exc.__cause__ from None
+                if isinstance(exc.__cause__, _ClientGone):
+                    return
                 # it may have run the request, so no retry; take the replica out of rotation until its
                 # supervisor sees it pass readiness again (it is probably dying)
                 replica.ready = False
@@ -288,7 +306,9 @@ class Gateway:
         replica.begin()
         try:
             try:
-                upstream = await ws_connect(url, additional_headers=headers, max_size=100 << 20, open_timeout=10)
+                upstream = await ws_connect(
+                    url, additional_headers=headers, max_size=self.ws_max_bytes, open_timeout=10
+                )
             except (InvalidStatus, WebSocketException, OSError):
                 await send({"type": "websocket.close", "code": 1011})
                 return
@@ -303,17 +323,62 @@ class _Unreachable(Exception):
     """The replica refused the connection; the request was not sent, so it can go elsewhere."""
 
 
-async def _read_body(receive: Receive) -> bytes | None:
-    body = bytearray()
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        body += message.get("body", b"")
-        if len(body) > MAX_BODY_BYTES:
-            raise GatewayError(413, "request body too large")
-        if not message.get("more_body", False):
-            return bytes(body)
+async def _request_body(scope: Scope, receive: Receive) -> bytes | BodyStream | None:
+    """The whole body when it came in one message (the common case: it can be sent again to another
+    replica), else a stream relayed as it arrives; None when the client left. A ``Content-Length`` over the
+    limit is refused before a byte is read."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                raise GatewayError(400, "invalid Content-Length header") from None
+            if length > MAX_BODY_BYTES:
+                raise GatewayError(413, f"request body of {length} bytes is over the limit of {MAX_BODY_BYTES}")
+            break
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        return None
+    if not message.get("more_body", False):
+        body: bytes = message.get("body", b"")
+        return body
+    return BodyStream(receive, message.get("body", b""))
+
+
+class _ClientGone(Exception):
+    """The client disconnected while its body was being relayed."""
+
+
+class BodyStream:
+    """A request body relayed to the replica chunk by chunk (never held whole), within ``MAX_BODY_BYTES``."""
+
+    def __init__(self, receive: Receive, first: bytes) -> None:
+        self._receive = receive
+        self._first = first
+        self.started = False
+        self.disconnected = False
+        self.finished = asyncio.Event()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        self.started = True
+        try:
+            size = len(self._first)
+            yield self._first
+            while True:
+                message = await self._receive()
+                if message["type"] == "http.disconnect":
+                    self.disconnected = True
+                    raise _ClientGone
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise GatewayError(413, f"request body over the limit of {MAX_BODY_BYTES} bytes")
+                if chunk:
+                    yield chunk
+                if not message.get("more_body", False):
+                    return
+        finally:
+            self.finished.set()
 
 
 class StreamCut(Exception):
