@@ -17,11 +17,8 @@ A second signal skips the wait and exits at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
-import threading
-from collections.abc import Coroutine, Generator
+from collections.abc import Coroutine
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -30,6 +27,7 @@ import uvicorn
 
 from trestle._types import ASGIApp
 from trestle.asgi.connections import guarded_protocol
+from trestle.asgi.server import Server
 from trestle.contract import read_environment
 from trestle.http.access_log import AccessLog
 from trestle.http.app import ModelApp
@@ -55,24 +53,12 @@ def _write_crash_marker(reason: str) -> None:
         logger.warning("Could not write %s: %s", path, exc)
 
 
-class _Uvicorn(uvicorn.Server):
+class _Uvicorn(Server):
+    """Signals start the drain (``ModelServer.request_shutdown``) instead of uvicorn's own shutdown."""
+
     def __init__(self, config: uvicorn.Config, owner: ModelServer) -> None:
         super().__init__(config)
         self.owner = owner
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        # Like uvicorn's, but the signal is not re-raised at the end: a drained shutdown exits 0.
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        handled = (signal.SIGINT, signal.SIGTERM)
-        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
-        try:
-            yield
-        finally:
-            for sig, handler in original.items():
-                signal.signal(sig, handler)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self.owner.request_shutdown()

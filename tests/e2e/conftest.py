@@ -49,6 +49,7 @@ class Platform:
             "TRESTLE_REMOTE_URL": self.url,
             "TRESTLE_API_KEY": KEY,
             "NO_COLOR": "1",
+            "AWS_SECRET_ACCESS_KEY": "the-platform-hosts-own",  # must never reach a replica
             **(env or {}),
         }
         self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Api-Key {KEY}"}, timeout=60)

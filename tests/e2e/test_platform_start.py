@@ -19,10 +19,10 @@ from tests.e2e.conftest import free_port
 class Started:
     """A platform process whose output is collected by a thread."""
 
-    def __init__(self, data: Path, port: int) -> None:
+    def __init__(self, data: Path, port: int, *args: str) -> None:
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "trestle", "platform", "start", "--port", str(port), "--data-dir", str(data)],
+            [sys.executable, "-m", "trestle", "platform", "start", "--port", str(port), "--data-dir", str(data), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -49,7 +49,7 @@ class Started:
 
     def stop(self) -> str:
         self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=30)
+        self.exit_code = self.proc.wait(timeout=30)
         self.reader.join(5)
         return self.output()
 
@@ -176,3 +176,33 @@ def test_a_port_in_use_fails_before_a_key_is_made(tmp_path: Path) -> None:
     assert "API key" not in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     assert not (data / "platform.db").exists()  # nothing written to the store
+
+
+def test_a_key_from_a_file_a_private_data_dir_no_leftovers_limits_before_auth_and_exit_0(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "artifacts").mkdir(parents=True)
+    (data / "artifacts" / "tmpab12.part").write_bytes(b"half an upload")  # what a SIGKILL leaves
+    (data / "deployments" / ".staging-123-456" / "model").mkdir(parents=True)
+    data.chmod(0o755)
+    key_file = tmp_path / "key"
+    key_file.write_text("k-from-a-file\n")
+    port = free_port()
+    started = Started(data, port, "--api-key-file", str(key_file))
+    try:
+        cmdline = Path(f"/proc/{started.proc.pid}/cmdline").read_bytes()
+        assert b"k-from-a-file" not in cmdline  # not visible in `ps`
+        url = f"http://127.0.0.1:{port}/v1/models"
+        assert httpx.get(url, headers={"Authorization": "Api-Key k-from-a-file"}).status_code == 200
+        # limits come before the key check: a huge head without a key is refused as such
+        huge = httpx.get(url, headers={"X-Pad": "a" * (128 << 10)})
+        assert huge.status_code == 431
+        assert httpx.get(url, headers={f"x-h{i}": "1" for i in range(150)}).status_code == 431
+        assert (data.stat().st_mode & 0o777) == 0o700
+        assert ((data / "platform.db").stat().st_mode & 0o777) == 0o600
+        assert ((data / "secrets").stat().st_mode & 0o777) == 0o700
+        assert not (data / "artifacts" / "tmpab12.part").exists()
+        assert not (data / "deployments" / ".staging-123-456").exists()
+    finally:
+        text = started.stop()
+    assert started.exit_code == 0, text  # a clean SIGTERM drain is a success
+    assert "removed 2 unfinished upload(s) and staging dir(s)" in text

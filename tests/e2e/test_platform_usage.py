@@ -80,3 +80,23 @@ def test_live_patch_errors_show_the_users_files_and_in_sync(platform: Platform, 
         assert platform.http.post("/models/patch-errors/development/predict", json={}).status_code == 200
     finally:
         watcher.stop()
+
+
+ENV_REPORTING_MODEL = """
+import os
+
+
+class Model:
+    def predict(self, model_input):
+        return {name: os.environ.get(name) for name in model_input["names"]}
+"""
+
+
+def test_replicas_get_a_clean_environment(platform: Platform, tmp_path: Path) -> None:
+    truss = make_truss(tmp_path / "c", "clean-env", ENV_REPORTING_MODEL, "environment_variables:\n  OWN: mine\n")
+    last_json(platform.cli("push", "--promote", "--output", "json", cwd=truss))
+    names = ["AWS_SECRET_ACCESS_KEY", "TRESTLE_API_KEY", "TRESTLE_REMOTE_URL", "OWN", "PATH", "HOME"]
+    seen = platform.http.post("/models/clean-env/production/predict", json={"names": names}).json()
+    assert seen["AWS_SECRET_ACCESS_KEY"] is None  # the platform host's credentials stay out of model code
+    assert seen["TRESTLE_API_KEY"] is None and seen["TRESTLE_REMOTE_URL"] is None
+    assert seen["OWN"] == "mine" and seen["PATH"] and seen["HOME"]

@@ -71,7 +71,17 @@ def platform_group() -> None:
     default=lambda: str(Path.home() / ".trestle" / "platform"),
     show_default="~/.trestle/platform",
 )
-@click.option("--api-key", help="Register this API key (for scripts) instead of generating one on first start.")
+@click.option(
+    "--api-key",
+    envvar="TRESTLE_PLATFORM_API_KEY",
+    help="Register this API key instead of generating one on first start (prefer the env var "
+    "TRESTLE_PLATFORM_API_KEY or --api-key-file: a command line is visible to every user in `ps`).",
+)
+@click.option(
+    "--api-key-file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Read the API key to register from this file (its first line).",
+)
 @click.option(
     "--gateway-wait-seconds", default=120.0, show_default=True, help="How long a request waits for a replica."
 )
@@ -79,21 +89,38 @@ def platform_group() -> None:
 @click.option("--ray-address", help="With --engine ray: the Ray dashboard, e.g. http://HOST:8265.")
 @click.option("--ray-proxy-url", default="http://127.0.0.1:8000", show_default=True, help="Ray Serve's HTTP proxy.")
 @click.option("--ray-insecure", is_flag=True, help="Allow a Ray cluster without token auth (private networks only).")
+@click.option(
+    "--pass-env",
+    "pass_env",
+    multiple=True,
+    metavar="NAME",
+    help="Let replicas inherit this variable of the platform's environment (repeatable); by default they get "
+    "only PATH, HOME, locale, time zone, CA bundles and TRESTLE_* settings, plus what each truss declares.",
+)
 def platform_start(
     host: str,
     port: int,
     data_dir: Path,
     api_key: str | None,
+    api_key_file: Path | None,
     gateway_wait_seconds: float,
     engine: str,
     ray_address: str | None,
     ray_proxy_url: str,
     ray_insecure: bool,
+    pass_env: tuple[str, ...],
 ) -> None:
     """Start the platform in the foreground; prints its URL and, on first start, an API key."""
     from trestle.platform.edge.app import serve
     from trestle.platform.settings import Settings
 
+    if api_key_file is not None:
+        if api_key:
+            _fail("give the API key once: --api-key (or TRESTLE_PLATFORM_API_KEY) or --api-key-file")
+        lines = api_key_file.read_text().strip().splitlines()
+        api_key = lines[0].strip() if lines else ""
+        if not api_key:
+            _fail(f"{api_key_file} holds no API key")
     options: dict[str, str] = {}
     if engine == "ray":
         options = {"address": ray_address or "", "proxy_url": ray_proxy_url, "insecure": "1" if ray_insecure else ""}
@@ -104,6 +131,7 @@ def platform_start(
         gateway_wait_seconds=gateway_wait_seconds,
         engine=engine,
         engine_options=options,
+        replica_env_passthrough=pass_env,
     )
     serve(settings, api_key=api_key, announce=lambda text: click.echo(text, err=False))
 

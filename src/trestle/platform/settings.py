@@ -44,6 +44,8 @@ class Settings:
     """Engine-specific settings (``address``, ``token``, ``insecure``, ``proxy_url`` for ray)."""
     connection_limits: ConnectionLimits = dataclasses.field(default_factory=ConnectionLimits)
     """Limits on the platform port, applied before any auth check (``asgi/connections.py``)."""
+    replica_env_passthrough: tuple[str, ...] = ()
+    """Names of the platform's environment variables that replicas inherit beyond the basics (``--pass-env``)."""
     ws_max_bytes: int = 16 << 20
     """The largest WebSocket message through the gateway, decompressed, either way."""
 

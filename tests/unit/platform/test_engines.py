@@ -122,3 +122,26 @@ async def test_recover_leaves_a_process_that_is_not_a_replica_alone(tmp_path: Pa
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_replica_inherits_only_the_basics_of_the_platforms_environment() -> None:
+    from trestle.platform.control.controller import replica_base_env
+
+    host = {
+        "PATH": "/usr/bin",
+        "HOME": "/home/op",
+        "LC_ALL": "C.UTF-8",
+        "TRESTLE_LOAD_RETRY_DELAY": "0.1",
+        "TRESTLE_API_KEY": "cli-key",
+        "TRESTLE_PLATFORM_API_KEY": "platform-key",
+        "AWS_SECRET_ACCESS_KEY": "s3cr3t",
+        "PYTHONPATH": "/elsewhere",
+        "HTTPS_PROXY": "http://proxy:3128",
+    }
+    assert replica_base_env(host) == {
+        "PATH": "/usr/bin",
+        "HOME": "/home/op",
+        "LC_ALL": "C.UTF-8",
+        "TRESTLE_LOAD_RETRY_DELAY": "0.1",
+    }
+    assert replica_base_env(host, ("HTTPS_PROXY",))["HTTPS_PROXY"] == "http://proxy:3128"

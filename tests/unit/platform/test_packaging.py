@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from trestle.errors import PlatformError
+from trestle.platform.errors import TooLarge
 from trestle.platform.store import packaging
 
 
@@ -138,3 +139,29 @@ def test_external_package_dir_problems_are_named(tmp_path: Path) -> None:
     (tmp_path / "shared" / "lib" / "x.py").write_text("b")
     with pytest.raises(PlatformError, match="packages/lib/x.py comes from both"):
         packaging.pack(truss)
+
+
+def test_unpack_refuses_an_archive_that_expands_past_the_limit_before_writing_it(tmp_path: Path) -> None:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz") as tar:
+        tar.addfile(_file("config.yaml"), io.BytesIO(b"x"))
+        bomb = tarfile.TarInfo("data/zeros.bin")
+        bomb.size = 64 << 20  # 64 MiB of zeros: about 64 KiB compressed
+        tar.addfile(bomb, io.BytesIO(bytes(bomb.size)))
+    archive = tmp_path / "bomb.tar.gz"
+    archive.write_bytes(raw.getvalue())
+    assert archive.stat().st_size < 1 << 20
+    with pytest.raises(PlatformError, match=r"unpacks to more than 1048576 bytes \(the limit\)") as info:
+        packaging.unpack(archive, tmp_path / "out", max_bytes=1 << 20)
+    assert isinstance(info.value, TooLarge)  # 413 at the API (edge/errors.py)
+    assert not (tmp_path / "out" / "data" / "zeros.bin").exists()
+
+
+def test_unpack_limits_file_count_and_depth(tmp_path: Path) -> None:
+    many = _archive(tmp_path, [_file("config.yaml")] + [_file(f"data/f{i}") for i in range(20)])
+    with pytest.raises(PlatformError, match=r"more than 10 files") as info:
+        packaging.unpack(many, tmp_path / "o1", max_files=10)
+    assert isinstance(info.value, TooLarge)
+    deep = _archive(tmp_path, [_file("config.yaml"), _file("/".join(["d"] * 40) + "/f")])
+    with pytest.raises(PlatformError, match=r"deeper than 32 directories"):
+        packaging.unpack(deep, tmp_path / "o2")

@@ -14,7 +14,7 @@ import logging
 import os
 import secrets
 import shutil
-from collections.abc import Coroutine
+from collections.abc import Collection, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,39 @@ S = DeploymentStatus
 terminal = logging.getLogger("trestle.platform.events")
 """One concise line per event an operator watches for (pushes, promotes, crashes, failures, shutdown),
 with model and deployment ids; ``serve`` prints it on the platform's terminal."""
-_SCRUBBED_ENV = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "TRESTLE_API_KEY", "TRESTLE_REMOTE_URL")
+_REPLICA_ENV = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TMPDIR",
+        "TERM",
+        "SHELL",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+    }
+)
+_REPLICA_ENV_PREFIXES = ("LC_", "TRESTLE_", "COVERAGE_")
+_NEVER_TO_REPLICAS = frozenset({"TRESTLE_API_KEY", "TRESTLE_REMOTE_URL", "TRESTLE_PLATFORM_API_KEY"})
+
+
+def replica_base_env(environ: Mapping[str, str], passthrough: Collection[str] = ()) -> dict[str, str]:
+    """What a replica inherits from the platform's environment: the basics a process needs (PATH, HOME,
+    locale, time zone, CA bundles), Trestle's own settings (never the CLI's key or URL), coverage's, and
+    the names the operator passes on with ``--pass-env``. Nothing else: the platform's credentials
+    (``AWS_SECRET_ACCESS_KEY``, tokens) stay out of model code; a truss gets its own through
+    ``environment_variables`` and secrets."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if name not in _NEVER_TO_REPLICAS
+        and (name in _REPLICA_ENV or name.startswith(_REPLICA_ENV_PREFIXES) or name in passthrough)
+    }
+
 
 __all__ = ["Controller", "PushRequest", "check_environment_name", "open_controller"]
 
@@ -64,9 +96,13 @@ def open_controller(
 ) -> Controller:
     """The controller with its usual collaborators on ``settings.data_dir`` (``settings.engine`` by
     name unless an engine is given). Opens the database and makes the data directories; starts nothing."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    settings.secrets_dir.mkdir(parents=True, exist_ok=True)
+    # owner-only: the database (key hashes), secrets, logs and code are nobody else's business on the host
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    settings.data_dir.chmod(0o700)
+    settings.secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    settings.secrets_dir.chmod(0o700)
     store = Store(settings.db_path)
+    settings.db_path.chmod(0o600)
     logs = LogHub(settings.deployments_dir)
     key = _artifact_key(settings.artifact_key_path)
     if engine is None:
@@ -290,7 +326,7 @@ class Controller:
     def replica_spec(self, deployment_id: str, spec: TrussSpec, python: Path, revision: int = 0) -> ReplicaSpec:
         truss_dir = self.settings.truss_dir(deployment_id)
         self.write_environment_file(deployment_id)
-        env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+        env = replica_base_env(os.environ, self.settings.replica_env_passthrough)
         env.update(spec.environment_variables)
         env.update(
             {

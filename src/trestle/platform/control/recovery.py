@@ -9,7 +9,11 @@ this is fast) and the routing table is rebuilt: routes, environments and ids are
 
 from __future__ import annotations
 
-from trestle.platform.control.controller import Controller
+import asyncio
+import shutil
+from pathlib import Path
+
+from trestle.platform.control.controller import Controller, terminal
 from trestle.platform.store.states import DeploymentStatus
 
 S = DeploymentStatus
@@ -20,6 +24,9 @@ _LEFT_DOWN = frozenset({S.INACTIVE, S.BUILD_FAILED, S.DEPLOY_FAILED, S.SCALED_TO
 
 async def recover(ctrl: Controller) -> list[str]:
     """Reconcile and resume; returns the ids of the deployments brought back."""
+    removed = await asyncio.to_thread(clean_leftovers, ctrl.settings.artifacts_dir, ctrl.settings.deployments_dir)
+    if removed:
+        terminal.info(f"removed {removed} unfinished upload(s) and staging dir(s) left by an earlier stop")
     keep = [dep.id for dep in ctrl.store.deployments() if dep.status not in _LEFT_DOWN]
     await ctrl.engine.recover(keep)
     for dep in ctrl.store.deployments():
@@ -29,3 +36,16 @@ async def recover(ctrl: Controller) -> list[str]:
         ctrl.resume(dep.id)
     ctrl.routes.rebuild(ctrl.store)
     return keep
+
+
+def clean_leftovers(artifacts_dir: Path, deployments_dir: Path) -> int:
+    """Remove what a killed platform left half-done: ``*.part`` uploads and ``.staging-*`` truss dirs
+    (nothing else can be using them: the data-dir lock is held). Returns how many were removed."""
+    removed = 0
+    for part in artifacts_dir.glob("*.part") if artifacts_dir.is_dir() else ():
+        part.unlink(missing_ok=True)
+        removed += 1
+    for staging in deployments_dir.glob(".staging-*") if deployments_dir.is_dir() else ():
+        shutil.rmtree(staging, ignore_errors=True)
+        removed += 1
+    return removed

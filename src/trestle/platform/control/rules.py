@@ -16,7 +16,9 @@ from trestle.platform.store.truss import TrussSpec
 
 ENVIRONMENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 DEPLOYMENT_NAME = re.compile(r"^[0-9a-zA-Z_.-]{1,128}$")
-MODEL_NAME = re.compile(r"^[^\s/][^/]{0,127}$")
+MODEL_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9 _.()+-]{0,126}[A-Za-z0-9_.()+-])?$")
+"""Letters, digits, space and ``_.()+-``, starting with a letter or digit, no trailing space, at most 128:
+nothing that can inject into a log line, a terminal or a URL (newline, NUL, ESC, bidi overrides, ``?``, ``%``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,8 +60,11 @@ def model_name_for(request: PushRequest, spec: TrussSpec) -> str:
     name = request.model_name or spec.model_name
     if not name:
         raise InvalidRequest("model_name is missing: set it in config.yaml or pass --model-name")
-    if not MODEL_NAME.match(name):
-        raise InvalidRequest(f"invalid model name {name!r}")
+    if not MODEL_NAME.match(name) or ".." in name:
+        raise InvalidRequest(
+            f"invalid model name {name!r}: use letters, digits, spaces and _.()+- (starting with a letter or "
+            "digit, at most 128 characters, no '..')"
+        )
     return name
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from starlette.types import Receive, Scope, Send
 
 from trestle.asgi.connections import guarded_protocol
+from trestle.asgi.server import Server
 from trestle.errors import PlatformError
 from trestle.platform.control.controller import Controller, open_controller, terminal
 from trestle.platform.control.recovery import recover
@@ -186,7 +187,7 @@ def _serve(settings: Settings, api_key: str | None, announce: Any, sock: socket.
         proxy_headers=False,
         server_header=False,
     )
-    server = uvicorn.Server(config)
+    server = Server(config)  # exits 0 after a clean SIGTERM drain (uvicorn's re-raises the signal)
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=[sock])
     sys.stdout.flush()

@@ -22,7 +22,12 @@ from pathlib import Path, PurePosixPath
 
 from trestle.config import files as truss_files
 from trestle.errors import ConfigError
-from trestle.platform.errors import InvalidRequest
+from trestle.platform.errors import InvalidRequest, TooLarge
+
+MAX_TRUSS_BYTES = 8 << 30
+"""The most a truss archive may unpack to (a small archive of zeros unpacks to any size)."""
+MAX_TRUSS_FILES = 50_000
+MAX_PATH_DEPTH = 32
 
 
 def iter_files(truss_dir: Path) -> Iterator[str]:
@@ -78,9 +83,19 @@ def safe_relpath(name: str) -> str:
     return path.as_posix()
 
 
-def unpack(archive: Path, dest: Path) -> None:
-    """Extract a truss archive into ``dest``; only regular files with safe relative paths are accepted."""
+def unpack(
+    archive: Path,
+    dest: Path,
+    *,
+    max_bytes: int = MAX_TRUSS_BYTES,
+    max_files: int = MAX_TRUSS_FILES,
+    max_depth: int = MAX_PATH_DEPTH,
+) -> None:
+    """Extract a truss archive into ``dest``; only regular files with safe relative paths are accepted, and
+    at most ``max_files`` files, ``max_depth`` path components and ``max_bytes`` in all (a 413 naming the
+    limit, checked from each entry's header before its content is written)."""
     dest.mkdir(parents=True, exist_ok=True)
+    total = files = 0
     try:
         with tarfile.open(archive, mode="r:gz") as tar:
             for member in tar:
@@ -89,6 +104,14 @@ def unpack(archive: Path, dest: Path) -> None:
                 if not member.isfile():
                     raise InvalidRequest(f"unsupported entry in truss archive: {member.name!r}")
                 rel = safe_relpath(member.name)
+                files += 1
+                total += member.size
+                if files > max_files:
+                    raise TooLarge(f"truss has more than {max_files} files (the limit)")
+                if rel.count("/") >= max_depth:
+                    raise TooLarge(f"path {rel[:200]!r} is deeper than {max_depth} directories (the limit)")
+                if total > max_bytes:
+                    raise TooLarge(f"truss unpacks to more than {max_bytes} bytes (the limit)")
                 target = dest / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
                 source = tar.extractfile(member)
