@@ -454,3 +454,39 @@ async def test_engine_artifacts_are_served_on_a_signed_path_without_an_api_key(p
     assert packaging.digest(response.content) == digest
     forged = signed_path("not-the-key", digest)
     assert (await client.get(forged, headers={"Authorization": ""})).status_code == 404
+
+
+async def test_concurrent_development_pushes_leave_the_record_equal_to_what_is_served(
+    platform: Any, tmp_path: Path
+) -> None:
+    client, app, engine = platform
+    stop = engine.stop
+    delays = iter([0.05, 0.0, 0.03, 0.01, 0.04, 0.02] * 10)
+
+    async def uneven_stop(deployment_id: str, *, drain: bool = True) -> None:
+        await asyncio.sleep(next(delays))  # stopping a replica takes longer some times than others
+        await stop(deployment_id, drain=drain)
+
+    engine.stop = uneven_stop
+    digests = []
+    for i in range(6):
+        model = f"class Model:\n    def predict(self, x):\n        return {i}\n"
+        digests.append(await upload(client, make_truss(tmp_path / f"v{i}", model=model)))
+    first = (await client.post("/v1/deployments", json={"artifact": digests[0], "development": True})).json()
+    await wait_status(client, first["id"], "ACTIVE")
+    for round_ in range(3):
+        batch = digests[1:] if round_ % 2 == 0 else list(reversed(digests))
+        answers = await asyncio.gather(
+            *(client.post("/v1/deployments", json={"artifact": d, "development": True}) for d in batch)
+        )
+        assert all(a.status_code in (200, 201) for a in answers), [a.text for a in answers]
+        await wait_status(client, first["id"], "ACTIVE")
+        deployments = app.controller.settings.deployments_dir
+        for _ in range(500):  # until every push's replace task has run (or been dropped, its staging removed)
+            locks = app.controller._replace_locks.values()
+            if not any(lock.locked() for lock in locks) and not list(deployments.glob(".staging-*")):
+                break
+            await asyncio.sleep(0.01)
+        record = (await client.get(f"/v1/deployments/{first['id']}")).json()
+        served = (app.controller.settings.truss_dir(first["id"]) / "model" / "model.py").read_text()
+        assert served == f"class Model:\n    def predict(self, x):\n        return {digests.index(record['artifact'])}\n"

@@ -166,6 +166,9 @@ class Controller:
         self._pipelines: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self.patch_locks: dict[str, asyncio.Lock] = {}
+        self._replace_locks: dict[str, asyncio.Lock] = {}
+        self._push_generation: dict[str, int] = {}
+        """Per deployment, the newest push's number: only that push's files are swapped in."""
         self.autoscaler = Autoscaler(self, settings.autoscale_interval)
         self.routes.rebuild(self.store)
 
@@ -247,7 +250,8 @@ class Controller:
                     autoscaling=policy.to_dict(),
                 )
             target = self.settings.truss_dir(dep.id)
-            self.spawn(self._replace_truss_dir(dep.id, staging, target, restart=existing is not None))
+            generation = self._push_generation[dep.id] = self._push_generation.get(dep.id, 0) + 1
+            self.spawn(self._replace_truss_dir(dep.id, staging, target, restart=existing is not None, gen=generation))
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, staging, True)
             raise
@@ -262,12 +266,23 @@ class Controller:
             self.log(dep.id, "WARNING: " + warning)
         return self.store.get_deployment(dep.id), warnings
 
-    async def _replace_truss_dir(self, deployment_id: str, staging: Path, target: Path, *, restart: bool) -> None:
-        if restart:
-            await self.engine.stop(deployment_id, drain=False)
-            self.set_status(deployment_id, S.BUILDING)
-        await asyncio.to_thread(_swap_dirs, staging, target)
-        self._start_pipeline(deployment_id)
+    async def _replace_truss_dir(
+        self, deployment_id: str, staging: Path, target: Path, *, restart: bool, gen: int
+    ) -> None:
+        """Swap a push's files in and start its pipeline, one push at a time per deployment. Pushes update the
+        record in the order they arrive; a push overtaken by a newer one before its turn is dropped, so the
+        files served are always the record's (concurrent development pushes are last-writer-wins)."""
+        lock = self._replace_locks.setdefault(deployment_id, asyncio.Lock())
+        async with lock:
+            if gen != self._push_generation.get(deployment_id):
+                await asyncio.to_thread(shutil.rmtree, staging, True)
+                return
+            if restart:
+                await self.engine.stop(deployment_id, drain=False)
+                self.set_status(deployment_id, S.BUILDING)
+            await asyncio.to_thread(_swap_dirs, staging, target)
+            if gen == self._push_generation.get(deployment_id):
+                self._start_pipeline(deployment_id)
 
     def _cancel_pipeline(self, deployment_id: str) -> None:
         task = self._pipelines.pop(deployment_id, None)
