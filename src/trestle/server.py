@@ -33,6 +33,7 @@ from trestle.http.access_log import AccessLog
 from trestle.http.app import ModelApp
 from trestle.metrics import ServerMetrics
 from trestle.runtime import ModelState
+from trestle.runtime.watchdog import LoopWatchdog
 from trestle.settings import ServerSettings
 
 logger = logging.getLogger("trestle.server")
@@ -77,6 +78,7 @@ class ModelServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._draining = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._watchdog: LoopWatchdog | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -86,6 +88,8 @@ class ModelServer:
 
     async def _startup(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._watchdog = LoopWatchdog(self._loop, self.settings.truss_dir)
+        self._watchdog.start()
         self._spawn(self._load())
 
     async def _load(self) -> None:
@@ -115,6 +119,8 @@ class ModelServer:
                     await self.runtime.setup_environment(environment)
 
     async def _shutdown(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.stop()
         for task in list(self._tasks):
             task.cancel()
         self.runtime.shutdown()

@@ -39,6 +39,15 @@ class ServerHandle:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def wait_for_log(self, text: str, timeout: float = 30.0) -> str:
+        """The log, once ``text`` is in it."""
+        deadline = time.monotonic() + timeout
+        while text not in (log := self.log()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{text!r} not logged in {timeout}s:\n{log}")
+            time.sleep(0.05)
+        return log
+
     def wait_ready(self, timeout: float = 30.0) -> None:
         wait_for(self.url + "/v1/models/model", timeout, self)
 

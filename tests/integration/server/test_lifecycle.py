@@ -461,3 +461,25 @@ def test_import_error_traceback_ends_in_the_users_line(tmp_path: Path) -> None:
     assert not any("/trestle/" in frame or "importlib" in frame for frame in frames), log
     assert "direct cause" not in log
     assert "KeyError: 'TRESTLE_TEST_NO_SUCH_VARIABLE'" in log
+
+
+BLOCKING_ASYNC = """import time
+
+
+class Model:
+    async def predict(self, model_input):
+        time.sleep(model_input["seconds"])  # blocks the event loop: a bug the log must point at
+        return {"slept": model_input["seconds"]}
+"""
+
+
+def test_an_async_method_blocking_the_loop_is_named_in_the_log(tmp_path: Path) -> None:
+    truss = write_truss(tmp_path / "t", BLOCKING_ASYNC)
+    with run_server(truss) as server:
+        response = httpx.post(server.url + "/v1/models/model:predict", json={"seconds": 2.5}, timeout=30)
+        assert response.json() == {"slept": 2.5}
+        assert httpx.get(server.url + "/", timeout=5).status_code == 200  # the loop is back
+        log = server.wait_for_log("The event loop was blocked for")
+    assert "The event loop has been blocked for" in log
+    assert "in Model.predict (model/model.py:6)" in log
+    assert "asyncio.to_thread" in log  # and how to fix it
