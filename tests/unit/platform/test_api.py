@@ -489,4 +489,5 @@ async def test_concurrent_development_pushes_leave_the_record_equal_to_what_is_s
             await asyncio.sleep(0.01)
         record = (await client.get(f"/v1/deployments/{first['id']}")).json()
         served = (app.controller.settings.truss_dir(first["id"]) / "model" / "model.py").read_text()
-        assert served == f"class Model:\n    def predict(self, x):\n        return {digests.index(record['artifact'])}\n"
+        version = digests.index(record["artifact"])
+        assert served == f"class Model:\n    def predict(self, x):\n        return {version}\n"
