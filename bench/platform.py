@@ -11,6 +11,9 @@ replicas inherit the core), driven with the CLI from the client core:
                      (``/models/<name>/environments/production/predict``); every response checked
   watch patch        ``trestle push --watch`` on a copy of the truss; ``VERSION`` in model.py is edited and
                      the time from the save to the first gateway answer carrying the new version is taken
+  push stall         the production deployment's latency through the gateway at c=1 (per-request timing),
+                     idle and while a truss with a ``push_stall_mib`` MiB ``data/`` is uploaded and deployed
+                     as another model (the archive is packed beforehand, so the client core only streams it)
 """
 
 from __future__ import annotations
@@ -100,6 +103,7 @@ class PlatformRound:
             warm = self.push(truss, "--deployment-name", "warm")
             self.emit(LABELS[1], s=warm["s"], valid=True)
             self.gateway(self.replica_port(srv, warm["deployment_id"]))
+            self.push_stall()
             self.watch()
         except (load.CheckFailed, OSError, RuntimeError, subprocess.SubprocessError, ValueError, KeyError) as e:
             self.emit("error", valid=False, why=repr(e)[:500])
@@ -173,6 +177,63 @@ class PlatformRound:
                 self.s.emit(
                     {**self.base, "cell": "gateway", "label": label, "c": c, **{k: r[k] for k in keys if k in r}}
                 )
+
+    def push_stall(self) -> None:
+        from trestle.platform.store import packaging
+
+        plan = self.s.plan
+        big = self.dir / "big"
+        shutil.copytree(MODELS / "async", big, ignore=shutil.ignore_patterns("__pycache__"))
+        config = big / "config.yaml"
+        config.write_text(config.read_text().replace(f"model_name: {NAME}", "model_name: bench-big"))
+        (big / "data").mkdir(exist_ok=True)
+        with open(big / "data" / "weights.bin", "wb") as out:
+            for _ in range(plan.push_stall_mib):
+                out.write(os.urandom(1 << 20))
+        archive = packaging.pack(big)
+        digest = packaging.digest(archive)
+        via = f"/models/{NAME}/environments/production/predict"
+        header = f"Authorization: Api-Key {self.key}"
+        body = load.UNARY_BODY
+        expect = load.expected_body(PORT, via, body, load.JSON, load.unary_echo, self.auth)
+        keys = ("p50_us", "p99_us", "raw_p50_us", "raw_p99_us", "requests", "valid", "why")
+        idle = load.wrk_post(PORT, via, body, load.JSON, expect, 1, plan.duration, plan.client_core, header)
+        self.s.emit({**self.base, "cell": "push stall", "label": "idle", **{k: idle[k] for k in keys if k in idle}})
+        result: dict[str, Any] = {}
+
+        def push() -> None:
+            t0 = time.monotonic()
+            conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=600)
+            conn.request("PUT", f"/v1/artifacts/{digest}", body=archive, headers=self.auth)
+            result["upload"] = conn.getresponse().status
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=600)
+            payload = json.dumps({"artifact": digest}).encode()
+            conn.request("POST", "/v1/deployments", body=payload, headers={**self.auth, "Content-Type": load.JSON})
+            result["push"] = conn.getresponse().status
+            conn.close()
+            result["s"] = time.monotonic() - t0
+
+        import threading
+
+        pusher = threading.Thread(target=push, daemon=True)
+        pusher.start()
+        during = load.wrk_post(PORT, via, body, load.JSON, expect, 1, plan.duration, plan.client_core, header)
+        pusher.join(600)
+        ok = result.get("upload") in (200, 201) and result.get("push") in (200, 201)
+        rec = {k: during[k] for k in keys if k in during}
+        if not ok:
+            rec.update(valid=False, why=f"push of the big truss failed: {result}")
+        self.s.emit(
+            {
+                **self.base,
+                "cell": "push stall",
+                "label": "during push",
+                "mib": plan.push_stall_mib,
+                "push_s": round(result.get("s", 0.0), 2),
+                **rec,
+            }
+        )
 
     def watch(self) -> None:
         truss = self.dir / "watched"

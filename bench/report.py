@@ -323,6 +323,18 @@ def _platform_values(res: Results, label: str) -> list[float]:
     return vals
 
 
+def push_stall_ratios(res: Results) -> list[float]:
+    """Per round: another model's p99 through the gateway while a big push runs / its idle p99."""
+    out = []
+    for rnd in sorted({r["round"] for r in res.valid if r["cell"] == "push stall"}):
+        pair = {r["label"]: r for r in res.valid if r["cell"] == "push stall" and r["round"] == rnd}
+        if "idle" in pair and "during push" in pair:
+            idle, during = (pair[k].get("raw_p99_us", pair[k]["p99_us"]) for k in ("idle", "during push"))
+            if idle:
+                out.append(during / idle)
+    return out
+
+
 def platform_section(res: Results) -> str:
     missing = [r for r in res.records if r["cell"] == "platform" and r.get("available") is False]
     if missing:
@@ -378,6 +390,32 @@ def platform_section(res: Results) -> str:
                     "added p50 ms",
                 ],
                 grows,
+            )
+            + "\n"
+        )
+    stall = [r for r in res.valid if r["cell"] == "push stall"]
+    if stall:
+
+        def p(label: str, key: str) -> list[float]:
+            return [r.get("raw_" + key, r[key]) for r in stall if r["label"] == label]
+
+        mib = next((r["mib"] for r in stall if "mib" in r), "?")
+        pushes = [r["push_s"] for r in stall if "push_s" in r]
+        out += (
+            f"\nA push does not stall other models: the production deployment at c=1 through the gateway, idle "
+            f"and while a truss with {mib} MiB of `data/` is uploaded and deployed as another model (push took "
+            f"{spread(pushes, 1)} s).\n\n"
+            + table(
+                ["", "p50 ms", "p99 ms"],
+                [
+                    ["idle", spread(p("idle", "p50_us"), 3, 1e-3), spread(p("idle", "p99_us"), 3, 1e-3)],
+                    [
+                        "during the push",
+                        spread(p("during push", "p50_us"), 3, 1e-3),
+                        spread(p("during push", "p99_us"), 3, 1e-3),
+                    ],
+                    ["×idle (p99)", "", spread(push_stall_ratios(res), 2)],
+                ],
             )
             + "\n"
         )
@@ -465,6 +503,15 @@ def goals(res: Results) -> list[Goal]:
         med(added),
         lambda v: v < 1,
         f"{num(med(added), 3)} ms (per round: {', '.join(num(a, 3) for a in added)})",
+        None,
+        f"not measured: {why}",
+    )
+    stall = push_stall_ratios(res)
+    add(
+        "A big push: another model's p99 within 2× its idle p99",
+        max(stall) if stall else None,
+        lambda v: v <= 2,
+        f"max {num(max(stall) if stall else None, 2)}× (per round: {', '.join(num(v, 2) for v in stall)})",
         None,
         f"not measured: {why}",
     )

@@ -43,6 +43,7 @@ class Plan:
     memory_peer_n: int = 10_000  # for peers (Truss streams run to completion after a disconnect)
     memory_conc: int = 8
     watch_patches: int = 5
+    push_stall_mib: int = 512  # the big truss pushed while another model's latency is measured
     cells: tuple[str, ...] = ("unary", "payload", "stream", "cancel", "memory", "platform")
     server_core: int = 0
     client_core: int = 1
@@ -62,6 +63,7 @@ SMOKE = Plan(
     memory_peer_n=200,
     memory_conc=4,
     watch_patches=2,
+    push_stall_mib=8,
 )
 
 

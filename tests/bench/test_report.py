@@ -33,3 +33,16 @@ def test_before_after_rows_are_per_round_ratios_against_the_baseline_twin() -> N
 
 def test_no_section_without_a_baseline() -> None:
     assert report.before_after_section(report.Results(_data(with_baseline=False))) == ""
+
+
+def test_push_stall_is_the_per_round_p99_ratio_and_a_goal() -> None:
+    records = [
+        {"round": 1, "target": "trestle-platform", "cell": "push stall", "label": "idle", "p50_us": 400.0,
+         "p99_us": 900.0, "raw_p99_us": 1000.0, "valid": True},
+        {"round": 1, "target": "trestle-platform", "cell": "push stall", "label": "during push", "p50_us": 500.0,
+         "p99_us": 2000.0, "raw_p99_us": 3000.0, "mib": 512, "push_s": 6.5, "valid": True},
+    ]  # fmt: skip
+    res = report.Results({"targets": {}, "records": records})
+    assert report.push_stall_ratios(res) == [3.0]  # raw (per-request) p99s: 3.0 ms / 1.0 ms
+    [goal] = [g for g in report.goals(res) if g.goal.startswith("A big push")]
+    assert goal.status == "missed" and goal.measured.startswith("max 3.00×")

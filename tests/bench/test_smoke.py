@@ -70,6 +70,9 @@ def test_bench_smoke(tmp_path: Path) -> None:
         assert platform == pushes
         gateway = {(r["label"], r["c"]) for r in records if r["cell"] == "gateway"}
         assert gateway == {(label, c) for label in ("direct", "via gateway") for c in (1, 16)}
+        stall = {r["label"]: r for r in records if r["cell"] == "push stall"}
+        assert set(stall) == {"idle", "during push"}  # the big push went through while latency was measured
+        assert stall["during push"]["push_s"] > 0
     report = (tmp_path / "BENCHMARKS.md").read_text()
     assert "## Targets (issue 5)" in report
     assert "Invalid cells in this run: **0**" in report
