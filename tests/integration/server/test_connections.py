@@ -130,3 +130,31 @@ def test_limits_do_not_touch_an_ordinary_large_body(server: ServerHandle, tmp_pa
     payload = {"blob": "x" * (4 << 20)}  # 4 MiB body, arriving in many reads
     response = httpx.post(server.url + "/v1/models/model:predict", json=payload, timeout=30)
     assert response.status_code == 200 and len(response.json()["blob"]) == 4 << 20
+
+
+WEBSOCKET_ECHO = """
+class Model:
+    async def websocket(self, websocket):
+        while True:
+            text = await websocket.receive_text()
+            await websocket.send_text(str(len(text)))
+"""
+
+
+def test_a_websocket_message_that_decompresses_past_the_limit_is_refused(tmp_path: Path) -> None:
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    truss = write_truss(tmp_path / "ws", WEBSOCKET_ECHO)
+    with run_server(truss, env={"TRESTLE_WS_MAX_BYTES": str(1 << 20)}) as server:
+        url = server.url.replace("http", "ws") + "/v1/websocket"
+        with connect(url, compression="deflate", max_size=None) as ws:
+            ws.send("a" * 1000)
+            assert ws.recv() == "1000"
+            ws.send("a" * (8 << 20))  # 8 MiB of one letter: a few KiB on the wire, past the 1 MiB limit
+            with pytest.raises(ConnectionClosed):
+                ws.recv()
+            assert ws.close_code == 1009  # message too big
+        with connect(url) as ws:  # and the server goes on serving
+            ws.send("ok")
+            assert ws.recv() == "2"
