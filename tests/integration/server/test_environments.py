@@ -6,6 +6,7 @@ that venv's ``python -m trestle serve``.
 
 from __future__ import annotations
 
+import subprocess
 from importlib import metadata
 from pathlib import Path
 
@@ -149,3 +150,14 @@ def test_a_truss_on_its_own_pydantic_serves_its_models(pinned_pydantic: tuple[st
         assert schema.json()["input_schema"]["properties"]["prompt"]["type"] == "string"
         assert "completion" in str(schema.json()["output_schema"]).lower()
         assert "Traceback" not in server.log()
+
+
+def test_the_protocol_helpers_say_they_need_pydantic_2(pinned_pydantic: tuple[str, str]) -> None:
+    """trestle.protocols is pydantic 2 code: under pydantic 1 its import fails with a message that says so."""
+    python, pin = pinned_pydantic
+    done = subprocess.run([python, "-c", "import trestle.protocols.openai"], capture_output=True, text=True, timeout=60)
+    if pin.startswith("pydantic==1"):
+        assert done.returncode != 0
+        assert "trestle.protocols needs pydantic 2" in done.stderr
+    else:
+        assert done.returncode == 0, done.stderr
