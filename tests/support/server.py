@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,6 +74,23 @@ def wait_for(url: str, timeout: float, handle: ServerHandle | None = None, statu
         time.sleep(0.05)
     log = handle.log() if handle is not None else ""
     raise TimeoutError(f"{url} not {status} after {timeout}s (last: {last})\n{log}")
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Poll ``check`` until it holds: for a state the test waits on (a marker, a gauge), never a duration."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"still waiting after {timeout}s for {what}")
+        time.sleep(0.01)
+
+
+def metric(handle: ServerHandle, name: str) -> float:
+    """The value of an unlabelled sample on ``/metrics/trestle`` (``trestle_requests_queued``)."""
+    for line in httpx.get(handle.url + "/metrics/trestle", timeout=10).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise KeyError(name)
 
 
 @contextlib.contextmanager

@@ -5,9 +5,9 @@ from __future__ import annotations
 import types
 from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, StringConstraints, model_validator
-
+from trestle.config.fields import BeforeValidator, StringConstraints, model_validator
 from trestle.config.problems import FieldProblem
+from trestle.config.section import ConfigSection as _Section
 
 
 def _allows_none(annotation: Any) -> bool:
@@ -28,14 +28,12 @@ def _is_number_field(annotation: Any) -> bool:
     return annotation is int or annotation is float
 
 
-class ConfigSection(BaseModel):
+class ConfigSection(_Section):
     """A mapping in config.yaml.
 
     Sections are immutable once parsed. Keys the schema does not know are kept (they reach
     the model's ``config`` dict, as in Truss) and reported by the loader as unknown keys.
     """
-
-    model_config = ConfigDict(extra="allow", frozen=True, protected_namespaces=())
 
     @model_validator(mode="before")
     @classmethod
@@ -43,12 +41,12 @@ class ConfigSection(BaseModel):
         """Make YAML-shaped input fit the schema without hiding mistakes.
 
         - ``section:`` written with nothing under it (null) means "use the defaults";
-        - a bool where a number goes is an error (pydantic would read ``true`` as 1);
+        - a bool where a number goes is an error (a lax int would read ``true`` as 1);
         - non-string keys (``1: x``) become strings, so they can be reported as unknown.
         """
         if not isinstance(data, dict):
             return data
-        fields = cls.model_fields
+        fields = cls.section_fields()
         cleaned: dict[str, Any] = {}
         for raw_key, value in data.items():
             key = raw_key if isinstance(raw_key, str) else str(raw_key)
@@ -75,7 +73,7 @@ Text = Annotated[str, BeforeValidator(scalar_to_text)]
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 
 
-def check_auth_fields(section: BaseModel, method: str, *, required: list[str], forbidden: list[str]) -> None:
+def check_auth_fields(section: _Section, method: str, *, required: list[str], forbidden: list[str]) -> None:
     """Per-method rules for the auth blocks of ``weights`` and ``base_image.docker_auth``."""
     missing = [name for name in required if getattr(section, name) in (None, "")]
     if missing:

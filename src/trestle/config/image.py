@@ -6,8 +6,6 @@ import re
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
-
 from trestle.config._base import (
     AWS_OIDC_FIELDS,
     GCP_OIDC_FIELDS,
@@ -16,6 +14,7 @@ from trestle.config._base import (
     check_auth_fields,
     upper_if_text,
 )
+from trestle.config.fields import BeforeValidator, Field, field_validator, model_validator
 from trestle.config.problems import FieldProblem
 
 DEFAULT_NON_ROOT_USER_ID = 60000

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
-
 from trestle.config._base import ConfigSection, Text
+from trestle.config.fields import Field
 
 TrtLlm = dict[str, Any]
 """``trt_llm`` is carried as written: its schema belongs to Truss's engine builder."""

@@ -6,11 +6,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ValidationError
-
 from trestle.config.document import parse_yaml
-from trestle.config.problems import KeyPath, config_error, dotted, problems_from, shown
+from trestle.config.problems import KeyPath, dotted, shown
 from trestle.config.schema import TrussConfig
+from trestle.config.section import ConfigSection
 from trestle.errors import ConfigError
 
 CONFIG_FILENAME = "config.yaml"
@@ -54,10 +53,7 @@ def load_config(path: str | Path, *, strict: bool = False) -> LoadedConfig:
     data = {} if document.data is None else document.data
     if not isinstance(data, dict):
         raise ConfigError(f"expected a mapping of config keys at the top level, got {shown(data)}", path=shown_path)
-    try:
-        config = TrussConfig.model_validate(data)
-    except ValidationError as exc:
-        raise config_error(problems_from(exc, TrussConfig), path=shown_path, lines=document.lines) from None
+    config = TrussConfig.model_validate(data, source=shown_path, lines=document.lines)
 
     unknown = tuple(sorted(dotted(key) for key in unknown_key_paths(config)))
     if strict and unknown:
@@ -69,20 +65,20 @@ def load_config(path: str | Path, *, strict: bool = False) -> LoadedConfig:
     return LoadedConfig(config=config, path=file.absolute(), unknown_keys=unknown)
 
 
-def unknown_key_paths(section: BaseModel, prefix: KeyPath = ()) -> Iterator[KeyPath]:
+def unknown_key_paths(section: ConfigSection, prefix: KeyPath = ()) -> Iterator[KeyPath]:
     """Key paths that were in the input but are not part of the schema, at any depth."""
-    for key in section.model_extra or {}:
+    for key in section.model_extra:
         yield (*prefix, key)
-    for name in type(section).model_fields:
+    for name in type(section).section_fields():
         yield from _unknown_below(getattr(section, name), (*prefix, name))
 
 
 def _unknown_below(value: object, prefix: KeyPath) -> Iterator[KeyPath]:
-    if isinstance(value, BaseModel):
+    if isinstance(value, ConfigSection):
         yield from unknown_key_paths(value, prefix)
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            if isinstance(item, BaseModel):
+            if isinstance(item, ConfigSection):
                 yield from unknown_key_paths(item, (*prefix, index))
 
 

@@ -1,8 +1,9 @@
 """Turning validation failures into messages a person can act on.
 
-Pydantic reports failures by location tuple and error type. This module maps each one to
-``<dotted.key>: expected <what the field takes>, got <what the file has>`` by walking the
-schema along the location, and adds the YAML line where the key was written.
+Each failure reads ``<dotted.key>: expected <what the field takes>, got <what the file has>``:
+``describe`` builds the "expected" text from the annotation itself (type, bounds, literal
+choices, or an ``Expect("...")`` marker), and ``config_error`` adds the YAML line where the key
+was written. Standard library only, like the rest of config/ (see ``section``).
 """
 
 from __future__ import annotations
@@ -12,11 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-import annotated_types
-from pydantic import BaseModel, ValidationError
-from pydantic.fields import FieldInfo
-
-from trestle._typing import is_subclass
+from trestle._typing import is_class
+from trestle.config.fields import Constraints, FieldInfo
 from trestle.errors import ConfigError
 
 KeyPath = tuple[str | int, ...]
@@ -98,38 +96,36 @@ def _is_union(annotation: Any) -> bool:
     return get_origin(annotation) in (Union, types.UnionType)
 
 
-def _constraints(metadata: Sequence[Any]) -> list[Any]:
-    """Flatten ``Field(...)`` / ``StringConstraints(...)`` groups into single constraints."""
-    flat: list[Any] = []
+def _constraints(metadata: Sequence[Any]) -> list[Constraints]:
+    """The constraints among ``Annotated`` metadata: ``Field(ge=...)`` and ``StringConstraints(...)``."""
+    found: list[Constraints] = []
     for item in metadata:
         if isinstance(item, FieldInfo):
-            flat.extend(_constraints(item.metadata))
-        elif isinstance(item, annotated_types.GroupedMetadata):
-            flat.extend(_constraints(list(item)))
-        else:
-            flat.append(item)
-    return flat
+            found.append(item.constraints)
+        elif isinstance(item, Constraints):
+            found.append(item)
+    return found
 
 
 def _bounds(metadata: Sequence[Any]) -> str:
     parts: list[str] = []
     for constraint in _constraints(metadata):
-        if isinstance(constraint, annotated_types.Ge):
-            parts.append(f">= {constraint.ge}")
-        elif isinstance(constraint, annotated_types.Gt):
-            parts.append(f"> {constraint.gt}")
-        elif isinstance(constraint, annotated_types.Le):
-            parts.append(f"<= {constraint.le}")
-        elif isinstance(constraint, annotated_types.Lt):
-            parts.append(f"< {constraint.lt}")
+        for op, bound in ((">=", constraint.ge), (">", constraint.gt), ("<=", constraint.le), ("<", constraint.lt)):
+            if bound is not None:
+                parts.append(f"{op} {bound}")
     return (" " + " and ".join(parts)) if parts else ""
 
 
 def _min_length(metadata: Sequence[Any]) -> int:
     for constraint in _constraints(metadata):
-        if isinstance(constraint, annotated_types.MinLen):
-            return int(constraint.min_length)
+        if constraint.min_length is not None:
+            return constraint.min_length
     return 0
+
+
+def _is_section(annotation: Any) -> bool:
+    """A config section class (``section.ConfigSection``, recognised by its schema method)."""
+    return is_class(annotation) and hasattr(annotation, "section_fields")
 
 
 def describe(annotation: Any, metadata: Sequence[Any] = ()) -> str:
@@ -162,115 +158,12 @@ def describe(annotation: Any, metadata: Sequence[Any] = ()) -> str:
         return f"a list of {plural}" if plural else "a list"
     if origin in (dict, Mapping) or annotation is dict:
         return "a mapping"
-    if is_subclass(annotation, BaseModel):
+    if _is_section(annotation):
         return "a mapping"
     return "a valid value"
 
 
-# -- walking the schema along an error location -----------------------------------------------
-
-
-def _tagged_member(annotation: Any, tag: str) -> Any | None:
-    """The member of a ``kind``-discriminated union whose tag is ``tag``."""
-    for member in get_args(annotation):
-        if is_subclass(member, BaseModel):
-            field = member.model_fields.get("kind")
-            if field is not None and field.default == tag:
-                return member
-    return None
-
-
-def _strip_optional(annotation: Any) -> Any:
-    if _is_union(annotation):
-        args = [a for a in get_args(annotation) if a is not type(None)]
-        if len(args) == 1:
-            return _unwrap(args[0])[0]
-    return annotation
-
-
-def resolve(root: type[BaseModel], loc: Sequence[str | int]) -> tuple[KeyPath, str | None]:
-    """Follow ``loc`` through the schema: the key path as the user wrote it, and what it expects.
-
-    Pydantic puts union tags into locations (``runtime.transport.websocket.ping_...``); those
-    are dropped from the returned path so it matches the YAML.
-    """
-    path: list[str | int] = []
-    annotation: Any = root
-    metadata: list[Any] = []
-    known = True
-    for part in loc:
-        if not known:
-            path.append(part)
-            continue
-        annotation, inner = _unwrap(annotation)
-        metadata = inner
-        annotation = _strip_optional(annotation)
-        origin = get_origin(annotation)
-        if _is_union(annotation) and isinstance(part, str):
-            member = _tagged_member(annotation, part)
-            if member is not None:
-                annotation, metadata = member, []
-                continue
-        if is_subclass(annotation, BaseModel) and isinstance(part, str):
-            field = annotation.model_fields.get(part)
-            path.append(part)
-            if field is None:
-                known = False
-                continue
-            annotation, metadata = field.annotation, list(field.metadata)
-        elif origin in (list, tuple, Sequence) and isinstance(part, int):
-            path.append(part)
-            args = get_args(annotation)
-            annotation, metadata = (args[0] if args else Any), []
-        elif origin in (dict, Mapping):
-            args = get_args(annotation)
-            path.append(str(part))
-            annotation, metadata = (args[1] if len(args) == 2 else Any), []
-        else:
-            path.append(part)
-            known = False
-    if not known:
-        return tuple(path), None
-    return tuple(path), describe(annotation, metadata)
-
-
-# -- translating ------------------------------------------------------------------------------
-
-
-def problems_from(exc: ValidationError, root: type[BaseModel]) -> list[Problem]:
-    """Every failure in ``exc`` as a :class:`Problem` keyed by the path the user wrote."""
-    found: list[Problem] = []
-    for error in exc.errors(include_url=False):
-        loc = error["loc"]
-        kind = error["type"]
-        ctx = error.get("ctx") or {}
-        got = shown(error.get("input"))
-        if loc and loc[-1] == "[key]":
-            key, _ = resolve(root, loc[:-1])
-            found.append(Problem(key=key, message=f"keys here must be strings, got {got}"))
-            continue
-        key, expected = resolve(root, loc)
-        if kind in ("value_error", "assertion_error"):
-            cause = ctx.get("error")
-            if isinstance(cause, FieldProblem):
-                key = key + cause.key
-                message = str(cause)
-            else:
-                message = str(cause) if cause is not None else error["msg"]
-        elif kind == "missing":
-            message = f"is required but missing; expected {expected}" if expected else "is required but missing"
-        elif kind == "union_tag_invalid":
-            key = key + ("kind",)
-            message = f"expected one of {ctx.get('expected_tags', '')}, got {shown(ctx.get('tag'))}"
-        elif kind == "union_tag_not_found":
-            key = key + ("kind",)
-            message = "is required (one of 'http', 'websocket', 'grpc')"
-        elif expected:
-            message = f"expected {expected}, got {got}"
-        else:
-            message = error["msg"]
-        found.append(Problem(key=key, message=message))
-    return found
+# -- reporting --------------------------------------------------------------------------------
 
 
 def config_error(problems: Sequence[Problem], *, path: str, lines: Mapping[KeyPath, int] | None = None) -> ConfigError:

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import (
-    BaseModel,
+from trestle.config._base import ConfigSection, Text
+from trestle.config.fields import (
     BeforeValidator,
-    ConfigDict,
     Field,
     PlainSerializer,
     computed_field,
     field_validator,
     model_validator,
 )
-
-from trestle.config._base import ConfigSection, Text
 from trestle.config.problems import Expect, FieldProblem, shown
 
 ACCELERATOR_TYPES: tuple[str, ...] = (
@@ -59,10 +57,9 @@ _CPU_EXPECTED = "a CPU count such as 1, 0.5 or 500m (millicpu)"
 _MEMORY_EXPECTED = "a memory size such as 2Gi or 512Mi (units: " + ", ".join(MEMORY_UNITS) + ")"
 
 
-class AcceleratorSpec(BaseModel):
+@dataclass(frozen=True)
+class AcceleratorSpec:
     """A parsed ``accelerator: <TYPE>[:count]``; written back in the same form."""
-
-    model_config = ConfigDict(frozen=True)
 
     type: str
     count: int = 1

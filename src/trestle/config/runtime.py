@@ -7,9 +7,8 @@ import re
 import warnings
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, computed_field, field_validator, model_validator
-
 from trestle.config._base import ConfigSection
+from trestle.config.fields import Field, computed_field, field_validator, model_validator
 from trestle.config.problems import Expect, FieldProblem
 
 NUM_WORKERS_MESSAGE = (

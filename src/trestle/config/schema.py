@@ -13,12 +13,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
-
 from trestle.config._base import ConfigSection, Text
+from trestle.config.fields import BeforeValidator, Field, field_validator, model_validator
 from trestle.config.image import BaseImage, Build, DockerServer
 from trestle.config.llm import BisLlm, TrtLlm
-from trestle.config.problems import Expect, FieldProblem, config_error, problems_from, shown
+from trestle.config.problems import Expect, FieldProblem, shown
 from trestle.config.requirements import requirement_lines
 from trestle.config.resources import Resources
 from trestle.config.runtime import Runtime
@@ -105,14 +104,11 @@ class TrussConfig(ConfigSection):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "config") -> TrussConfig:
         """Validate an already-loaded mapping; failures raise :class:`ConfigError` naming ``source``."""
-        try:
-            return cls.model_validate(dict(data))
-        except ValidationError as exc:
-            raise config_error(problems_from(exc, cls), path=source) from None
+        return cls.model_validate(dict(data), source=source)
 
     def to_dict(self) -> dict[str, Any]:
         """The full config as plain JSON-compatible data, every default filled in."""
-        return self.model_dump(mode="json")
+        return self.model_dump()
 
     def requirement_lines(self, truss_dir: Path) -> list[str]:
         """Requirements from ``requirements``, or read from ``requirements_file`` under ``truss_dir``."""

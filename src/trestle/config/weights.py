@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
-
 from trestle.config._base import (
     AWS_OIDC_FIELDS,
     GCP_OIDC_FIELDS,
@@ -15,6 +13,7 @@ from trestle.config._base import (
     check_auth_fields,
     upper_if_text,
 )
+from trestle.config.fields import BeforeValidator, Field, field_validator, model_validator
 from trestle.config.problems import FieldProblem
 
 MODEL_CACHE_PATH = "/app/model_cache"

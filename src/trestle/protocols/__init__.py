@@ -8,10 +8,13 @@
 - Lower level: the sans-IO stream encoders, ``encode_stream``/``encode_stream_sync``,
   ``EventStreamResponse``, the non-streaming ``builders`` and the pydantic types in
   ``trestle.protocols.openai`` and ``trestle.protocols.anthropic``.
+
+The types are pydantic 2 models: under pydantic 1 the import fails with a message that says so.
 """
 
 from __future__ import annotations
 
+import trestle.protocols._pydantic2  # noqa: F401  (first: a clear error under pydantic 1)
 from trestle.protocols import anthropic, builders, openai, sse
 from trestle.protocols.adapter import ChatModel, EmbeddingModel, error_response, serve, serve_embeddings
 from trestle.protocols.deltas import Delta, DeltaLike, Finish, FinishReason, TextDelta, ToolCallDelta, Usage, tool_call

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.server import ServerHandle, run_server, write_truss
+from tests.support.server import ServerHandle, metric, run_server, wait_for, wait_until, write_truss
 from tests.support.sockets import open_request, read_until, wait_for_file
 
 MODEL = """
@@ -47,6 +46,10 @@ class Model:
         if mode == "sleep":
             time.sleep(inputs["seconds"])
             return {"slept": True}
+        if mode == "hold":  # until the test writes the release marker
+            while not (MARK / f"{tag}-release").exists():
+                time.sleep(0.005)
+            return {}
         return {}
 
     def _sync_gen(self, tag, delay):
@@ -96,6 +99,13 @@ def server(tmp_path_factory: pytest.TempPathFactory, markers: Path) -> Iterator[
         yield handle
 
 
+def _leave_once_started(server: ServerHandle, markers: Path, path: str, body: dict[str, str]) -> None:
+    """Send a request and hang up once the model has started on it (as a client that timed out)."""
+    sock = open_request(server.url, path, body)
+    wait_for_file(markers / f"{body['tag']}-started", 10)
+    sock.close()
+
+
 @pytest.mark.parametrize(("path", "mode"), [("/predict", "sync_gen"), ("/v1/chat/completions", "async_gen")])
 def test_client_closing_mid_stream_runs_finally_and_frees_the_slot(
     server: ServerHandle, markers: Path, path: str, mode: str
@@ -104,50 +114,49 @@ def test_client_closing_mid_stream_runs_finally_and_frees_the_slot(
     sock = open_request(server.url, path, {"mode": mode, "tag": tag})
     assert b"200 OK" in read_until(sock, b";")
     sock.close()
-    assert wait_for_file(markers / f"{tag}-finally", 5) < 1.0
-    # predict_concurrency is 1: the next request starts at once
-    start = time.monotonic()
-    r = httpx.post(server.url + "/predict", json={"mode": "sleep", "seconds": 0, "tag": f"{tag}-next"}, timeout=5)
+    wait_for_file(markers / f"{tag}-finally", 10)
+    # predict_concurrency is 1 and the generator would run for minutes: only a freed slot lets this in
+    r = httpx.post(server.url + "/predict", json={"mode": "sleep", "seconds": 0, "tag": f"{tag}-next"}, timeout=10)
     assert r.status_code == 200
-    assert time.monotonic() - start < 0.5
 
 
 def test_client_timeout_cancels_a_long_async_call(server: ServerHandle, markers: Path) -> None:
-    with pytest.raises(httpx.ReadTimeout):
-        httpx.post(server.url + "/v1/chat/completions", json={"mode": "async_sleep", "tag": "atimeout"}, timeout=0.5)
-    assert wait_for_file(markers / "atimeout-cancelled", 5) < 1.0
+    _leave_once_started(server, markers, "/v1/chat/completions", {"mode": "async_sleep", "tag": "atimeout"})
+    wait_for_file(markers / "atimeout-cancelled", 10)
 
 
 def test_client_timeout_sets_the_flag_of_a_long_sync_call(server: ServerHandle, markers: Path) -> None:
-    with pytest.raises(httpx.ReadTimeout):
-        httpx.post(server.url + "/predict", json={"mode": "sync_sleep_flag", "tag": "sflag"}, timeout=0.5)
-    assert wait_for_file(markers / "sflag-flag", 5) < 1.0
+    _leave_once_started(server, markers, "/predict", {"mode": "sync_sleep_flag", "tag": "sflag"})
+    wait_for_file(markers / "sflag-flag", 10)
 
 
 def test_watch_disconnect_from_a_worker_thread(server: ServerHandle, markers: Path) -> None:
-    with pytest.raises(httpx.ReadTimeout):
-        httpx.post(server.url + "/predict", json={"mode": "watch_thread", "tag": "watch"}, timeout=0.3)
-    assert wait_for_file(markers / "watch-watched", 5) < 0.5  # Truss polls once a second
+    _leave_once_started(server, markers, "/predict", {"mode": "watch_thread", "tag": "watch"})
+    wait_for_file(markers / "watch-watched", 10)
 
 
 def test_is_disconnected_in_async_code(server: ServerHandle, markers: Path) -> None:
-    with pytest.raises(httpx.ReadTimeout):
-        httpx.post(server.url + "/v1/chat/completions", json={"mode": "poll_disconnected", "tag": "poll"}, timeout=0.3)
-    assert wait_for_file(markers / "poll-noticed", 5) < 1.0
+    _leave_once_started(server, markers, "/v1/chat/completions", {"mode": "poll_disconnected", "tag": "poll"})
+    wait_for_file(markers / "poll-noticed", 10)
 
 
 def test_a_queued_request_whose_client_left_never_starts(server: ServerHandle, markers: Path) -> None:
     busy = threading.Thread(
         target=httpx.post,
         args=(server.url + "/predict",),
-        kwargs={"json": {"mode": "sleep", "seconds": 1.0, "tag": "busy"}, "timeout": 5},
+        kwargs={"json": {"mode": "hold", "tag": "busy"}, "timeout": 60},
     )
     busy.start()
-    wait_for_file(markers / "busy-started")
-    with pytest.raises(httpx.ReadTimeout):
-        httpx.post(server.url + "/predict", json={"mode": "sleep", "seconds": 0, "tag": "queued"}, timeout=0.3)
+    wait_for_file(markers / "busy-started", 10)
+    sock = open_request(server.url, "/predict", {"mode": "sleep", "seconds": 0, "tag": "queued"})
+    wait_until(lambda: metric(server, "trestle_requests_queued") == 1, "the request to queue")
+    sock.close()
+    wait_until(lambda: metric(server, "trestle_requests_queued") == 0, "the server to drop the queued request")
+    (markers / "busy-release").touch()
     busy.join()
-    time.sleep(0.2)
+    # FIFO with one slot: had the left request stayed queued, it would have run before this one
+    r = httpx.post(server.url + "/predict", json={"mode": "sleep", "seconds": 0, "tag": "after"}, timeout=10)
+    assert r.status_code == 200
     assert not (markers / "queued-started").exists()
     text = httpx.get(server.url + "/metrics/trestle").text
     assert 'trestle_cancellations_total{reason="disconnect"}' in text
@@ -184,16 +193,14 @@ def test_streaming_read_timeout_aborts_and_cancels_the_producer(tmp_path: Path) 
     markers.mkdir()
     truss = write_truss(tmp_path / "t", TIMEOUTS, "runtime:\n  streaming_read_timeout: 1\n")
     with run_server(truss, env={"MARKERS": str(markers)}) as server:
-        start = time.monotonic()
 
         def read() -> None:
             with httpx.stream("POST", server.url + "/predict", json={"mode": "stall", "tag": "stall"}, timeout=10) as r:
                 r.read()
 
-        with pytest.raises(httpx.RemoteProtocolError):
+        with pytest.raises(httpx.RemoteProtocolError):  # cut after 1 s; the model would stall for 30
             read()
-        assert time.monotonic() - start < 3
-        wait_for_file(markers / "stall-finally", 2)
+        wait_for_file(markers / "stall-finally", 10)
         assert "streaming_read_timeout" in server.log()
 
 
@@ -205,7 +212,7 @@ def test_request_timeout_is_504_and_cancels_the_work(tmp_path: Path) -> None:
         r = httpx.post(server.url + "/predict", json={"mode": "sleep", "tag": "deadline"}, timeout=10)
         assert r.status_code == 504
         assert "request_timeout_seconds" in r.json()["error"]
-        wait_for_file(markers / "deadline-cancelled", 2)
+        wait_for_file(markers / "deadline-cancelled", 10)
 
 
 def test_sigterm_with_open_streams_drains_then_cancels(tmp_path: Path) -> None:
@@ -216,8 +223,7 @@ def test_sigterm_with_open_streams_drains_then_cancels(tmp_path: Path) -> None:
         sock = open_request(server.url, "/predict", {"mode": "sync_gen", "tag": "term"})
         assert b"200 OK" in read_until(sock, b";")
         server.signal(signal.SIGTERM)
-        time.sleep(0.3)
-        assert httpx.get(server.url + "/v1/models/model").status_code == 503
+        wait_for(server.url + "/v1/models/model", 10, status=503)
         sock.settimeout(5)
         while sock.recv(65536):  # the stream keeps flowing during the drain window, then ends
             pass
@@ -261,7 +267,7 @@ def test_cancellation_reaches_preprocess_and_postprocess(tmp_path: Path) -> None
         for stage, marker in (("pre", "pre-cancelled"), ("post", "post-flagged")):
             with pytest.raises(httpx.ReadTimeout):
                 httpx.post(server.url + "/predict", json={"stage": stage}, timeout=0.3)
-            assert wait_for_file(markers / marker, 5) < 1.0
+            wait_for_file(markers / marker, 10)
         metrics = httpx.get(server.url + "/metrics/trestle").text
         assert 'trestle_cancellations_total{reason="disconnect"} 2.0' in metrics
         assert 'trestle_request_duration_seconds_count{route="predict",status="499"} 2.0' in metrics

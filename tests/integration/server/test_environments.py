@@ -6,6 +6,7 @@ that venv's ``python -m trestle serve``.
 
 from __future__ import annotations
 
+import subprocess
 from importlib import metadata
 from pathlib import Path
 
@@ -77,3 +78,86 @@ def test_numpy_model_works_after_a_plain_install(plain_python: str, tmp_path: Pa
         assert out["count"] == np.int64(3) and isinstance(out["count"], np.int64)
         raw = msgpack.unpackb(r.content, raw=False, strict_map_key=False)
         assert raw["array"][b"nd"] is True and raw["array"][b"type"] == "<i4"  # msgpack-numpy's layout
+
+
+# -- the model's own pydantic: 1 or 2 (Truss's test_pyantic_v1 case) ---------------------------------
+
+PYDANTIC_V1_STYLE_MODEL = """
+import pydantic
+from pydantic import BaseModel, validator
+
+
+class Prompt(BaseModel):
+    prompt: str
+    max_tokens: int = 16
+
+    @validator("prompt")
+    def not_blank(cls, value):
+        if not value.strip():
+            raise ValueError("prompt must not be blank")
+        return value.strip()
+
+    class Config:
+        extra = "forbid"
+
+
+class Completion(BaseModel):
+    text: str
+    tokens: int
+    pydantic: str
+
+
+class Model:
+    def predict(self, model_input: Prompt) -> Completion:
+        return Completion(text=model_input.prompt.upper(), tokens=model_input.max_tokens, pydantic=pydantic.VERSION)
+"""
+
+
+@pytest.fixture(scope="module", params=["pydantic==1.10.*", "pydantic>=2.6,<3"], ids=["pydantic1", "pydantic2"])
+def pinned_pydantic(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A venv where the truss's pydantic pin replaced Trestle's: (its python, the pin)."""
+    pin: str = request.param
+    venv = tmp_path_factory.mktemp("venvs") / pin.split(">")[0].split("=")[0]
+    return build_venv(venv, replace={"pydantic": pin}), pin
+
+
+def test_a_truss_on_its_own_pydantic_serves_its_models(pinned_pydantic: tuple[str, str], tmp_path: Path) -> None:
+    """`trestle serve` starts with pydantic 1.10 or 2 installed and validates with the model's own classes."""
+    python, pin = pinned_pydantic
+    major = "1." if pin.startswith("pydantic==1") else "2."
+    truss = write_truss(tmp_path, PYDANTIC_V1_STYLE_MODEL, f"model_name: pinned\nrequirements:\n  - {pin}\n")
+    with run_server(truss, python=python) as server:
+        r = httpx.post(server.url + "/predict", json={"prompt": " hello ", "max_tokens": 3})
+        assert r.status_code == 200, r.text + server.log()
+        body = r.json()
+        assert body["text"] == "HELLO" and body["tokens"] == 3
+        assert body["pydantic"].startswith(major)
+
+        blank = httpx.post(server.url + "/predict", json={"prompt": "  "})
+        assert blank.status_code == 400
+        assert "prompt must not be blank" in blank.text
+
+        wrong = httpx.post(server.url + "/predict", json={"prompt": "x", "max_tokens": "many"})
+        assert wrong.status_code == 400
+        assert "max_tokens" in wrong.text
+
+        unknown = httpx.post(server.url + "/predict", json={"prompt": "x", "temperature": 1})
+        assert unknown.status_code == 400
+        assert "temperature" in unknown.text
+
+        schema = httpx.get(server.url + "/v1/models/model/schema")
+        assert schema.status_code == 200, schema.text
+        assert schema.json()["input_schema"]["properties"]["prompt"]["type"] == "string"
+        assert "completion" in str(schema.json()["output_schema"]).lower()
+        assert "Traceback" not in server.log()
+
+
+def test_the_protocol_helpers_say_they_need_pydantic_2(pinned_pydantic: tuple[str, str]) -> None:
+    """trestle.protocols is pydantic 2 code: under pydantic 1 its import fails with a message that says so."""
+    python, pin = pinned_pydantic
+    done = subprocess.run([python, "-c", "import trestle.protocols.openai"], capture_output=True, text=True, timeout=60)
+    if pin.startswith("pydantic==1"):
+        assert done.returncode != 0
+        assert "trestle.protocols needs pydantic 2" in done.stderr
+    else:
+        assert done.returncode == 0, done.stderr

@@ -12,32 +12,39 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.support.server import run_server, wait_for, write_truss
+from tests.support.server import run_server, wait_for, wait_until, write_truss
 
 SLOW_LOAD = """
-import asyncio, time
+import asyncio, os, pathlib, time
+
+MARK = pathlib.Path(os.environ["MARKERS"])
+
 
 class Model:
-    async def load(self):
-        await asyncio.sleep(1.5)
+    async def load(self):  # until the test writes the marker
+        while not (MARK / "load-release").exists():
+            await asyncio.sleep(0.01)
         self.ready = True
 
     def predict(self, inputs):
-        if inputs.get("sleep"):
-            time.sleep(inputs["sleep"])
+        if inputs.get("hold"):
+            (MARK / "predict-started").touch()
+            while not (MARK / "predict-release").exists():
+                time.sleep(0.005)
         return {"ready": self.ready}
 """
 
 
 def test_slow_async_load_readiness_503_then_200_and_liveness_throughout(tmp_path: Path) -> None:
-    truss = write_truss(tmp_path, SLOW_LOAD)
-    with run_server(truss, ready=False) as server:
+    truss = write_truss(tmp_path / "t", SLOW_LOAD)
+    with run_server(truss, ready=False, env={"MARKERS": str(tmp_path)}) as server:
         r = httpx.get(server.url + "/v1/models/model")
         assert r.status_code == 503
         assert r.json() == {"error": "Model with name model is not ready."}
         assert httpx.get(server.url + "/").json() is True
         assert httpx.get(server.url + "/ping").status_code == 503
         assert httpx.post(server.url + "/predict", json={}).status_code == 503
+        (tmp_path / "load-release").touch()
         server.wait_ready(10)
         assert httpx.get(server.url + "/v1/models/model/loaded").status_code == 200
         # the async load really ran (Truss would skip it and fail on self.ready)
@@ -45,20 +52,20 @@ def test_slow_async_load_readiness_503_then_200_and_liveness_throughout(tmp_path
 
 
 def test_health_stays_200_during_a_long_predict(tmp_path: Path) -> None:
-    truss = write_truss(tmp_path, SLOW_LOAD)
-    with run_server(truss) as server:
+    truss = write_truss(tmp_path / "t", SLOW_LOAD)
+    (tmp_path / "load-release").touch()
+    with run_server(truss, env={"MARKERS": str(tmp_path)}) as server:
         result: dict[str, int] = {}
         t = threading.Thread(
             target=lambda: result.update(
-                code=httpx.post(server.url + "/predict", json={"sleep": 1.5}, timeout=10).status_code
+                code=httpx.post(server.url + "/predict", json={"hold": True}, timeout=60).status_code
             )
         )
         t.start()
-        time.sleep(0.3)
-        for path in ("/", "/v1/models/model", "/v1/models/model/loaded", "/ping"):
-            started = time.monotonic()
-            assert httpx.get(server.url + path).status_code == 200
-            assert time.monotonic() - started < 0.5
+        wait_until((tmp_path / "predict-started").exists, "the predict to start")
+        for path in ("/", "/v1/models/model", "/v1/models/model/loaded", "/ping"):  # answered while it runs
+            assert httpx.get(server.url + path, timeout=10).status_code == 200
+        (tmp_path / "predict-release").touch()
         t.join()
         assert result["code"] == 200
 
@@ -255,34 +262,45 @@ def test_no_environment_file_gives_none(tmp_path: Path) -> None:
 
 
 DRAIN = """
-import asyncio
+import asyncio, os, pathlib, uuid
+
+MARK = pathlib.Path(os.environ.get("MARKERS", "."))
+
 
 class Model:
     async def predict(self, inputs):
-        await asyncio.sleep(inputs["sleep"])
-        return {"slept": inputs["sleep"]}
+        if inputs.get("hold"):  # until the test writes the release marker
+            (MARK / f"started-{uuid.uuid4().hex}").touch()
+            while not (MARK / "release").exists():
+                await asyncio.sleep(0.01)
+        return {"held": bool(inputs.get("hold"))}
 """
 
 
+def _started(markers: Path) -> int:
+    return len(list(markers.glob("started-*")))
+
+
 def test_sigterm_drains_in_flight_requests_and_exits_zero(tmp_path: Path) -> None:
-    truss = write_truss(tmp_path, DRAIN, "runtime:\n  predict_concurrency: 4\n  drain_timeout_seconds: 10\n")
-    with run_server(truss) as server:
+    truss = write_truss(tmp_path / "t", DRAIN, "runtime:\n  predict_concurrency: 4\n  drain_timeout_seconds: 30\n")
+    with run_server(truss, env={"MARKERS": str(tmp_path)}) as server:
         results: list[httpx.Response] = []
         threads = [
             threading.Thread(
-                target=lambda: results.append(httpx.post(server.url + "/predict", json={"sleep": 1.5}, timeout=10))
+                target=lambda: results.append(httpx.post(server.url + "/predict", json={"hold": True}, timeout=60))
             )
             for _ in range(2)
         ]
         for t in threads:
             t.start()
-        time.sleep(0.4)
+        wait_until(lambda: _started(tmp_path) == 2, "both requests to start")
         server.signal(signal.SIGTERM)
-        time.sleep(0.2)
+        wait_for(server.url + "/v1/models/model", 10, status=503)
         r = httpx.get(server.url + "/v1/models/model")
         assert r.status_code == 503
         assert "shutting down" in r.json()["error"]
-        assert httpx.post(server.url + "/predict", json={"sleep": 0}).status_code == 503
+        assert httpx.post(server.url + "/predict", json={}).status_code == 503
+        (tmp_path / "release").touch()
         for t in threads:
             t.join()
         assert [x.status_code for x in results] == [200, 200]
@@ -290,32 +308,31 @@ def test_sigterm_drains_in_flight_requests_and_exits_zero(tmp_path: Path) -> Non
 
 
 def test_drain_window_cancels_leftover_work_and_second_signal_forces_exit(tmp_path: Path) -> None:
-    truss = write_truss(tmp_path, DRAIN, "runtime:\n  predict_concurrency: 4\n  drain_timeout_seconds: 0.5\n")
-    with run_server(truss) as server:
+    truss = write_truss(tmp_path / "t", DRAIN, "runtime:\n  predict_concurrency: 4\n  drain_timeout_seconds: 0.5\n")
+    with run_server(truss, env={"MARKERS": str(tmp_path)}) as server:
         results: list[int] = []
         t = threading.Thread(
             target=lambda: results.append(
-                httpx.post(server.url + "/predict", json={"sleep": 30}, timeout=20).status_code
+                httpx.post(server.url + "/predict", json={"hold": True}, timeout=60).status_code
             )
         )
         t.start()
-        time.sleep(0.3)
-        started = time.monotonic()
+        wait_until(lambda: _started(tmp_path) == 1, "the request to start")
         server.signal(signal.SIGTERM)
-        assert server.wait_exit(10) == 0
-        assert time.monotonic() - started < 5
+        assert server.wait_exit(30) == 0  # the held request is never released: the drain window ends it
         t.join()
         assert results == [503]
-    with run_server(truss) as server:
+    truss = write_truss(tmp_path / "t", DRAIN, "runtime:\n  predict_concurrency: 4\n  drain_timeout_seconds: 60\n")
+    with run_server(truss, env={"MARKERS": str(tmp_path)}) as server:
         t = threading.Thread(
-            target=lambda: httpx.post(server.url + "/predict", json={"sleep": 30}, timeout=20), daemon=True
+            target=lambda: httpx.post(server.url + "/predict", json={"hold": True}, timeout=120), daemon=True
         )
         t.start()
-        time.sleep(0.3)
+        wait_until(lambda: _started(tmp_path) == 2, "the request to start")
         server.signal(signal.SIGTERM)
-        time.sleep(0.1)
-        server.signal(signal.SIGINT)
-        server.wait_exit(5)
+        wait_for(server.url + "/v1/models/model", 10, status=503)
+        server.signal(signal.SIGINT)  # a 60 s drain window, cut short by the second signal
+        server.wait_exit(30)
 
 
 WEBSOCKET = """
@@ -366,7 +383,7 @@ def test_websocket_on_model_without_it_closes_1003(tmp_path: Path) -> None:
 def test_metrics_endpoint_exposes_request_metrics(tmp_path: Path) -> None:
     truss = write_truss(tmp_path, DRAIN)
     with run_server(truss) as server:
-        httpx.post(server.url + "/predict", json={"sleep": 0})
+        httpx.post(server.url + "/predict", json={})
         text = httpx.get(server.url + "/metrics/trestle").text
         assert 'trestle_request_duration_seconds_count{route="predict",status="200"} 1.0' in text
         assert "trestle_requests_in_flight 0.0" in text
@@ -376,7 +393,7 @@ def test_metrics_endpoint_exposes_request_metrics(tmp_path: Path) -> None:
 def test_serve_access_log_flag_prints_one_line_per_request(tmp_path: Path) -> None:
     truss = write_truss(tmp_path, DRAIN)
     with run_server(truss, args=["--access-log"]) as server:
-        r = httpx.post(server.url + "/predict", json={"sleep": 0}, headers={"x-baseten-request-id": "rid-access"})
+        r = httpx.post(server.url + "/predict", json={}, headers={"x-baseten-request-id": "rid-access"})
         assert r.status_code == 200
         deadline = time.monotonic() + 5
         while "request_id=rid-access" not in server.log() and time.monotonic() < deadline:
@@ -384,7 +401,7 @@ def test_serve_access_log_flag_prints_one_line_per_request(tmp_path: Path) -> No
         line = next(x for x in server.log().splitlines() if "request_id=rid-access" in x)
         assert "trestle.access: POST /predict 200 " in line
     with run_server(truss) as server:  # off by default
-        httpx.post(server.url + "/predict", json={"sleep": 0})
+        httpx.post(server.url + "/predict", json={})
         httpx.get(server.url + "/nope")
         assert "trestle.access" not in server.log()
 

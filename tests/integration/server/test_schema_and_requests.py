@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.server import ServerHandle, run_server, write_truss
+from tests.support.server import ServerHandle, metric, run_server, wait_until, write_truss
 from trestle.http.serialization import dumps_msgpack, loads_msgpack
 
 TYPED = """
@@ -123,7 +123,7 @@ def test_request_only_predict_skips_parsing(tmp_path: Path) -> None:
 
 
 CONCURRENCY = """
-import asyncio, threading, time
+import asyncio, pathlib, threading, time
 
 
 class Model:
@@ -150,6 +150,11 @@ class Model:
             return {"peak": peak}
         if "sleep" in inputs:
             time.sleep(inputs["sleep"])
+            return {"ok": True}
+        if "release" in inputs:  # held until the test creates the release file
+            pathlib.Path(inputs["started"]).touch()
+            while not pathlib.Path(inputs["release"]).exists():
+                time.sleep(0.005)
             return {"ok": True}
         self._hold(inputs)
         return {"ok": True}
@@ -183,24 +188,27 @@ def test_observed_parallelism_equals_predict_concurrency(tmp_path: Path, limit: 
 
 
 def test_queue_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
-    truss = write_truss(tmp_path, CONCURRENCY, "runtime:\n  predict_concurrency: 1\n  max_queue_size: 1\n")
+    """One request runs (held until the test releases it), one waits; the next is refused at once."""
+    release = tmp_path / "release"
+    truss = write_truss(tmp_path / "t", CONCURRENCY, "runtime:\n  predict_concurrency: 1\n  max_queue_size: 1\n")
     with run_server(truss) as server:
         codes: list[int] = []
+        body = {"release": str(release), "started": str(tmp_path / "started")}
         threads = [
             threading.Thread(
-                target=lambda: codes.append(
-                    httpx.post(server.url + "/predict", json={"sleep": 0.6}, timeout=10).status_code
-                )
+                target=lambda: codes.append(httpx.post(server.url + "/predict", json=body, timeout=60).status_code)
             )
             for _ in range(2)
         ]
-        for t in threads:
-            t.start()
-            time.sleep(0.1)
+        threads[0].start()
+        wait_until((tmp_path / "started").exists, "the first request to start")
+        threads[1].start()
+        wait_until(lambda: metric(server, "trestle_requests_queued") == 1, "the second request to queue")
         r = httpx.post(server.url + "/predict", json={"sleep": 0})
         assert r.status_code == 429
         assert r.headers["retry-after"] == "1"
         assert "max_queue_size" in r.json()["error"]
+        release.touch()
         for t in threads:
             t.join()
         assert sorted(codes) == [200, 200]
@@ -209,6 +217,6 @@ def test_queue_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
 def test_sync_pool_is_not_capped_at_40(tmp_path: Path) -> None:
     truss = write_truss(tmp_path, CONCURRENCY, "runtime:\n  predict_concurrency: 48\n")
     with run_server(truss) as server:
-        elapsed = _fire(server.url + "/predict", {"hold": 48, "timeout": 20}, 48)
+        _fire(server.url + "/predict", {"hold": 48, "timeout": 20}, 48)
+        # all 48 ran at once (they wait for each other); a pool capped at 40 would peak at 40
         assert httpx.post(server.url + "/predict", json={"peak": True}).json()["peak"] == 48
-        assert elapsed < 15  # all 48 ran at once and released each other; a cap of 40 would wait 20 s
