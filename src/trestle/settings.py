@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trestle.asgi.connections import ConnectionLimits
+from trestle.asgi.limits import ConnectionLimits
 from trestle.config import TrussConfig
 
 DEFAULT_ENVIRONMENT_FILE = "/etc/b10_dynamic_config/environment"

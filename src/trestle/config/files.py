@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 
 import pathspec
-import yaml
 
+from trestle.config.document import load_yaml
 from trestle.errors import ConfigError
 
 IGNORE_FILE = ".truss_ignore"
@@ -66,8 +66,8 @@ def external_package_dirs(truss_dir: Path) -> list[tuple[Path, str]]:
 
     Read leniently from the raw YAML: the watcher calls this on a truss that is being edited."""
     try:
-        config = yaml.safe_load((truss_dir / "config.yaml").read_text())
-    except (OSError, yaml.YAMLError):
+        config = load_yaml((truss_dir / "config.yaml").read_text(), path="config.yaml")
+    except (OSError, UnicodeDecodeError, ConfigError):
         return []
     if not isinstance(config, dict):
         return []

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 
-from trestle.asgi.connections import ConnectionLimits
+from trestle.asgi.limits import ConnectionLimits
 
 DEFAULT_PORT = 8990
 DEFAULT_SERVER_ARGV = (

@@ -4,7 +4,8 @@ import resource
 
 import pytest
 
-from trestle.asgi.connections import ConnectionLimits, connection_cap, guarded_protocol
+from trestle.asgi.connections import guarded_protocol
+from trestle.asgi.limits import ConnectionLimits, connection_cap
 
 
 def test_limits_from_env_override_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:

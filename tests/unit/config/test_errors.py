@@ -292,3 +292,27 @@ def test_from_dict_reports_problems_as_config_errors() -> None:
         TrussConfig.from_dict({"runtime": {"predict_concurrency": "x"}}, source="upload")
 
     assert str(info.value) == "upload: runtime.predict_concurrency: expected an integer >= 1, got 'x'"
+
+
+BOMB = (
+    'a: &a ["x","x","x","x","x","x","x","x","x"]\n'
+    "b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+    "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+    "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
+    "e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\n"
+    "f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
+    "g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\n"
+    "h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\n"
+    "i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]\n"
+)
+
+
+def test_an_alias_bomb_is_refused_without_expanding_it(write_config: WriteConfig) -> None:
+    path = write_config(BOMB)  # 9**9 = 387 million values from a few hundred bytes
+    with pytest.raises(ConfigError, match=r"expands to more than 100000 values"):
+        load_config(path)
+
+
+def test_aliases_in_an_ordinary_config_still_work(write_config: WriteConfig) -> None:
+    path = write_config("x-env: &env\n  A: '1'\nenvironment_variables: *env\n")
+    assert load_config(path).config.environment_variables == {"A": "1"}

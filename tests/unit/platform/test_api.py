@@ -491,3 +491,15 @@ async def test_concurrent_development_pushes_leave_the_record_equal_to_what_is_s
         served = (app.controller.settings.truss_dir(first["id"]) / "model" / "model.py").read_text()
         version = digests.index(record["artifact"])
         assert served == f"class Model:\n    def predict(self, x):\n        return {version}\n"
+
+
+async def test_a_config_alias_bomb_is_refused_at_push(platform: Any, tmp_path: Path) -> None:
+    client, _, _ = platform
+    bomb = "".join(
+        f"{name}: &{name} [{', '.join([f'*{prev}' if prev else '1'] * 9)}]\n"
+        for prev, name in zip(["", "a", "b", "c", "d", "e", "f", "g", "h"], "abcdefghi", strict=True)
+    )  # 9**9 values from a few hundred bytes
+    digest = await upload(client, make_truss(tmp_path / "bomb", config=bomb))
+    response = await client.post("/v1/deployments", json={"artifact": digest})
+    assert response.status_code == 400
+    assert "expands to more than 100000 values" in response.json()["error"]

@@ -25,9 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from trestle.errors import PlatformError
+from trestle.config.document import load_yaml
+from trestle.errors import ConfigError, PlatformError
 from trestle.platform.control.controller import Controller
 from trestle.platform.engines.output import truss_paths, user_traceback
 from trestle.platform.errors import Conflict, InvalidRequest
@@ -91,8 +90,8 @@ def plan_patch(truss_dir: Path, files: dict[str, bytes | None]) -> PatchPlan:
                 "config.yaml was deleted: restore it, or run `trestle push` to redeploy", kind="needs_full_deploy"
             )
         try:
-            loaded = yaml.safe_load(content)
-        except yaml.YAMLError as exc:
+            loaded = load_yaml(content.decode() if isinstance(content, bytes) else content, path="config.yaml")
+        except (ConfigError, UnicodeDecodeError) as exc:
             raise PatchFailed(f"config.yaml is not valid YAML: {exc}", kind="invalid_config") from exc
         new_cfg: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
     else:

@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from trestle.config import load_config
+from trestle.config.document import load_yaml
 from trestle.errors import ConfigError
 from trestle.platform.errors import InvalidRequest
 
@@ -133,7 +132,7 @@ def raw_config(truss_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError:
+        data = load_yaml(path.read_text(), path=str(path))
+    except (ConfigError, OSError, UnicodeDecodeError):
         return {}
     return data if isinstance(data, dict) else {}
