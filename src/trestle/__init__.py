@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "batched", "disconnect_event"]
 
 if TYPE_CHECKING:
-    from trestle.runtime.batching import batched
+    from trestle.batching import batched
     from trestle.runtime.cancel import disconnect_event
 
 
@@ -27,7 +27,7 @@ def __getattr__(name: str) -> Any:
 
         return disconnect_event
     if name == "batched":
-        from trestle.runtime.batching import batched
+        from trestle.batching import batched
 
         return batched
     raise AttributeError(f"module 'trestle' has no attribute {name!r}")

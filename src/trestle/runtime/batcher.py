@@ -27,9 +27,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from trestle.batching import BatchSpec
 from trestle.errors import ModelDefinitionError
 from trestle.metrics import BatchStats
-from trestle.runtime.batching import BatchSpec
 from trestle.runtime.interface import Call
 
 logger = logging.getLogger("trestle.model")

@@ -25,6 +25,7 @@ from pathlib import Path
 from types import AsyncGeneratorType, GeneratorType, TracebackType
 from typing import Any, get_args, get_origin
 
+from trestle.batching import BatchSpec, batch_spec
 from trestle.contract import (
     GENERATOR_WITH_POSTPROCESS,
     RESPONSE_WITH_POSTPROCESS,
@@ -48,7 +49,6 @@ from trestle.errors import MethodNotImplemented, ModelDefinitionError, ModelNotR
 from trestle.logs import request_id
 from trestle.metrics import BatchStats
 from trestle.runtime.batcher import Batcher, Execute
-from trestle.runtime.batching import BatchSpec, batch_spec
 from trestle.runtime.cancel import CancelReason, bind_task, bind_thread
 from trestle.runtime.inflight import InFlight
 from trestle.runtime.interface import NO_PASSTHROUGHS, Call, Endpoint, Passthrough, Passthroughs, Result, Stream, Value

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from trestle.batching import BatchSpec, batch_spec, batched
 from trestle.errors import ModelDefinitionError
 from trestle.metrics import BatchStats
 from trestle.runtime.batcher import Batcher
-from trestle.runtime.batching import BatchSpec, batch_spec, batched
 from trestle.runtime.cancel import Cancellation, CancelReason
 
 pytestmark = pytest.mark.anyio

@@ -3,7 +3,7 @@
 Callers still send one request each; the runtime's :class:`~trestle.runtime.batcher.Batcher`
 gathers concurrent requests into one call of the method and hands each caller its own result
 (``docs/03-runtime.md``, "Dynamic batching"). This module only holds the settings and the
-decorator, so model code pays nothing to import it.
+decorator, imports no layer of Trestle, and so model code and ``trestle.protocols`` can use it.
 """
 
 from __future__ import annotations
