@@ -59,9 +59,10 @@ class BatchStats:
     The runtime's batcher records into it (on the event loop thread); ``/metrics/trestle`` reads it.
     """
 
-    __slots__ = ("sizes", "waits", "durations")
+    __slots__ = ("queued", "sizes", "waits", "durations")
 
     def __init__(self) -> None:
+        self.queued = 0  # requests waiting for a batch now
         self.sizes = _Histogram(_SIZE_BUCKETS)
         self.waits = _Histogram()
         self.durations = _Histogram()
@@ -127,6 +128,7 @@ class _Collector(Collector):
 
 
 def _batch_families(batches: dict[str, BatchStats]) -> Iterator[Metric]:
+    queued = GaugeMetricFamily("trestle_batch_queued", "Requests waiting for a batch.", labels=["method"])
     sizes = HistogramMetricFamily("trestle_batch_size", "Requests per executed batch.", labels=["method"])
     waits = HistogramMetricFamily(
         "trestle_batch_wait_seconds", "Time a request waited for its batch to start.", labels=["method"]
@@ -135,9 +137,11 @@ def _batch_families(batches: dict[str, BatchStats]) -> Iterator[Metric]:
         "trestle_batch_duration_seconds", "Time one batch call of the model took.", labels=["method"]
     )
     for method, stats in list(batches.items()):
+        queued.add_metric([method], stats.queued)
         sizes.add_metric([method], stats.sizes.buckets(), stats.sizes.total)
         waits.add_metric([method], stats.waits.buckets(), stats.waits.total)
         durations.add_metric([method], stats.durations.buckets(), stats.durations.total)
+    yield queued
     yield sizes
     yield waits
     yield durations

@@ -103,6 +103,7 @@ class Batcher:
         if not self._queue and self._running == 0:
             self._idle_arrival = True
         self._queue.append(item)
+        self.stats.queued = len(self._queue)
         self._schedule(loop)
         try:
             return await future
@@ -113,6 +114,7 @@ class Batcher:
                 self._queue.remove(item)
             except ValueError:
                 pass
+            self.stats.queued = len(self._queue)
             raise
 
     # --- forming batches (event loop) -----------------------------------------------------
@@ -138,10 +140,11 @@ class Batcher:
                 if now < deadline:
                     loop = asyncio.get_running_loop()
                     self._timer = loop.call_at(loop.time() + (deadline - now), self._dispatch)
-                    return
+                    break
             self._start(self._take(), now)
         if not queue:
             self._idle_arrival = False
+        self.stats.queued = len(queue)
 
     def _full(self) -> bool:
         """Whether the queue holds a whole batch, by count or by weight."""
