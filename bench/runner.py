@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import load, platform
+from bench import batching, load, platform
 from bench._perfbench import runner as perfbench_runner
 from bench.envs import log
 from bench.targets import Target
@@ -43,7 +43,8 @@ class Plan:
     memory_peer_n: int = 10_000  # for peers (Truss streams run to completion after a disconnect)
     memory_conc: int = 8
     watch_patches: int = 5
-    cells: tuple[str, ...] = ("unary", "payload", "stream", "cancel", "memory", "platform")
+    batch_concs: tuple[int, ...] = (1, 8, 32, 64)
+    cells: tuple[str, ...] = ("unary", "payload", "stream", "cancel", "memory", "platform", "batch")
     server_core: int = 0
     client_core: int = 1
 
@@ -62,6 +63,7 @@ SMOKE = Plan(
     memory_peer_n=200,
     memory_conc=4,
     watch_patches=2,
+    batch_concs=(1, 32),
 )
 
 
@@ -180,6 +182,8 @@ class Session:
         if "cancel" in p.cells:
             for kind in t.cancel:
                 self.cancel_cell(t, base, kind)
+        if "batch" in p.cells and t.batch:
+            batching.run_cell(self, t, srv, base)
 
     def wrk_cell(
         self,
