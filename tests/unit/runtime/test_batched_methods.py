@@ -102,3 +102,55 @@ async def test_runtime_batching_without_a_batched_method_warns(
         async with serve_in_process(truss):
             pass
     assert any("no model method is @trestle.batched" in rec.getMessage() for rec in caplog.records)
+
+
+PIPELINE = """
+import asyncio, fastapi, trestle
+
+
+class Model:
+    def __init__(self, **kwargs):
+        self.batches = []
+
+    def preprocess(self, x):
+        return {**x, "pre": True}
+
+    @trestle.batched(max_batch_size=8, max_wait_ms=50)
+    async def predict(self, inputs):
+        self.batches.append([x["id"] for x in inputs])
+        await asyncio.sleep(0.05)
+        out = []
+        for x in inputs:
+            if x.get("teapot"):
+                out.append(fastapi.HTTPException(status_code=418, detail=f"{x['id']} is a teapot"))
+            else:
+                out.append({"id": x["id"], "pre": x["pre"]})
+        return out
+
+    def postprocess(self, y):
+        return {**y, "post": True}
+"""
+
+
+async def test_pre_and_postprocess_run_per_request_and_an_http_exception_item_keeps_its_status(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    truss = make_truss(tmp_path, "pipeline", PIPELINE, "runtime:\n  predict_concurrency: 8\n")
+    async with serve_in_process(truss) as served:
+        client = served.client
+        first = asyncio.ensure_future(client.post("/v1/models/model:predict", json={"id": "a"}))
+        while not served.runtime._instance.batches:  # "a" runs alone; the next three queue behind it
+            await asyncio.sleep(0.005)
+        rest = [
+            client.post("/v1/models/model:predict", json={"id": "b"}),
+            client.post("/v1/models/model:predict", json={"id": "c", "teapot": True}),
+            client.post("/v1/models/model:predict", json={"id": "d"}),
+        ]
+        a, b, c, d = await asyncio.gather(first, *rest)
+        batches = served.runtime._instance.batches
+    assert batches[0] == ["a"] and sorted(batches[1]) == ["b", "c", "d"]
+    assert a.json() == {"id": "a", "pre": True, "post": True}
+    assert b.json() == {"id": "b", "pre": True, "post": True} and d.json()["id"] == "d"
+    assert c.status_code == 418 and c.json() == {"error": "c is a teapot"}  # as any HTTPException from predict
