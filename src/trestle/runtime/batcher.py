@@ -232,11 +232,6 @@ class Batcher:
             )
         return results
 
-    async def aclose(self) -> None:
-        """Wait for the batches in progress (shutdown); queued requests are cancelled by their callers."""
-        if self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
 
 def _settle(future: asyncio.Future[Any], value: Any, *, failed: bool) -> None:
     if future.done():  # its caller left while the batch ran: the result is dropped
