@@ -21,6 +21,7 @@ from pathlib import Path
 
 from bench import envs, platform, report
 from bench._perfbench import ROOT
+from bench.batching import batching_targets
 from bench.profile import profile_missed
 from bench.runner import SMOKE, Plan, Session, pin_client, plan_dict
 from bench.targets import SMOKE_TARGETS, Target, all_targets, trestle_venv_default
@@ -30,7 +31,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="bench/run", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="seconds-long check that the harness works (no timing)")
     ap.add_argument("--targets", default="", help="comma-separated subset (default: all; smoke: bare + trestle)")
-    ap.add_argument("--cells", default="", help="comma-separated subset of unary,payload,stream,cancel,memory,platform")
+    ap.add_argument(
+        "--cells", default="", help="comma-separated subset of unary,payload,stream,cancel,memory,platform,batch"
+    )
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--duration", type=float, help="seconds per wrk run")
     ap.add_argument("--memory-n", type=int, help="mixed requests in the memory cell (Trestle targets)")
@@ -137,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="run-", dir=scratch))  # logs, probes, records.jsonl
     probes = work / "probes"
     probes.mkdir()
-    known = all_targets(scratch, trestle_venv, str(probes), args.baseline_venv)
+    known = all_targets(scratch, trestle_venv, str(probes), args.baseline_venv) | batching_targets(
+        scratch, trestle_venv, str(probes)
+    )
     wanted = [n for n in args.targets.split(",") if n] or ([] if args.smoke else list(known))
     if not args.no_setup and not args.smoke:
         if any(known[n].group in ("truss", "peer") for n in wanted):

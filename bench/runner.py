@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import load, platform
+from bench import batching, load, platform
 from bench._perfbench import runner as perfbench_runner
 from bench.envs import log
 from bench.targets import Target
@@ -44,7 +44,8 @@ class Plan:
     memory_conc: int = 8
     watch_patches: int = 5
     push_stall_mib: int = 512  # the big truss pushed while another model's latency is measured
-    cells: tuple[str, ...] = ("unary", "payload", "stream", "cancel", "memory", "platform")
+    batch_concs: tuple[int, ...] = (1, 8, 32, 64)
+    cells: tuple[str, ...] = ("unary", "payload", "stream", "cancel", "memory", "platform", "batch")
     server_core: int = 0
     client_core: int = 1
 
@@ -64,6 +65,7 @@ SMOKE = Plan(
     memory_conc=4,
     watch_patches=2,
     push_stall_mib=8,
+    batch_concs=(1, 32),
 )
 
 
@@ -182,6 +184,8 @@ class Session:
         if "cancel" in p.cells:
             for kind in t.cancel:
                 self.cancel_cell(t, base, kind)
+        if "batch" in p.cells and t.batch:
+            batching.run_cell(self, t, srv, base)
 
     def wrk_cell(
         self,

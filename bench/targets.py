@@ -40,6 +40,7 @@ class Target:
     streams: dict[str, str] = field(default_factory=dict)  # label -> path taking {"op": "stream", "n": N}
     cancel: tuple[str, ...] = ()  # cancellation probes: "async gen", "sync gen", "async predict"
     memory: bool = False
+    batch: tuple[str, str] | None = None  # the batch cell: (label, path) (bench/batching.py)
     needs: tuple[Path, ...] = ()  # files that must exist (peer virtualenvs, built apps)
 
     def spec(self) -> dict[str, object]:
@@ -202,7 +203,7 @@ def all_targets(scratch: Path, trestle_venv: Path, probes: str, baseline_venv: P
     return t
 
 
-SMOKE_TARGETS = ("asgi-uvicorn", "trestle-sync", "trestle-async")
+SMOKE_TARGETS = ("asgi-uvicorn", "trestle-sync", "trestle-async", "trestle-synthetic", "trestle-synthetic-batched")
 
 
 def trestle_venv_default() -> Path:

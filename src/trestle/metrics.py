@@ -27,26 +27,45 @@ METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST.encode()
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
-class _Histogram:
-    __slots__ = ("counts", "total", "count")
+_SIZE_BUCKETS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0)
 
-    def __init__(self) -> None:
-        self.counts = [0] * (len(_LATENCY_BUCKETS) + 1)
+
+class _Histogram:
+    __slots__ = ("bounds", "counts", "total", "count")
+
+    def __init__(self, bounds: tuple[float, ...] = _LATENCY_BUCKETS) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
         self.total = 0.0
         self.count = 0
 
     def observe(self, value: float) -> None:
-        self.counts[bisect_left(_LATENCY_BUCKETS, value)] += 1
+        self.counts[bisect_left(self.bounds, value)] += 1
         self.total += value
         self.count += 1
 
     def buckets(self) -> list[tuple[str, float]]:
         out: list[tuple[str, float]] = []
         acc = 0
-        for bound, n in zip((*_LATENCY_BUCKETS, float("inf")), self.counts, strict=False):
+        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=False):
             acc += n
             out.append(("+Inf" if bound == float("inf") else repr(bound), float(acc)))
         return out
+
+
+class BatchStats:
+    """One batched method's numbers: batch sizes, each request's wait for its batch, batch durations.
+
+    The runtime's batcher records into it (on the event loop thread); ``/metrics/trestle`` reads it.
+    """
+
+    __slots__ = ("queued", "sizes", "waits", "durations")
+
+    def __init__(self) -> None:
+        self.queued = 0  # requests waiting for a batch now
+        self.sizes = _Histogram(_SIZE_BUCKETS)
+        self.waits = _Histogram()
+        self.durations = _Histogram()
 
 
 class ServerMetrics:
@@ -55,6 +74,7 @@ class ServerMetrics:
     def __init__(self) -> None:
         self.in_flight: Callable[[], int] = lambda: 0  # set by the app: the runtime's counts
         self.queued: Callable[[], int] = lambda: 0
+        self.batches: Callable[[], dict[str, BatchStats]] = dict  # set by the app: per batched method
         self.stream_chunks = 0
         self.ttfc = _Histogram()
         self.durations: dict[tuple[str, int], _Histogram] = {}
@@ -104,6 +124,27 @@ class _Collector(Collector):
         for (route, kind), n in list(m.errors.items()):
             errors.add_metric([route, kind], n)
         yield errors
+        yield from _batch_families(m.batches())
+
+
+def _batch_families(batches: dict[str, BatchStats]) -> Iterator[Metric]:
+    queued = GaugeMetricFamily("trestle_batch_queued", "Requests waiting for a batch.", labels=["method"])
+    sizes = HistogramMetricFamily("trestle_batch_size", "Requests per executed batch.", labels=["method"])
+    waits = HistogramMetricFamily(
+        "trestle_batch_wait_seconds", "Time a request waited for its batch to start.", labels=["method"]
+    )
+    durations = HistogramMetricFamily(
+        "trestle_batch_duration_seconds", "Time one batch call of the model took.", labels=["method"]
+    )
+    for method, stats in list(batches.items()):
+        queued.add_metric([method], stats.queued)
+        sizes.add_metric([method], stats.sizes.buckets(), stats.sizes.total)
+        waits.add_metric([method], stats.waits.buckets(), stats.waits.total)
+        durations.add_metric([method], stats.durations.buckets(), stats.durations.total)
+    yield queued
+    yield sizes
+    yield waits
+    yield durations
 
 
 _OWN_PREFIX = "trestle_"

@@ -58,6 +58,8 @@ def test_bench_smoke(tmp_path: Path) -> None:
         ("trestle-async", "async predict"),
     ):
         assert (target, "cancel", label) in cells
+    for target in ("trestle-synthetic", "trestle-synthetic-batched"):
+        assert {r["c"] for r in records if r["target"] == target and r["cell"] == "batch"} == {1, 32}
     memory = {r["target"]: r for r in records if r["cell"] == "memory"}
     assert set(memory) == {"trestle-sync", "trestle-async"}
     for r in memory.values():

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from trestle.config import load_config
+from trestle.contract import evict_model_modules
 from trestle.runtime import ModelRuntime, ModelState
 from trestle.server import ModelServer
 from trestle.settings import ServerSettings
@@ -83,3 +84,6 @@ async def serve_in_process(truss_dir: Path, *, ready: bool = True, **overrides: 
             yield InProcess(client, server)
     finally:
         await lifespan.shutdown()
+        # The truss's `model` package stays importable otherwise, and later tests in this process
+        # that import another truss's `model` (or check that none is loaded) would see it.
+        evict_model_modules(truss_dir, settings.config.model_module_dir)

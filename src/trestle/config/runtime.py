@@ -93,6 +93,18 @@ class EgressRestrictions(ConfigSection):
         return values
 
 
+class Batching(ConfigSection):
+    """``runtime.batching`` (Trestle only): overrides ``@trestle.batched`` values without a code change.
+
+    Applies to every batched method; a key left out keeps the decorator's value.
+    """
+
+    max_batch_size: Annotated[int, Field(ge=1)] | None = None
+    max_wait_ms: Annotated[float, Field(ge=0)] | None = None
+    max_concurrent_batches: Annotated[int, Field(ge=1)] | None = None
+    max_batch_weight: Annotated[float, Field(gt=0)] | None = None
+
+
 class Runtime(ConfigSection):
     """``runtime``.
 
@@ -120,6 +132,8 @@ class Runtime(ConfigSection):
     """After SIGTERM, how long in-flight requests and streams may run before they are cut."""
     max_request_body_bytes: Annotated[int, Field(gt=0)] = 104_857_600
     """Request bodies over this size get 413."""
+    batching: Batching | None = None
+    """Overrides for ``@trestle.batched`` methods (docs/01-config.md). None: the decorator's values."""
 
     @computed_field  # type: ignore[prop-decorator]
     @property

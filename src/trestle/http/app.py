@@ -38,6 +38,7 @@ class ModelApp:
         self.metrics = metrics or ServerMetrics()
         self.metrics.queued = lambda: runtime.queued
         self.metrics.in_flight = lambda: runtime.in_flight.count
+        self.metrics.batches = lambda: runtime.batch_stats
         self.on_startup: list[Hook] = []
         self.on_shutdown: list[Hook] = []
         self._inference = inference = Inference(runtime, self.metrics)

@@ -2,7 +2,8 @@
 
 - ``ChatModel``: implement ``generate(request)`` once; serve ``/v1/chat/completions``,
   ``/v1/completions``, ``/v1/responses`` and ``/v1/messages``, streaming and not.
-- ``EmbeddingModel``: implement ``embed(texts)``; serve ``/v1/embeddings``.
+- ``EmbeddingModel``: implement ``embed(texts)``; serve ``/v1/embeddings`` (``BatchedEmbeddingModel``:
+  the same, with concurrent requests batched into one ``embed`` call).
 - Deltas a generation yields: ``str``/``TextDelta``, ``ToolCallDelta`` (or ``tool_call(...)``),
   ``Usage``, ``Finish``.
 - Lower level: the sans-IO stream encoders, ``encode_stream``/``encode_stream_sync``,
@@ -16,7 +17,15 @@ from __future__ import annotations
 
 import trestle.protocols._pydantic2  # noqa: F401  (first: a clear error under pydantic 1)
 from trestle.protocols import anthropic, builders, openai, sse
-from trestle.protocols.adapter import ChatModel, EmbeddingModel, error_response, serve, serve_embeddings
+from trestle.protocols.adapter import (
+    BatchedEmbeddingModel,
+    ChatModel,
+    EmbeddingModel,
+    error_response,
+    serve,
+    serve_embeddings,
+    serve_embeddings_batch,
+)
 from trestle.protocols.deltas import Delta, DeltaLike, Finish, FinishReason, TextDelta, ToolCallDelta, Usage, tool_call
 from trestle.protocols.encoders import (
     ChatCompletionsEncoder,
@@ -51,6 +60,7 @@ __all__ = [
     "Delta",
     "DeltaLike",
     "DeltaSource",
+    "BatchedEmbeddingModel",
     "EmbeddingModel",
     "EventStreamResponse",
     "Finish",
@@ -77,6 +87,7 @@ __all__ = [
     "openai",
     "serve",
     "serve_embeddings",
+    "serve_embeddings_batch",
     "sse",
     "tool_call",
 ]

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request  # a runtime import: the server resolves the annotation
 from starlette.responses import Response
 
+from trestle.batching import batched
 from trestle.protocols import anthropic as an
 from trestle.protocols import builders
 from trestle.protocols import openai as oa
@@ -55,7 +56,16 @@ from trestle.protocols.generation import (
 from trestle.protocols.state import Generation
 from trestle.protocols.streaming import END, DeltaSource, EventStreamResponse, encode_stream
 
-__all__ = ["ChatModel", "EmbeddingModel", "GenerateResult", "error_response", "serve", "serve_embeddings"]
+__all__ = [
+    "BatchedEmbeddingModel",
+    "ChatModel",
+    "EmbeddingModel",
+    "GenerateResult",
+    "error_response",
+    "serve",
+    "serve_embeddings",
+    "serve_embeddings_batch",
+]
 
 Deltas = Iterable[DeltaLike] | AsyncIterable[DeltaLike]
 GenerateResult = Deltas | Awaitable[Deltas]
@@ -207,6 +217,53 @@ async def serve_embeddings(
     default_model: str = "model",
 ) -> Any:
     """Answer an embeddings request: ``embed`` runs in a worker thread on the input texts."""
+    parsed = _embedding_request(body)
+    if isinstance(parsed, Response):
+        return parsed
+    request, strings = parsed
+    vectors = await anyio.to_thread.run_sync(embed, strings)
+    tokens = await anyio.to_thread.run_sync(count_tokens, strings) if count_tokens is not None else 0
+    return _embeddings_answer(request, vectors, tokens, default_model)
+
+
+async def serve_embeddings_batch(
+    bodies: Sequence[Any],
+    embed: Callable[[list[str]], Sequence[Any]],
+    *,
+    count_tokens: Callable[[list[str]], int] | None = None,
+    default_model: str = "model",
+) -> list[Any]:
+    """Answer several embeddings requests with ONE ``embed`` call on all their texts (in a worker
+    thread), for a ``@trestle.batched`` ``embeddings``. A request that is not valid gets its own
+    400; the others are answered. Results are in the order of ``bodies``."""
+    answers: list[Any] = [None] * len(bodies)
+    valid: list[tuple[int, oa.EmbeddingRequest, list[str]]] = []
+    texts: list[str] = []
+    for index, body in enumerate(bodies):
+        parsed = _embedding_request(body)
+        if isinstance(parsed, Response):
+            answers[index] = parsed
+        else:
+            valid.append((index, *parsed))
+            texts.extend(parsed[1])
+    if not valid:
+        return answers
+
+    def run() -> tuple[Sequence[Any], list[int]]:
+        vectors = embed(texts)
+        tokens = [count_tokens(strings) if count_tokens is not None else 0 for _, _, strings in valid]
+        return vectors, tokens
+
+    vectors, tokens = await anyio.to_thread.run_sync(run)
+    start = 0
+    for (index, request, strings), count in zip(valid, tokens, strict=True):
+        answers[index] = _embeddings_answer(request, vectors[start : start + len(strings)], count, default_model)
+        start += len(strings)
+    return answers
+
+
+def _embedding_request(body: Any) -> Response | tuple[oa.EmbeddingRequest, list[str]]:
+    """The parsed request and its texts, or the 400 to answer."""
     try:
         parsed = oa.EmbeddingRequest.model_validate(body)
     except ValidationError as exc:
@@ -215,13 +272,18 @@ async def serve_embeddings(
     texts = [parsed.input] if isinstance(parsed.input, str) else parsed.input
     if not all(isinstance(t, str) for t in texts):
         return error_response("chat.completions", 400, "Only text inputs are supported.", param="input")
-    strings: list[str] = [str(t) for t in texts]
-    vectors = await anyio.to_thread.run_sync(embed, strings)
-    tokens = await anyio.to_thread.run_sync(count_tokens, strings) if count_tokens is not None else 0
-    encoding: Literal["float", "base64"] = parsed.encoding_format
-    return builders.embeddings(
-        vectors, model=parsed.model or default_model, encoding_format=encoding, prompt_tokens=tokens
-    )
+    return parsed, [str(t) for t in texts]
+
+
+def _embeddings_answer(request: oa.EmbeddingRequest, vectors: Sequence[Any], tokens: int, default: str) -> Any:
+    encoding: Literal["float", "base64"] = request.encoding_format
+    return builders.embeddings(vectors, model=request.model or default, encoding_format=encoding, prompt_tokens=tokens)
+
+
+def _text_count(body: Any) -> float:
+    """A request's weight for batching: how many texts it carries (1 for anything malformed)."""
+    texts = body.get("input") if isinstance(body, dict) else None
+    return float(len(texts)) if isinstance(texts, list) and texts else 1.0
 
 
 class EmbeddingModel:
@@ -243,4 +305,19 @@ class EmbeddingModel:
         )
 
     async def predict(self, model_input: dict[str, Any], request: Request) -> Any:
-        return await self.embeddings(model_input, request)
+        return await serve_embeddings(
+            model_input, self.embed, count_tokens=self.count_tokens, default_model=self.default_model_name
+        )
+
+
+class BatchedEmbeddingModel(EmbeddingModel):
+    """``EmbeddingModel`` whose ``/v1/embeddings`` requests are batched (``@trestle.batched``):
+    concurrent requests share one ``embed`` call. A batch holds at most 32 requests and 256 texts
+    (a request's weight is its number of texts); ``runtime.batching`` in config.yaml changes that.
+    ``predict`` stays unbatched."""
+
+    @batched(max_batch_size=32, max_wait_ms=5, weight=_text_count, max_batch_weight=256)
+    async def embeddings(self, model_inputs: list[Any]) -> list[Any]:  # type: ignore[override]
+        return await serve_embeddings_batch(
+            model_inputs, self.embed, count_tokens=self.count_tokens, default_model=self.default_model_name
+        )

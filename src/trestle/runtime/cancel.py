@@ -108,7 +108,7 @@ def bind_thread(cancellation: Cancellation | None) -> None:
     _local.cancellation = cancellation
 
 
-def bind_task(cancellation: Cancellation) -> None:
+def bind_task(cancellation: Cancellation | None) -> None:
     _context.set(cancellation)
 
 

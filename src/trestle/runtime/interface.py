@@ -62,7 +62,7 @@ class Endpoint:
     ``input_type``: the pydantic type the body must validate into, if any (predict only).
     """
 
-    __slots__ = ("name", "is_predict", "skip_parsing", "input_type", "method")
+    __slots__ = ("name", "is_predict", "skip_parsing", "input_type", "method", "batcher")
 
     def __init__(self, name: str, method: Any, *, skip_parsing: bool = False, input_type: Any = None) -> None:
         self.name = name
@@ -70,6 +70,7 @@ class Endpoint:
         self.skip_parsing = skip_parsing
         self.input_type = input_type
         self.method = method  # contract.MethodDescriptor: the runtime's business, not the transport's
+        self.batcher: Any = None  # runtime.batcher.Batcher when the method is @trestle.batched
 
 
 class Value:

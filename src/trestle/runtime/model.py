@@ -14,6 +14,7 @@ The public surface (what ``http``, ``server`` and later the batcher use) is list
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import logging
 import os
@@ -22,8 +23,9 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import AsyncGeneratorType, GeneratorType, TracebackType
-from typing import Any
+from typing import Any, get_args, get_origin
 
+from trestle.batching import BatchSpec, batch_spec
 from trestle.contract import (
     GENERATOR_WITH_POSTPROCESS,
     RESPONSE_WITH_POSTPROCESS,
@@ -42,9 +44,12 @@ from trestle.contract import (
     read_environment,
     reload_model_class,
 )
+from trestle.contract.methods import definition_error
 from trestle.errors import MethodNotImplemented, ModelDefinitionError, ModelNotReady, UserCodeError
 from trestle.logs import request_id
-from trestle.runtime.cancel import CancelReason, bind_thread
+from trestle.metrics import BatchStats
+from trestle.runtime.batcher import Batcher, Execute
+from trestle.runtime.cancel import CancelReason, bind_task, bind_thread
 from trestle.runtime.inflight import InFlight
 from trestle.runtime.interface import NO_PASSTHROUGHS, Call, Endpoint, Passthrough, Passthroughs, Result, Stream, Value
 from trestle.runtime.limiter import Limiter
@@ -83,6 +88,39 @@ def _run_in_thread(call: Call, fn: Callable[..., Any], args: tuple[Any, ...]) ->
         bind_thread(None)
 
 
+def _run_batch_in_thread(calls: list[Call], fn: Callable[..., Any], values: list[Any]) -> Any:
+    bind_thread(None)  # a batch serves several requests: no one request's cancellation
+    request_id.set(_batch_request_ids(calls))
+    return fn(values)
+
+
+def _batch_request_ids(calls: list[Call]) -> str:
+    return ",".join(call.request_id for call in calls)
+
+
+def _element_type(annotation: Any) -> Any:
+    """``list[X]`` -> ``X`` (what one request of a batched method carries); anything else: None."""
+    if get_origin(annotation) in (list, tuple):
+        args = get_args(annotation)
+        if len(args) == 1 or (len(args) == 2 and args[1] is Ellipsis):
+            return args[0]
+    return None
+
+
+def _per_request(desc: ModelDescriptor) -> ModelDescriptor:
+    """The descriptor the schema is derived from: a batched predict's ``list[In] -> list[Out]`` read
+    as ``In -> Out``, since each request carries one input."""
+    predict = desc.predict
+    if predict is None or batch_spec(predict.fn) is None:
+        return desc
+    one = dataclasses.replace(
+        predict,
+        parameter_annotation=_element_type(predict.parameter_annotation),
+        return_annotation=_element_type(predict.return_annotation),
+    )
+    return dataclasses.replace(desc, predict=one)
+
+
 def is_stream(value: Any) -> bool:
     """A generator or async generator object (what Truss streams), checked without ABC machinery."""
     return isinstance(value, (GeneratorType, AsyncGeneratorType))
@@ -103,6 +141,7 @@ class ModelRuntime:
         self._desc: ModelDescriptor | None = None
         self._schema: TrussSchema | None = None
         self._endpoints: dict[str, Endpoint] = {}
+        self.batch_stats: dict[str, BatchStats] = {}  # per batched method, kept across hot reloads
         self._limiter = Limiter(settings.predict_concurrency, settings.max_queue)
         concurrency = settings.predict_concurrency
         # predict_concurrency threads for predict and the /v1 methods, plus two spare ones so that a
@@ -177,9 +216,9 @@ class ModelRuntime:
         }
         self._instance = instantiate(cls, kwargs)
         desc = describe_model(self._instance)
-        self._install(desc, derive_schema(desc))
+        self._install(desc, derive_schema(_per_request(desc)), self._batched_endpoints(desc))
 
-    def _install(self, desc: ModelDescriptor, schema: TrussSchema | None) -> None:
+    def _install(self, desc: ModelDescriptor, schema: TrussSchema | None, batchers: dict[str, Batcher]) -> None:
         endpoints: dict[str, Endpoint] = {}
         if desc.predict is not None:
             endpoints["predict"] = Endpoint(
@@ -192,7 +231,103 @@ class ModelRuntime:
             method = desc.route(name)
             if method is not None:
                 endpoints[name] = Endpoint(name, method)
+        for name, batcher in batchers.items():
+            endpoints[name].batcher = batcher
         self._desc, self._schema, self._endpoints = desc, schema, endpoints
+
+    # --- batching --------------------------------------------------------------------------
+    def _batched_endpoints(self, desc: ModelDescriptor) -> dict[str, Batcher]:
+        """A :class:`Batcher` for each ``@trestle.batched`` method, with ``runtime.batching`` applied.
+
+        Raises :class:`ModelDefinitionError` for a decorated method that cannot be batched: one
+        taking the request, a generator, or ``preprocess``/``postprocess`` (they run per request).
+        """
+        for name in ("preprocess", "postprocess"):
+            md = getattr(desc, name)
+            if md is not None and batch_spec(md.fn) is not None:
+                raise definition_error(
+                    f"`{name}` cannot be @trestle.batched: it runs once per request; batch `predict`.", md.fn
+                )
+        overrides = self.settings.config.runtime.batching
+        batchers: dict[str, Batcher] = {}
+        for name in ("predict", *ROUTE_METHODS):
+            md = desc.predict if name == "predict" else desc.route(name)
+            spec = batch_spec(md.fn) if md is not None else None
+            if md is None or spec is None:
+                continue
+            if md.form is not ArgForm.INPUTS_ONLY:
+                raise definition_error(
+                    f"`{name}` is @trestle.batched, so it must take exactly one argument (the list of "
+                    "inputs); it cannot take the request.",
+                    md.fn,
+                )
+            if md.kind not in (CallKind.SYNC, CallKind.ASYNC):
+                raise definition_error(
+                    f"`{name}` is @trestle.batched and cannot be a generator: return a list of results.", md.fn
+                )
+            if overrides is not None:
+                spec = spec.with_overrides(
+                    max_batch_size=overrides.max_batch_size,
+                    max_wait_ms=overrides.max_wait_ms,
+                    max_concurrent_batches=overrides.max_concurrent_batches,
+                    max_batch_weight=overrides.max_batch_weight,
+                )
+            self._warn_concurrency(name, spec)
+            stats = self.batch_stats.setdefault(name, BatchStats())
+            batchers[name] = Batcher(name, spec, self._batch_executor(md), self._report_batch_error, stats)
+        if overrides is not None and not batchers:
+            logger.warning("runtime.batching is set but no model method is @trestle.batched: it has no effect.")
+        return batchers
+
+    def _warn_concurrency(self, name: str, spec: BatchSpec) -> None:
+        concurrency = self.settings.predict_concurrency
+        if concurrency < spec.max_batch_size:
+            logger.warning(
+                "`%s` is batched with max_batch_size %d but runtime.predict_concurrency is %d: "
+                "the concurrency limit counts requests, so batches never exceed %d. "
+                "Set predict_concurrency to at least %d.",
+                name,
+                spec.max_batch_size,
+                concurrency,
+                concurrency,
+                spec.max_batch_size * spec.max_concurrent_batches,
+            )
+
+    def _batch_executor(self, md: MethodDescriptor) -> Execute:
+        fn = md.fn
+        if md.kind is CallKind.ASYNC:
+
+            async def run_async(values: list[Any], calls: list[Call]) -> Any:
+                bind_task(None)  # the batch's task: no one request's cancellation
+                request_id.set(_batch_request_ids(calls))
+                return await fn(values)
+
+            return run_async
+        pool = self._inference_pool
+
+        async def run_sync(values: list[Any], calls: list[Call]) -> Any:
+            return await pool.run(_run_batch_in_thread, calls, fn, values)
+
+        return run_sync
+
+    def _report_batch_error(self, exc: BaseException) -> None:
+        if isinstance(exc, FATAL):
+            return
+        if isinstance(exc, self._answer_errors):
+            log_user_error(exc, "Model raised HTTPException")
+        else:
+            log_user_error(exc)
+
+    async def _submit(self, batcher: Batcher, inputs: Any, call: Call) -> Any:
+        """One request's share of a batch; model errors were logged once by the batcher."""
+        try:
+            return await batcher.submit(inputs, call)
+        except FATAL:
+            raise
+        except self._answer_errors:
+            raise
+        except BaseException as exc:
+            raise UserCodeError() from exc
 
     async def load(self) -> None:
         """Run the load steps; on success READY, on failure FAILED (never raises)."""
@@ -282,11 +417,12 @@ class ModelRuntime:
         instance.__class__ = new_cls
         try:
             desc = describe_model(instance)
-            schema = derive_schema(desc)
+            schema = derive_schema(_per_request(desc))
+            batchers = self._batched_endpoints(desc)  # a broken @trestle.batched keeps the old class too
         except BaseException:
             instance.__class__ = old_cls
             raise
-        self._install(desc, schema)
+        self._install(desc, schema, batchers)
 
     async def drain(self, window: float) -> None:
         """Shutdown: STOPPING (new requests get 503), wait up to ``window`` s for the requests in
@@ -327,8 +463,8 @@ class ModelRuntime:
     async def invoke(self, endpoint: Endpoint, inputs: Any, call: Call) -> Result:
         """Run one request: predict's pipeline, or a ``/v1`` method under the same limit."""
         if endpoint.is_predict:
-            return await self._predict(endpoint.method, inputs, call)
-        return await self._route(endpoint.method, inputs, call)
+            return await self._predict(endpoint, inputs, call)
+        return await self._route(endpoint, inputs, call)
 
     def _args(self, md: MethodDescriptor, inputs: Any, call: Call) -> tuple[Any, ...]:
         form = md.form
@@ -382,8 +518,10 @@ class ModelRuntime:
             return Passthrough(out, release), True
         return Passthrough(out, None), False
 
-    async def _predict(self, predict: MethodDescriptor, inputs: Any, call: Call) -> Result:
+    async def _predict(self, endpoint: Endpoint, inputs: Any, call: Call) -> Result:
         """Truss's predict pipeline: preprocess, predict under the limit, postprocess."""
+        predict: MethodDescriptor = endpoint.method
+        batcher: Batcher | None = endpoint.batcher
         desc = self._desc
         assert desc is not None
         if desc.preprocess is not None:
@@ -392,7 +530,10 @@ class ModelRuntime:
         await limiter.acquire()
         handed_off = False
         try:
-            out = await self._call(predict, inputs, call, self._inference_pool)
+            if batcher is not None:
+                out = await self._submit(batcher, inputs, call)
+            else:
+                out = await self._call(predict, inputs, call, self._inference_pool)
             if is_stream(out):
                 if desc.postprocess is not None:
                     await _close_generator(out)
@@ -415,13 +556,17 @@ class ModelRuntime:
                 return Passthrough(out, None)
         return Value(out)
 
-    async def _route(self, md: MethodDescriptor, inputs: Any, call: Call) -> Result:
+    async def _route(self, endpoint: Endpoint, inputs: Any, call: Call) -> Result:
         """A /v1 method: same limit, cancellation and result handling as predict, no pre/post."""
+        batcher: Batcher | None = endpoint.batcher
         limiter = self._limiter
         await limiter.acquire()
         handed_off = False
         try:
-            out = await self._call(md, inputs, call, self._inference_pool)
+            if batcher is not None:
+                out = await self._submit(batcher, inputs, call)
+            else:
+                out = await self._call(endpoint.method, inputs, call, self._inference_pool)
             if is_stream(out):
                 handed_off = True
                 return self._stream(out, call, self._inference_pool, limiter.release)
