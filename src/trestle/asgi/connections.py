@@ -23,6 +23,7 @@ arrive in one read, the common case).
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any, ClassVar
 
 import orjson
@@ -38,24 +39,27 @@ class _Rejected(Exception):
 
 
 def guarded_protocol(limits: ConnectionLimits, fds_per_connection: int = 1) -> type[HttpToolsProtocol]:
-    """A protocol class for ``uvicorn.Config(http=...)`` enforcing ``limits`` (one class per server: the
-    idle-connection registry it keeps is shared by that server's connections)."""
+    """A protocol class for ``uvicorn.Config(http=...)`` enforcing ``limits``."""
     return type(
         "GuardedHttpToolsProtocol",
         (GuardedHttpToolsProtocol,),
-        {"limits": limits, "cap": connection_cap(limits, fds_per_connection), "idle": {}},
+        {"limits": limits, "cap": connection_cap(limits, fds_per_connection)},
     )
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's protocol with the limits above. Per request it overrides only ``data_received`` (state is
+    read from uvicorn's own: the newest request's head is complete once ``self.cycle`` carries the scope
+    that ``on_message_begin`` made) and ``on_headers_complete`` (the header count)."""
+
     limits: ClassVar[ConnectionLimits] = ConnectionLimits()
     cap: ClassVar[int] = 1 << 30
-    idle: ClassVar[dict[GuardedHttpToolsProtocol, None]] = {}
-    """Connections with no request in progress, oldest first: the ones shed when the cap is reached."""
+    _opened: ClassVar[itertools.count[int]] = itertools.count()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._in_head = True
+        self._order = next(self._opened)
+        self._head_scope: object = None
         self._head_bytes = 0
         self._deadline: asyncio.TimerHandle | None = None
         self._reject: tuple[int, str] | None = None
@@ -67,66 +71,60 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         over = len(self.connections) - self.cap
         if over > 0 and not self._shed(over):
             self._error(503, "too many open connections; try again shortly")
-            return
-        self.idle[self] = None
+
+    def _idle(self) -> bool:
+        """No request in progress: none yet (perhaps half a head), or the last one answered."""
+        return self.cycle is None or self.cycle.response_complete
 
     def _shed(self, count: int) -> bool:
-        """Close the ``count`` oldest idle connections; False when there are not that many."""
-        victims: list[GuardedHttpToolsProtocol] = []
-        for proto in self.idle:
-            if len(victims) == count:
-                break
-            victims.append(proto)
-        if len(victims) < count:
+        """Close the ``count`` oldest idle connections (rare: only above the cap, so a scan is fine);
+        False when there are not that many."""
+        idle = sorted(
+            (c for c in self.connections if isinstance(c, GuardedHttpToolsProtocol) and c is not self and c._idle()),
+            key=lambda c: c._order,
+        )
+        if len(idle) < count:
             return False
-        for proto in victims:
-            self.idle.pop(proto, None)
+        for proto in idle[:count]:
             proto._cancel()
             proto.transport.close()
+            self.connections.discard(proto)  # counted out now: its connection_lost comes later
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.idle.pop(self, None)
         self._cancel()
         super().connection_lost(exc)
 
     def handle_websocket_upgrade(self) -> None:
-        self.idle.pop(self, None)
         self._cancel()
         super().handle_websocket_upgrade()
 
     # --- data ------------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
-        if self._in_head:
-            self._head_bytes += len(data)
-            if self._deadline is None:
-                self._arm(self.limits.header_timeout, self._head_expired)
         super().data_received(data)
-        if self._in_head:
-            if self._head_bytes > self.limits.max_header_bytes and not self.transport.is_closing():
-                self._error(431, f"request head larger than {self.limits.max_header_bytes} bytes")
-        elif not self.transport.is_closing():  # part of a body is still to come
-            self._arm(self.limits.body_timeout, self._body_expired)
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope:  # the newest request's head is complete
+            if cycle.more_body:  # part of its body is still to come
+                self._arm(self.limits.body_timeout, self._body_expired)
+            elif self._deadline is not None:
+                self._cancel()
+            return
+        # a head is incomplete after this read: bound its size and, from now, its time
+        if self.scope is not self._head_scope:
+            self._head_scope, self._head_bytes = self.scope, 0
+        self._head_bytes += len(data)
+        if self._head_bytes > self.limits.max_header_bytes:
+            self._error(431, f"request head larger than {self.limits.max_header_bytes} bytes")
+        elif self._deadline is None:
+            self._arm(self.limits.header_timeout, self._head_expired)
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
-        self._cancel()
         if len(self.headers) > self.limits.max_headers:
             self._reject = (431, f"more than {self.limits.max_headers} header fields")
             raise _Rejected
-        self.idle.pop(self, None)
         super().on_headers_complete()
-
-    def on_message_complete(self) -> None:
-        super().on_message_complete()
-        self._in_head = True
-        self._head_bytes = 0
-        self._cancel()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing():
-            self.idle[self] = None
 
     def send_400_response(self, msg: str) -> None:
         if self._reject is not None:  # a limit stopped the parser: say which
@@ -147,21 +145,22 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _head_expired(self) -> None:
         self._deadline = None
-        if self.transport.is_closing() or not self._in_head:
-            return
-        if self.cycle is not None and not self.cycle.response_complete:
+        cycle = self.cycle
+        if self.transport.is_closing() or (cycle is not None and cycle.scope is self.scope):
+            return  # closed, or the head is complete
+        if not self._idle():
             self._arm(self.limits.header_timeout, self._head_expired)  # a request is running: not idle
-        elif self._head_bytes:
+        elif self._head_bytes and self._head_scope is self.scope:
             self._error(408, f"request head not received within {self.limits.header_timeout:g}s")
         else:
-            self.idle.pop(self, None)
-            self.transport.close()
+            self.transport.close()  # nothing sent at all: just close
 
     def _body_expired(self) -> None:
         self._deadline = None
-        if self.transport.is_closing() or self._in_head:
+        cycle = self.cycle
+        if self.transport.is_closing() or cycle is None or not cycle.more_body:
             return
-        if self.flow.read_paused or (self.cycle is not None and self.cycle.waiting_for_100_continue):
+        if self.flow.read_paused or cycle.waiting_for_100_continue:
             # the app has not taken what arrived (or not yet asked for the body): not the client's silence
             self._arm(self.limits.body_timeout, self._body_expired)
             return
@@ -169,7 +168,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _error(self, status: int, message: str) -> None:
         """Answer ``status`` with Truss's error body and close (a started response is only cut)."""
-        self.idle.pop(self, None)
         self._cancel()
         if self.cycle is None or not self.cycle.response_started:
             body = orjson.dumps({"error": message})

@@ -23,7 +23,7 @@ def test_the_cap_leaves_descriptors_for_everything_else() -> None:
     assert connection_cap(ConnectionLimits(), fds_per_connection=2) <= cap // 2 + 1
 
 
-def test_each_server_gets_its_own_idle_registry() -> None:
+def test_each_server_gets_its_own_limits() -> None:
     one, two = guarded_protocol(ConnectionLimits()), guarded_protocol(ConnectionLimits(max_headers=3))
-    assert one.idle is not two.idle  # type: ignore[attr-defined]
+    assert one.limits.max_headers == 100  # type: ignore[attr-defined]
     assert two.limits.max_headers == 3  # type: ignore[attr-defined]
