@@ -65,7 +65,8 @@ class CgroupWriter:
             if not {"cpu", "memory"} <= available:
                 return False
             control.write_text("+cpu +memory")
-            return {"cpu", "memory"} <= set(control.read_text().split())
+            # cgroupfs answers "cpu memory"; a test's plain file keeps what was written
+            return {"cpu", "memory"} <= {name.lstrip("+") for name in control.read_text().split()}
         except OSError:
             return False
 
