@@ -59,9 +59,7 @@ def test_a_multi_gpu_request_gets_all_or_nothing() -> None:
         (GpuRequest(4), "ask for 4 x GPU but this platform has only 3"),
     ],
 )
-def test_a_request_the_box_can_never_satisfy_is_refused_naming_what_it_has(
-    request_: GpuRequest, message: str
-) -> None:
+def test_a_request_the_box_can_never_satisfy_is_refused_naming_what_it_has(request_: GpuRequest, message: str) -> None:
     with pytest.raises(InvalidRequest, match=message.replace("(", r"\(").replace(")", r"\)")):
         GpuAllocator(BOX).check(request_)
     with pytest.raises(InvalidRequest, match="no GPU"):

@@ -18,8 +18,14 @@ H100 = "NVIDIA H100 80GB HBM3"
 def test_fake_inventory_is_used_instead_of_nvml_and_says_so() -> None:
     fake = [
         {"index": 0, "name": H100, "memory_mib": 81559, "uuid": "GPU-aaaa"},
-        {"index": 1, "name": H100, "memory_mib": 81559, "uuid": "GPU-bbbb", "memory_used_mib": 1024,
-         "utilization_percent": 37},
+        {
+            "index": 1,
+            "name": H100,
+            "memory_mib": 81559,
+            "uuid": "GPU-bbbb",
+            "memory_used_mib": 1024,
+            "utilization_percent": 37,
+        },
     ]
     inventory = gpu_inventory.detect({FAKE_ENV: json.dumps(fake)})
     assert inventory.gpus == (Gpu(0, H100, 81559, "GPU-aaaa"), Gpu(1, H100, 81559, "GPU-bbbb"))
@@ -30,8 +36,12 @@ def test_fake_inventory_is_used_instead_of_nvml_and_says_so() -> None:
 
 @pytest.mark.parametrize(
     ("value", "problem"),
-    [("not json", "not valid JSON"), ('{"index": 0}', "must be a JSON list"), ('[{"index": 0}]', "is not a GPU"),
-     ('[{"name": "a"}, {"index": 0, "name": "b"}]', "same GPU index twice")],
+    [
+        ("not json", "not valid JSON"),
+        ('{"index": 0}', "must be a JSON list"),
+        ('[{"index": 0}]', "is not a GPU"),
+        ('[{"name": "a"}, {"index": 0, "name": "b"}]', "same GPU index twice"),
+    ],
 )
 def test_a_malformed_fake_inventory_is_a_clear_error(value: str, problem: str) -> None:
     with pytest.raises(InvalidRequest, match=problem):
