@@ -21,6 +21,8 @@ from trestle.platform.errors import InvalidRequest
 
 _VERSION = re.compile(r"^(?:py)?3\.?(\d{1,2})$")
 _MINORS = range(8, 16)
+MINIMUM = (3, 10)
+"""Trestle's own ``requires-python``: the model server runs in the deployment's interpreter."""
 
 
 def parse_version(python_version: str) -> tuple[int, int]:
@@ -83,6 +85,11 @@ def installed(environ: Mapping[str, str] = os.environ) -> list[str]:
 def require(python_version: str, environ: Mapping[str, str] = os.environ) -> Path:
     """The interpreter for a truss's ``python_version``; a clear ``InvalidRequest`` when missing."""
     version = parse_version(python_version)
+    if version < MINIMUM:
+        raise InvalidRequest(
+            f"python_version {python_version}: Trestle's model server runs on Python "
+            f"{MINIMUM[0]}.{MINIMUM[1]} or newer on the local engine"
+        )
     found = find(version, environ)
     if found is None:
         have = ", ".join(installed(environ)) or "none"
