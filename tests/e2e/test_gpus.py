@@ -109,6 +109,15 @@ def test_gpus_are_exclusive_a_third_waits_and_starts_when_one_is_freed(gpu_platf
     assert devices(platform, third["predict_url"])["CUDA_VISIBLE_DEVICES"] == freed
     assert platform.deployment(third["deployment_id"])["waiting"] is None
 
+    # scaling up stops at what fits: the extra replica waits, the deployment keeps serving
+    platform.cli("scale", third["deployment_id"], "--replicas", "2", "--no-wait")
+    scaled = platform.wait_for(lambda: (dep := platform.deployment(third["deployment_id"]))["waiting"] and dep)
+    assert scaled["status"] == "ACTIVE" and scaled["ready_replicas"] == 1
+    assert scaled["waiting"] == "waiting for 1 x H100: 0 free"
+    platform.cli("scale", third["deployment_id"], "--replicas", "1", "--no-wait")
+    platform.wait_for(lambda: len(platform.deployment(third["deployment_id"])["replica_states"]) == 1)
+    assert platform.deployment(third["deployment_id"])["waiting"] is None
+
 
 def test_a_gpu_type_the_box_lacks_is_refused_at_push(gpu_platform: Platform, tmp_path: Path) -> None:
     result = gpu_platform.run_cli("push", cwd=gpu_truss(tmp_path / "l4", "gpu-l4", "  accelerator: L4\n"))

@@ -37,5 +37,5 @@ def test_every_config_accelerator_type_is_in_the_one_table() -> None:
     names = [accelerator.name for accelerator in ACCELERATORS]
     assert sorted(names) == sorted(ACCELERATOR_TYPES)
     # the Kubernetes node selectors are read from the same table
-    assert GPU_PRODUCTS == {accelerator.name: accelerator.k8s_product for accelerator in ACCELERATORS}
+    assert {accelerator.name: accelerator.k8s_product for accelerator in ACCELERATORS} == GPU_PRODUCTS
     assert GPU_PRODUCTS["H100"] == "NVIDIA-H100-80GB-HBM3"
