@@ -19,12 +19,13 @@ from trestle.platform.engines.builder import Builder
 PLATFORM_INICONFIG = importlib.metadata.version("iniconfig")  # installed with pytest
 
 
-def fake_wheel(root: Path, name: str, version: str) -> Path:
+def fake_wheel(root: Path, name: str, version: str, requires: str = "") -> Path:
     """A pure-python wheel of ``name`` whose module says which it is (``WHO``)."""
     dist = f"{name}-{version}.dist-info"
+    depends = f"Requires-Dist: {requires}\n" if requires else ""
     files = {
         f"{name}/__init__.py": f"WHO = 'deployment {version}'\n".encode(),
-        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{depends}".encode(),
         f"{dist}/WHEEL": b"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }
     record = [
@@ -71,6 +72,17 @@ def test_another_version_goes_into_the_deployment_env_only(tmp_path: Path) -> No
     assert "installing requirements" in log
     assert run(python, "import iniconfig; print(iniconfig.WHO)") == "deployment 0.0.1"
     assert importlib.metadata.version("iniconfig") == PLATFORM_INICONFIG  # the platform's own is untouched
+
+
+def test_a_new_package_uses_the_platform_s_copy_of_its_dependencies(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    fake_wheel(wheels, "needsini", "0.1", requires="iniconfig")
+    builder = Builder(tmp_path / "envs", tmp_path / "cache")
+    python, log = build(builder, [f"--find-links {wheels}", "needsini==0.1"], tmp_path)
+    assert "dependencies from the platform's environment (not downloaded again): iniconfig" in log
+    site = next((python.parent.parent / "lib").glob("python*/site-packages"))
+    assert list(site.glob("needsini*")) and not list(site.glob("iniconfig*"))
+    assert run(python, "import needsini, iniconfig; print(needsini.WHO)") == "deployment 0.1"
 
 
 def test_python_version_builds_on_that_interpreter(tmp_path: Path) -> None:

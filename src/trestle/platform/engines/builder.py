@@ -176,19 +176,25 @@ class Builder:
             await self._install_all(uv, python, env, parts.needed, cwd, log)
             return
         plan = reuse.planned(plan_text)
-        fresh = [
-            (name, version)
+        shared = {
+            canonicalize_name(name)
             for name, version in plan
-            if not reuse.same_version(installed.get(canonicalize_name(name), ""), version)
-        ]
-        shared = sorted(canonicalize_name(name) for name, version in plan if (name, version) not in fresh)
-        if shared:
-            log("dependencies from the platform's environment (not downloaded again): " + ", ".join(shared))
-        fresh_names = {canonicalize_name(name) for name, _ in fresh}
+            if version is not None and reuse.same_version(installed.get(canonicalize_name(name), ""), version)
+        }
         direct = reuse.named(parts.needed)
-        install = [line for line in parts.needed if not reuse.named([line]) or reuse.named([line]) & fresh_names]
-        install += [f"{name}=={version}" for name, version in fresh if canonicalize_name(name) not in direct]
-        if not install:
+        unpinned = [name for name, version in plan if version is None and canonicalize_name(name) not in direct]
+        if not shared or unpinned:
+            # nothing to take from the platform (or a dependency uv names only by URL): a plain install
+            await self._install_all(uv, python, env, parts.needed, cwd, log)
+            return
+        log("dependencies from the platform's environment (not downloaded again): " + ", ".join(sorted(shared)))
+        install = [line for line in parts.needed if not (reuse.named([line]) and reuse.named([line]) <= shared)]
+        install += [
+            f"{name}=={version}"
+            for name, version in plan
+            if version is not None and canonicalize_name(name) not in shared | direct
+        ]
+        if not [line for line in install if reuse.named([line])]:
             return
         req_file.write_text("\n".join(install) + "\n")
         log("installing requirements:\n  " + "\n  ".join(install))

@@ -24,7 +24,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-_PLANNED = re.compile(r"^\s*\+\s+([A-Za-z0-9._-]+)==(\S+)")
+_PLANNED = re.compile(r"^\s*\+\s+([A-Za-z0-9._-]+)(?:==(\S+)|\s+@\s+\S+)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,8 +67,9 @@ def split(lines: list[str], installed: dict[str, str]) -> Split:
     return Split(provided, [line for line in lines if line not in provided])
 
 
-def planned(dry_run_output: str) -> list[tuple[str, str]]:
-    """``(name, version)`` of each `` + name==version`` line of ``uv pip install --dry-run``."""
+def planned(dry_run_output: str) -> list[tuple[str, str | None]]:
+    """``(name, version)`` of each `` + name==version`` line of ``uv pip install --dry-run``; the
+    version is None for `` + name @ url``."""
     return [(m.group(1), m.group(2)) for line in dry_run_output.splitlines() if (m := _PLANNED.match(line))]
 
 
