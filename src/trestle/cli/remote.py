@@ -256,7 +256,8 @@ def push(
         elif tail and not quiet:
             _say("info", "Following the deployment's log (Ctrl-C to stop).", err=True)
             with contextlib.suppress(KeyboardInterrupt):
-                for record in client.follow_logs(dep["id"], tail=0):
+                # after a wait its lines were shown already; with --no-wait, from the push on
+                for record in client.follow_logs(dep["id"], tail=0 if wait else 1000):
                     click.echo(record.rstrip("\n"))
 
 
