@@ -17,6 +17,7 @@ The result goes to ``bench/results/gpus-<date>.json`` and to the GPU section of 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -64,6 +65,15 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=18991)
     parser.add_argument("--no-write", action="store_true", help="Print the result only.")
     args = parser.parse_args()
+    if importlib.util.find_spec("torch") is None:
+        # the deployments list torch: the platform's own must satisfy it, or uv would fetch CUDA torch (GBs)
+        print("bench.gpus needs torch (with CUDA) installed in the platform's environment", file=sys.stderr)
+        return 2
+    from trestle.platform.engines.gpu_inventory import detect
+
+    if not detect({k: v for k, v in os.environ.items() if k != "TRESTLE_FAKE_GPUS"}).gpus:
+        print("bench.gpus needs a GPU machine: NVML and nvidia-smi found no GPU", file=sys.stderr)
+        return 2
     work = Path(tempfile.mkdtemp(prefix="trestle-bench-gpus-"))
     env = {k: v for k, v in os.environ.items() if k != "TRESTLE_FAKE_GPUS"}
     env.update(TRESTLE_REMOTE_URL=f"http://127.0.0.1:{args.port}", TRESTLE_API_KEY=KEY, HOME=str(work))

@@ -106,7 +106,12 @@ class ResourceLimiter:
     def __init__(self, cgroups: CgroupWriter | None, cpu_count: int | None = None) -> None:
         self.cgroups = cgroups
         self.mechanism = Mechanism.CGROUP_V2 if cgroups is not None else Mechanism.BEST_EFFORT
-        self.cpus = sorted(os.sched_getaffinity(0)) if cpu_count is None else list(range(cpu_count))
+        if cpu_count is not None:
+            self.cpus = list(range(cpu_count))
+        elif hasattr(os, "sched_getaffinity"):
+            self.cpus = sorted(os.sched_getaffinity(0))
+        else:  # no affinity on this OS (macOS): the memory limit only
+            self.cpus = list(range(os.cpu_count() or 1))
         self._cpu_use: Counter[int] = Counter()
         self._pinned: dict[str, list[int]] = {}
         self._oom_before: dict[str, int] = {}
@@ -144,7 +149,8 @@ class ResourceLimiter:
         memory = limits.memory_bytes if limits.address_space else None
 
         def best_effort() -> None:
-            os.sched_setaffinity(0, cpus)
+            if hasattr(os, "sched_setaffinity"):
+                os.sched_setaffinity(0, cpus)
             if memory is not None:
                 resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
 
