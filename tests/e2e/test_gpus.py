@@ -65,9 +65,9 @@ def devices(platform: Platform, predict_url: str) -> dict[str, str]:
 
 def test_gpus_are_exclusive_a_third_waits_and_starts_when_one_is_freed(gpu_platform: Platform, tmp_path: Path) -> None:
     platform = gpu_platform
-    assert "GPUs: 2 x H100 (NVIDIA H100 80GB HBM3) (fake inventory from TRESTLE_FAKE_GPUS)" in (
-        platform.log_path.read_text()
-    )
+    banner = platform.log_path.read_text()
+    assert "GPUs: 2 x H100 (NVIDIA H100 80GB HBM3) (fake inventory from TRESTLE_FAKE_GPUS)" in banner
+    assert "CPU/memory limits: " in banner
     first = last_json(
         platform.cli("push", "--output", "json", cwd=gpu_truss(tmp_path / "a", "gpu-a", "  accelerator: H100\n"))
     )

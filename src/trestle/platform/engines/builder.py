@@ -226,7 +226,14 @@ class Builder:
 def core_requirements() -> list[str]:
     """Trestle's own dependencies (no extras), for a venv on another Python."""
     lines = []
-    for line in importlib.metadata.requires("trestle") or []:
+    try:
+        requires = importlib.metadata.requires("trestle") or []
+    except importlib.metadata.PackageNotFoundError:
+        raise BuildFailed(
+            "python_version needs Trestle installed as a package on the platform (pip install -e . or a wheel), "
+            "to know its dependencies"
+        ) from None
+    for line in requires:
         if "extra ==" not in line.replace("extra==", "extra =="):
             lines.append(line)
     return lines
