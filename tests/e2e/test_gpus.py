@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from tests.e2e.conftest import Platform, last_json
 from tests.support.trusses import make_truss
+from trestle.platform.store import packaging
 
 FAKE_GPUS = [
     {"index": 0, "name": "NVIDIA H100 80GB HBM3", "memory_mib": 81559, "uuid": "GPU-aaaa"},
@@ -134,3 +136,49 @@ def test_a_replica_over_its_memory_limit_is_reported_as_oom(gpu_platform: Platfo
     )
     assert failed["error"].startswith("OOM: exceeded memory 1Gi")
     assert "OOM: exceeded memory 1Gi" in gpu_platform.logs(dep["deployment_id"])
+
+
+def test_a_restart_patch_of_a_gpu_development_deployment_keeps_its_gpu_and_a_restart_brings_gpus_back(
+    gpu_platform: Platform, tmp_path: Path
+) -> None:
+    platform = gpu_platform
+    for dep in platform.http.get("/v1/deployments").json()["deployments"]:
+        if dep["status"] not in ("INACTIVE", "DEPLOY_FAILED"):
+            platform.cli("deactivate", dep["id"])  # the earlier tests' deployments free their GPUs
+    truss = gpu_truss(tmp_path / "dev", "gpu-dev", "  accelerator: H100\n")
+    data = packaging.pack(truss)
+    digest = packaging.digest(data)
+    platform.http.put(f"/v1/artifacts/{digest}", content=data)
+    dev = platform.http.post("/v1/deployments", json={"artifact": digest, "development": True}).json()
+    platform.wait_for(lambda: platform.deployment(dev["id"])["status"] == "ACTIVE", timeout=60)
+    url = "/models/gpu-dev/development/predict"
+    before = platform.http.post(url, json={}).json()["CUDA_VISIBLE_DEVICES"]
+
+    # a config change restarts the replica: the old one lets go of its GPU before the new one takes it
+    manifest = platform.http.get(f"/v1/deployments/{dev['id']}/manifest").json()
+    config = (truss / "config.yaml").read_text() + "environment_variables:\n  PATCHED: 'yes'\n"
+    patched = platform.http.post(
+        f"/v1/deployments/{dev['id']}/patch",
+        json={"prev_hash": manifest["hash"], "files": {"config.yaml": base64.b64encode(config.encode()).decode()}},
+        timeout=120,
+    )
+    assert patched.status_code == 200, patched.text
+    assert platform.http.post(url, json={}).json()["CUDA_VISIBLE_DEVICES"] in ("GPU-aaaa", "GPU-bbbb")
+
+    second = last_json(
+        platform.cli("push", "--output", "json", cwd=gpu_truss(tmp_path / "pub", "gpu-pub", "  use_gpu: true\n"))
+    )
+    held = {row["deployment_id"] for row in platform.http.get("/v1/gpus").json()["gpus"]}
+    assert held == {dev["id"], second["deployment_id"]}
+
+    # a platform restart brings both back, each on a GPU of its own again
+    platform.stop()
+    platform.start()
+    for dep_id in (dev["id"], second["deployment_id"]):
+        platform.wait_for(lambda dep_id=dep_id: platform.deployment(dep_id)["status"] == "ACTIVE", timeout=90)
+    devices_now = {
+        devices(platform, url)["CUDA_VISIBLE_DEVICES"],
+        devices(platform, second["predict_url"])["CUDA_VISIBLE_DEVICES"],
+    }
+    assert devices_now == {"GPU-aaaa", "GPU-bbbb"}
+    assert before in devices_now
