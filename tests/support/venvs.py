@@ -56,3 +56,14 @@ def _name(requirement: str) -> str:
     for stop in "[<>=!~;( ":
         requirement = requirement.split(stop, 1)[0]
     return requirement.strip().lower()
+
+
+def index_reachable(host: str = "pypi.org", timeout: float = 3.0) -> bool:
+    """Whether uv's default package index answers (builds on another Python fetch Trestle's dependencies)."""
+    import socket
+
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False

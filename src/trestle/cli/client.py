@@ -148,6 +148,10 @@ class PlatformClient:
         result: dict[str, Any] = self._call("POST", "/v1/deployments", json=body)
         return result
 
+    def gpus(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/v1/gpus")
+        return result
+
     def deployment(self, deployment_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", f"/v1/deployments/{deployment_id}")
         return result

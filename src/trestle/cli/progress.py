@@ -16,7 +16,7 @@ import click
 from trestle.cli.client import PlatformClient
 from trestle.errors import PlatformError
 
-IN_PROGRESS = ("BUILDING", "DEPLOYING", "LOADING_MODEL", "WAKING_UP")
+IN_PROGRESS = ("BUILDING", "DEPLOYING", "LOADING_MODEL", "WAKING_UP", "WAITING_FOR_RESOURCES")
 HEARTBEAT = 15.0
 _SHOWN_SOURCES = ("[build]",)
 """Log sources shown while waiting: the build (uv). Replica output stays in `trestle logs`."""
@@ -30,12 +30,15 @@ def _err(text: str, color: str | None = None) -> None:
     click.secho(text, fg=color, err=True)
 
 
-def _build_line(record: str, since: str) -> str | None:
+def _build_line(record: str, since: str, *, every_source: bool = False) -> str | None:
     """``2026-01-01T00:00:00 [build] text`` -> ``text`` for the sources shown (written at ``since`` or
-    later: a development deployment pushed again keeps its older lines), else None."""
+    later: a development deployment pushed again keeps its older lines), else None. ``every_source``
+    (``push --tail``) shows every line as ``[source] text``."""
     stamp, _, rest = record.partition(" ")
     if stamp < since:
         return None
+    if every_source:
+        return rest.rstrip("\n")
     for source in _SHOWN_SOURCES:
         if rest.startswith(source + " ") or rest == source:
             return rest[len(source) + 1 :]
@@ -43,9 +46,11 @@ def _build_line(record: str, since: str) -> str | None:
 
 
 @contextlib.contextmanager
-def build_output(client: PlatformClient, deployment_id: str, since: float) -> Iterator[None]:
-    """Print the deployment's build lines (from ``since`` on) to stderr while the block runs (a thread
-    following its log)."""
+def build_output(
+    client: PlatformClient, deployment_id: str, since: float, *, every_source: bool = False
+) -> Iterator[None]:
+    """Print the deployment's build lines (from ``since`` on; every line with ``every_source``) to
+    stderr while the block runs (a thread following its log)."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since - 1))
     follower = PlatformClient(client.remote)
     stop = threading.Event()
@@ -55,7 +60,7 @@ def build_output(client: PlatformClient, deployment_id: str, since: float) -> It
             for record in follower.follow_logs(deployment_id, tail=1000):
                 if stop.is_set():
                     return
-                line = _build_line(record, stamp)
+                line = _build_line(record, stamp, every_source=every_source)
                 if line is not None:
                     _err(f"  | {line}", "bright_black")
 
@@ -94,12 +99,14 @@ def wait(
     quiet: bool,
     build_since: float | None = None,
     truss_dir: Path | None = None,
+    every_source: bool = False,
 ) -> dict[str, Any]:
     """Poll until the deployment reaches a status in ``until``; a failed status or the timeout is an error.
-    With ``build_since`` (a time.time() stamp), the build's lines written since then are shown too."""
+    With ``build_since`` (a time.time() stamp), the build's lines written since then are shown too
+    (every log line, replica output included, with ``every_source``)."""
     if quiet or build_since is None:
         return _poll(client, deployment_id, timeout, until=until, quiet=quiet, truss_dir=truss_dir)
-    with build_output(client, deployment_id, build_since):
+    with build_output(client, deployment_id, build_since, every_source=every_source):
         return _poll(client, deployment_id, timeout, until=until, quiet=quiet, truss_dir=truss_dir)
 
 
@@ -123,7 +130,8 @@ def _poll(
         now = time.monotonic()
         if status != last:
             if not quiet:
-                _err(f"  status: {status}", "cyan")
+                waiting = f" ({dep['waiting']})" if dep.get("waiting") else ""
+                _err(f"  status: {status}{waiting}", "cyan")
             last, since, beat = status, now, now
         elif not quiet and now - beat >= HEARTBEAT:
             _err(f"  still {status} ({now - since:.0f}s)", "cyan")

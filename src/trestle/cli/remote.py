@@ -172,6 +172,10 @@ def login(url: str, api_key: str) -> None:
     type=click.IntRange(min=1),
     help="Run this many replicas (a fixed count; `trestle scale` changes it or sets up autoscaling).",
 )
+@click.option(
+    "--tail", is_flag=True, help="Stream the deployment's whole log while it builds and starts, then keep following it."
+)
+@click.option("--strict", is_flag=True, help="Refuse the push when the host lacks system_packages (else a warning).")
 def push(
     target_directory: Path,
     watch: bool,
@@ -184,6 +188,8 @@ def push(
     output: str,
     preserve_previous_production_deployment: bool,
     replicas: int | None,
+    tail: bool,
+    strict: bool,
 ) -> None:
     """Package TARGET_DIRECTORY, upload it and create a deployment (published unless --watch)."""
     from trestle.config import load_config
@@ -224,6 +230,7 @@ def push(
             deployment_name=deployment_name,
             preserve_previous_production_deployment=preserve_previous_production_deployment,
             replicas=replicas,
+            strict=strict,
         )
         for warning in dep.get("warnings", []):
             _say("warn", f"WARNING: {warning}", err=True)
@@ -245,6 +252,7 @@ def push(
                 quiet=quiet,
                 build_since=pushed_at,
                 truss_dir=target,
+                every_source=tail,
             )
             if env:
                 deadline = time.monotonic() + 30
@@ -273,6 +281,12 @@ def push(
             )
         if watch:
             _watch_loop(client, dep["id"], target)
+        elif tail and not quiet:
+            _say("info", "Following the deployment's log (Ctrl-C to stop).", err=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                # after a wait its lines were shown already; with --no-wait, from the push on
+                for record in client.follow_logs(dep["id"], tail=0 if wait else 1000):
+                    click.echo(record.rstrip("\n"))
 
 
 def _watch_loop(client: PlatformClient, deployment_id: str, target: Path) -> None:
@@ -370,17 +384,51 @@ def deployments(model: str | None, model_option: str | None, output: str) -> Non
     if output == "json":
         click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(f"{'ID':<10} {'NAME':<16} {'STATUS':<15} {'REPLICAS':<12} {'ENVIRONMENTS':<24} CREATED")
+    click.echo(f"{'ID':<10} {'NAME':<16} {'STATUS':<21} {'REPLICAS':<12} {'ENVIRONMENTS':<24} CREATED")
     for dep in rows:
         name = dep["name"] or ("(development)" if dep["is_development"] else "")
         envs = ",".join(dep["environments"]) or "-"
         replicas = _replicas_text(dep)
         click.echo(
-            f"{dep['id']:<10} {name:<16} {dep['status']:<15} {replicas:<12} {envs:<24} {_when(dep['created_at'])}"
+            f"{dep['id']:<10} {name:<16} {dep['status']:<21} {replicas:<12} {envs:<24} {_when(dep['created_at'])}"
         )
+        if dep.get("waiting"):
+            click.echo(f"{'':<10} {dep['waiting']}")
         if dep["status"] in ("BUILD_FAILED", "DEPLOY_FAILED") and dep.get("error"):
             for line in str(dep["error"]).rstrip().splitlines()[-6:]:
                 click.echo(f"{'':<10} {line}")
+
+
+@click.command()
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def gpus(output: str) -> None:
+    """List the platform host's GPUs: which deployment's replica holds each, memory used, utilization."""
+    with _session() as client:
+        data = client.gpus()
+    if output == "json":
+        click.echo(json.dumps(data, indent=2))
+        return
+    rows = data["gpus"]
+    if not data.get("engine_managed", True):
+        click.echo("this platform's engine does not run replicas on its own host: no GPUs to list")
+        return
+    if not rows:
+        click.echo("no GPUs on the platform host (replicas run on CPU)")
+        return
+    if data.get("source") == "TRESTLE_FAKE_GPUS":
+        click.echo("(a fake inventory, from TRESTLE_FAKE_GPUS)")
+    click.echo(f"{'GPU':<4} {'NAME':<28} {'TYPE':<10} {'MEMORY':<20} {'UTIL':<6} HELD BY")
+    for row in rows:
+        used = row.get("memory_used_mib")
+        memory = f"{used if used is not None else '?'} / {row['memory_mib']} MiB"
+        util = f"{row['utilization_percent']}%" if row.get("utilization_percent") is not None else "-"
+        held = "-"
+        if row.get("replica_id"):
+            held = f"{row.get('model_name') or '?'} {row['deployment_id']} ({row['replica_id']})"
+        click.echo(
+            f"{row['index']:<4} {row['name'][:28]:<28} {row.get('accelerator') or '?':<10} "
+            f"{memory:<20} {util:<6} {held}"
+        )
 
 
 def _replicas_text(dep: dict[str, Any]) -> str:
@@ -560,7 +608,7 @@ def resolve_predict_target(
 
 
 def register(group: click.Group) -> None:
-    for command in (platform_group, login, push, watch_command, promote, deployments, environments, logs, scale):
+    for command in (platform_group, login, push, watch_command, promote, deployments, environments, logs, scale, gpus):
         group.add_command(command)
     group.add_command(deactivate)
     group.add_command(activate)

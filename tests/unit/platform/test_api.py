@@ -25,6 +25,8 @@ from trestle.platform.engines.base import (
     ReplicaState,
 )
 from trestle.platform.engines.builder import BuildResult
+from trestle.platform.engines.gpu_allocator import GpuAllocator, GpuRequest, Holder
+from trestle.platform.engines.gpu_inventory import parse_fake
 from trestle.platform.settings import Settings
 from trestle.platform.store import packaging
 
@@ -104,7 +106,9 @@ async def platform(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Pla
     settings = Settings(data_dir=tmp_path / "data", gateway_wait_seconds=0.2)
     ctrl = open_controller(settings, engine=engine)
 
-    async def fake_build(requirements: list[str], truss_dir: Path, log: Callable[[str], None]) -> BuildResult:
+    async def fake_build(
+        requirements: list[str], truss_dir: Path, log: Callable[[str], None], python_version: str | None = None
+    ) -> BuildResult:
         return BuildResult(Path(sys.executable), "k", True, 0.0)
 
     ctrl.builder.build = fake_build  # type: ignore[method-assign]
@@ -503,3 +507,31 @@ async def test_a_config_alias_bomb_is_refused_at_push(platform: Any, tmp_path: P
     response = await client.post("/v1/deployments", json={"artifact": digest})
     assert response.status_code == 400
     assert "expands to more than 100000 values" in response.json()["error"]
+
+
+async def test_gpus_view_metrics_and_a_missing_type_refused_at_push(tmp_path: Path) -> None:
+    fake = '[{"index": 0, "name": "NVIDIA H100 80GB HBM3", "memory_mib": 81559, "uuid": "GPU-aaaa"}]'
+    gpus = GpuAllocator(parse_fake(fake))
+    settings = Settings(data_dir=tmp_path / "data")
+    app = PlatformApp(settings, open_controller(settings, engine=InstantEngine(), gpus=gpus))
+    app.ensure_key(KEY)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://platform", headers=AUTH) as client:
+        truss = make_truss(tmp_path / "l4", "needs-l4", config="resources:\n  accelerator: L4:2\n")
+        response = await client.post("/v1/deployments", json={"artifact": await upload(client, truss)})
+        assert response.status_code == 400
+        assert response.json()["error"] == (
+            "resources ask for 2 x L4 but this platform has no L4 GPU; its GPUs: 1 x H100 (NVIDIA H100 80GB HBM3)"
+        )
+        assert (await client.get("/v1/models")).json()["models"] == []  # nothing was created
+
+        assert gpus.try_acquire(Holder("dep1", "dep1-r0.0"), GpuRequest(1, "H100")) is not None
+        view = (await client.get("/v1/gpus")).json()
+        assert view["source"] == "TRESTLE_FAKE_GPUS"
+        assert view["gpus"][0]["accelerator"] == "H100" and view["gpus"][0]["replica_id"] == "dep1-r0.0"
+        metrics = (await client.get("/v1/metrics")).text
+        assert 'trestle_gpu_allocated{index="0",uuid="GPU-aaaa",name="NVIDIA H100 80GB HBM3",deployment="dep1"} 1' in (
+            metrics
+        )
+        assert 'trestle_gpu_memory_total_bytes{index="0"' in metrics
+    app.controller.store.close()

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from trestle.errors import PlatformError
+from trestle.platform.control import gpus as gpu_views
+from trestle.platform.control.admission import admit
 from trestle.platform.control.autoscaling import Autoscaler, Autoscaling
 from trestle.platform.control.routing import RouteTable
 from trestle.platform.control.rules import (
@@ -38,6 +40,9 @@ from trestle.platform.engines.base import (
     ServerRoutes,
 )
 from trestle.platform.engines.builder import Builder, BuildFailed
+from trestle.platform.engines.gpu_allocator import GpuAllocator
+from trestle.platform.engines.gpu_inventory import detect as detect_gpus
+from trestle.platform.engines.limits import ResourceLimiter
 from trestle.platform.errors import Conflict, InvalidRequest
 from trestle.platform.settings import Settings
 from trestle.platform.store import packaging
@@ -93,12 +98,19 @@ def open_controller(
     *,
     engine: Engine | None = None,
     engine_options: dict[str, str] | None = None,
+    gpus: GpuAllocator | None = None,
 ) -> Controller:
     """The controller with its usual collaborators on ``settings.data_dir`` (``settings.engine`` by
-    name unless an engine is given). Opens the database and makes the data directories; starts nothing."""
+    name unless an engine is given). Opens the database and makes the data directories; starts nothing.
+    The local engine gets this host's GPU inventory (``TRESTLE_FAKE_GPUS``, NVML or nvidia-smi) and
+    its CPU/memory limit mechanism, read here once."""
     # owner-only: the database (key hashes), secrets, logs and code are nobody else's business on the host
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     settings.data_dir.chmod(0o700)
+    limits: ResourceLimiter | None = None
+    if engine is None and settings.engine == "local":
+        gpus = gpus or GpuAllocator(detect_gpus())
+        limits = ResourceLimiter.detect()
     settings.secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     settings.secrets_dir.chmod(0o700)
     store = Store(settings.db_path)
@@ -117,6 +129,8 @@ def open_controller(
             logs=logs,
             max_start_attempts=settings.max_start_attempts,
             options=options,
+            gpus=gpus,
+            limits=limits,
         )
         engine = registry.create(settings.engine, context)
     return Controller(
@@ -128,6 +142,8 @@ def open_controller(
         engine=engine,
         routes=RouteTable(),
         artifact_key=key,
+        gpus=gpus,
+        limits=limits,
     )
 
 
@@ -152,8 +168,13 @@ class Controller:
         engine: Engine,
         routes: RouteTable,
         artifact_key: str = "",
+        gpus: GpuAllocator | None = None,
+        limits: ResourceLimiter | None = None,
     ) -> None:
         self.settings = settings
+        self.gpus = gpus
+        """This host's GPUs as the local engine hands them out; None for an engine elsewhere."""
+        self.limits = limits
         self.artifact_key = artifact_key
         """Signs the artifact URLs engines hand to a cluster (``store.artifacts.signed_path``)."""
         self.store = store
@@ -218,6 +239,7 @@ class Controller:
             # interrupted by an await, so two pushes cannot interleave there
             spec, truss_hash = await asyncio.to_thread(_stage, archive, staging)
             name = model_name_for(request, spec)
+            warnings = await admit(spec, gpus=self.gpus, local=self.engine.name == "local", strict=request.strict)
             if request.replicas is not None:
                 check_replicas(spec, Autoscaling.fixed(request.replicas))
             model, _ = self.store.get_or_create_model(name)
@@ -255,7 +277,6 @@ class Controller:
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, staging, True)
             raise
-        warnings = spec.warnings()
         self.store.update_deployment(dep.id, info={**dep.info, "warnings": warnings})
         self.routes.rebuild(self.store)
         self.log(dep.id, f"pushed artifact {request.artifact[:12]} (truss hash {truss_hash[:12]})")
@@ -324,7 +345,10 @@ class Controller:
         """The deployment's environment (built or reused); None (and BUILD_FAILED) if the build fails."""
         try:
             result = await self.builder.build(
-                spec.requirements, truss_dir, lambda line: self.logs.write(deployment_id, "build", line)
+                spec.requirements,
+                truss_dir,
+                lambda line: self.logs.write(deployment_id, "build", line),
+                python_version=spec.python_version if spec.docker_server is None else None,
             )
         except BuildFailed as exc:
             self.logs.write(deployment_id, "build", exc.message)
@@ -388,7 +412,12 @@ class Controller:
             artifact=dep.artifact,
             scaling=policy,
             resources=ReplicaResources(
-                cpu=spec.cpu, memory_bytes=spec.memory_bytes, accelerator=spec.accelerator, gpus=spec.gpus
+                cpu=spec.cpu,
+                memory_bytes=spec.memory_bytes,
+                accelerator=spec.accelerator,
+                gpus=spec.gpus,
+                limited=spec.limited,
+                memory_text=spec.memory_text,
             ),
             predict_concurrency=spec.predict_concurrency,
             requirements=tuple(spec.requirements),
@@ -430,8 +459,13 @@ class Controller:
         if event is ReplicaEvent.NOT_READY and status in (S.ACTIVE, S.UNHEALTHY):
             kind = "crash" if "exited" in detail else "not ready"
             terminal.warning(f"{kind}: {self._label(deployment_id)}: {detail} (restarting)")
-        if event is ReplicaEvent.STARTED:
-            if status is S.DEPLOYING:
+        if event is ReplicaEvent.WAITING:
+            self.log(deployment_id, detail)
+            if status in (S.DEPLOYING, S.WAKING_UP):
+                self.set_status(deployment_id, S.WAITING_FOR_RESOURCES)
+                terminal.info(f"waiting: {self._label(deployment_id)}: {detail}")
+        elif event is ReplicaEvent.STARTED:
+            if status in (S.DEPLOYING, S.WAITING_FOR_RESOURCES):
                 self.set_status(deployment_id, S.LOADING_MODEL)
         elif event is ReplicaEvent.READY:
             if status in (S.DEPLOYING, S.LOADING_MODEL, S.WAKING_UP, S.UNHEALTHY):
@@ -442,7 +476,12 @@ class Controller:
         elif event is ReplicaEvent.UNHEALTHY:
             if status is S.ACTIVE:
                 self.set_status(deployment_id, S.UNHEALTHY, error=detail)
-        elif event is ReplicaEvent.FAILED and status in (S.DEPLOYING, S.LOADING_MODEL, S.WAKING_UP):
+        elif event is ReplicaEvent.FAILED and status in (
+            S.DEPLOYING,
+            S.LOADING_MODEL,
+            S.WAKING_UP,
+            S.WAITING_FOR_RESOURCES,
+        ):
             self.set_status(deployment_id, S.DEPLOY_FAILED, error=detail)
             self.spawn(self.engine.stop(deployment_id, drain=False))
 
@@ -612,6 +651,14 @@ class Controller:
 
     # views ------------------------------------------------------------------------------------
 
+    async def gpus_view(self) -> dict[str, Any]:
+        """``GET /v1/gpus``: each GPU, who holds it, its memory used and utilization (read now)."""
+        return await gpu_views.view(self.gpus, self.store)
+
+    async def gpu_metrics(self) -> str:
+        """The GPU gauges in Prometheus's text format."""
+        return await gpu_views.metrics(self.gpus, self.store)
+
     def deployment_view(self, dep: Deployment) -> dict[str, Any]:
         model = self.store.find_model(dep.model_id)
         replicas = self.engine.report(dep.id)
@@ -632,8 +679,16 @@ class Controller:
             "env_reused": dep.info.get("env_reused"),
             "replicas": dep.replicas,
             "ready_replicas": sum(1 for replica in replicas if replica.ready),
+            "waiting": next((replica.waiting for replica in replicas if replica.waiting), None),
             "replica_states": [
-                {"id": replica.id, "ready": replica.ready, "in_flight": replica.in_flight} for replica in replicas
+                {
+                    "id": replica.id,
+                    "ready": replica.ready,
+                    "in_flight": replica.in_flight,
+                    "waiting": replica.waiting,
+                    "gpus": list(replica.gpus),
+                }
+                for replica in replicas
             ],
             "autoscaling": self.autoscaling_of(dep).to_dict(),
             "created_at": dep.created_at,

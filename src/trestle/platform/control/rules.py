@@ -31,6 +31,8 @@ class PushRequest:
     preserve_previous: bool = False
     replicas: int | None = None
     """A fixed replica count; None: the defaults for a new deployment, unchanged for the development one."""
+    strict: bool = False
+    """Refuse, rather than warn about, what the host lacks (missing ``system_packages``)."""
 
 
 def check_environment_name(name: str) -> str:

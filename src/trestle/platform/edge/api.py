@@ -10,6 +10,7 @@ GET  /v1/deployments/{id}/logs[?tail=N&follow=1]
 GET  /v1/deployments/{id}/manifest     POST /v1/deployments/{id}/patch
 GET  /v1/models                        GET /v1/models/{ref}
 GET  /v1/models/{ref}/deployments      GET /v1/models/{ref}/environments
+GET  /v1/gpus                          GET /v1/metrics   (GPU gauges, Prometheus text format)
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route, Router
 
 from trestle.errors import PlatformError
@@ -112,6 +113,8 @@ class ControlApi:
             _route("/v1/models/{ref}", self.get_model, methods=["GET"]),
             _route("/v1/models/{ref}/deployments", self.model_deployments, methods=["GET"]),
             _route("/v1/models/{ref}/environments", self.model_environments, methods=["GET"]),
+            _route("/v1/gpus", self.gpus, methods=["GET"]),
+            _route("/v1/metrics", self.metrics, methods=["GET"]),
         ]
         self.router = Router(routes)
 
@@ -180,6 +183,7 @@ class ControlApi:
             deployment_name=_opt_str(body, "deployment_name"),
             preserve_previous=_bool(body, "preserve_previous_production_deployment"),
             replicas=_opt_int(body, "replicas"),
+            strict=_bool(body, "strict"),
         )
         dep, warnings = await self.ctrl.push(push)
         return JSONResponse({**self.view(request, dep), "warnings": warnings}, status_code=201)
@@ -259,6 +263,12 @@ class ControlApi:
                 raise InvalidRequest(f"content of {rel!r} must be base64 text or null")
         result = await apply_patch(self.ctrl, request.path_params["id"], prev_hash, files)
         return JSONResponse(result)
+
+    async def gpus(self, request: Request) -> Response:
+        return JSONResponse(await self.ctrl.gpus_view())
+
+    async def metrics(self, request: Request) -> Response:
+        return PlainTextResponse(await self.ctrl.gpu_metrics(), media_type="text/plain; version=0.0.4")
 
     async def list_models(self, request: Request) -> Response:
         return JSONResponse({"models": [self.model_view(request, m) for m in self.ctrl.store.models()]})

@@ -168,6 +168,10 @@ def _serve(settings: Settings, api_key: str | None, announce: Any, sock: socket.
     new_key = app.ensure_key(api_key)
     url = f"http://{settings.host}:{settings.port}"
     announce(f"Trestle platform on {url}  (data: {settings.data_dir})")
+    if app.controller.gpus is not None:
+        announce(app.controller.gpus.inventory.banner())
+    if app.controller.limits is not None:
+        announce(app.controller.limits.banner())
     if new_key:
         announce(f"API key (shown once, stored hashed): {new_key}")
         announce(f"  trestle login --remote {url} --api-key {new_key}")

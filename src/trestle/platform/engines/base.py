@@ -18,6 +18,8 @@ from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Protocol
 
+from trestle.platform.engines.gpu_allocator import GpuAllocator, GpuRequest
+from trestle.platform.engines.limits import ResourceLimiter
 from trestle.platform.store.logs import LogHub
 from trestle.platform.store.scaling import Autoscaling
 from trestle.platform.store.truss import ServerRoutes
@@ -48,6 +50,14 @@ class ReplicaResources:
     accelerator: str | None = None
     """The accelerator type (``A10G``), None for none."""
     gpus: int = 0
+    limited: bool = False
+    """Whether the truss set ``cpu`` or ``memory`` itself (the local engine enforces only those)."""
+    memory_text: str = "2Gi"
+    """``memory`` as written (``2Gi``), for messages such as ``OOM: exceeded memory 2Gi``."""
+
+    @property
+    def gpu_request(self) -> GpuRequest | None:
+        return GpuRequest(self.gpus, self.accelerator) if self.gpus > 0 else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +89,7 @@ class ReplicaSpec:
 
 
 class ReplicaEvent(enum.Enum):
+    WAITING = "waiting"  # a replica waits for resources (GPUs) before it can start; detail says why
     STARTED = "started"  # a process is up, the model is loading
     READY = "ready"  # a replica passes its readiness check
     NOT_READY = "not_ready"  # a ready replica stopped passing it (or died)
@@ -141,7 +152,7 @@ class LoadMeter:
 
 
 class Replica:
-    __slots__ = ("id", "meter", "outstanding", "port", "ready", "url")
+    __slots__ = ("gpus", "id", "meter", "outstanding", "port", "ready", "url", "waiting")
 
     def __init__(self, replica_id: str, port: int, meter: LoadMeter | None = None) -> None:
         self.id = replica_id
@@ -150,6 +161,10 @@ class Replica:
         self.ready = False
         self.outstanding = 0
         self.meter = meter
+        self.waiting: str | None = None
+        """Why it has not started yet (``waiting for 1 x H100: 0 free``); None once it runs."""
+        self.gpus: tuple[int, ...] = ()
+        """The indices of the GPUs it holds."""
 
     def begin(self) -> None:
         """A request was sent to this replica (the gateway calls ``end`` when it is over)."""
@@ -174,6 +189,8 @@ class ReplicaState:
     id: str
     ready: bool
     in_flight: int
+    waiting: str | None = None
+    gpus: tuple[int, ...] = ()
 
 
 class ReplicaSet:
@@ -203,7 +220,10 @@ class ReplicaSet:
         return sum(1 for replica in self.replicas if replica.ready)
 
     def states(self) -> list[ReplicaState]:
-        return [ReplicaState(replica.id, replica.ready, replica.outstanding) for replica in self.replicas]
+        return [
+            ReplicaState(replica.id, replica.ready, replica.outstanding, replica.waiting, replica.gpus)
+            for replica in self.replicas
+        ]
 
     def pick(self) -> Replica | None:
         """The ready replica with the fewest outstanding requests (ties broken round-robin)."""
@@ -255,6 +275,10 @@ class EngineContext:
     max_start_attempts: int = 2
     options: Mapping[str, str] = dataclasses.field(default_factory=dict)
     """Engine-specific settings by name (``--ray-address`` ...)."""
+    gpus: GpuAllocator | None = None
+    """This host's GPUs, for an engine that runs replicas on it (the local engine)."""
+    limits: ResourceLimiter | None = None
+    """How CPU and memory limits are applied on this host (the local engine)."""
 
 
 class Engine(Protocol):

@@ -34,7 +34,11 @@ from trestle.platform.engines.base import (
     ReplicaSpec,
     ReplicaState,
 )
+from trestle.platform.engines.gpu_allocator import GpuAllocator, Holder, visible_devices
+from trestle.platform.engines.gpu_inventory import Inventory
+from trestle.platform.engines.limits import Limits, ResourceLimiter
 from trestle.platform.engines.output import why_failed
+from trestle.platform.errors import InvalidRequest
 
 REPLICA_MARKER = "TRESTLE_PLATFORM_REPLICA"
 _LOADING_POLL = 0.1
@@ -65,6 +69,14 @@ class _Supervisor:
         self.gave_up = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.recent: deque[str] = deque(maxlen=_RECENT_LINES)
+        self.device_env: dict[str, str] = visible_devices(())
+
+    @property
+    def limits(self) -> Limits | None:
+        res = self.spec.resources
+        if not res.limited:
+            return None
+        return Limits(res.cpu, res.memory_bytes, res.memory_text, address_space=res.gpus == 0)
 
     def log(self, text: str) -> None:
         self.engine.logs.write(self.spec.deployment_id, self.replica.id, text)
@@ -78,6 +90,48 @@ class _Supervisor:
         self.rset.refresh()
 
     async def run(self) -> None:
+        try:
+            if await self._acquire_gpus():
+                await self._supervise()
+        finally:
+            self.engine.gpus.release(self.replica.id)
+            self.engine.limits.release(self.replica.id)
+
+    async def _acquire_gpus(self) -> bool:
+        """Hold this replica's GPUs (waiting, with the reason shown, until they are free); False when
+        the box can never give them."""
+        request = self.spec.resources.gpu_request
+        if request is None:
+            return True
+        try:
+            self.engine.gpus.check(request)
+        except InvalidRequest as exc:
+            self.log(exc.message)
+            self.emit(ReplicaEvent.FAILED, exc.message)
+            self.gave_up.set()
+            return False
+
+        def waiting(reason: str) -> None:
+            self.replica.waiting = reason
+            self.log(reason)
+            self.emit(ReplicaEvent.WAITING, reason)
+
+        granted = await self.engine.gpus.acquire(Holder(self.spec.deployment_id, self.replica.id), request, waiting)
+        self.replica.waiting = None
+        self.replica.gpus = tuple(gpu.index for gpu in granted)
+        self.device_env = visible_devices(granted)
+        names = ", ".join(f"{gpu.index} ({gpu.name})" for gpu in granted)
+        self.log(f"GPUs {names}: CUDA_VISIBLE_DEVICES={self.device_env['CUDA_VISIBLE_DEVICES']}")
+        return True
+
+    def _oom(self, code: int) -> str | None:
+        """``OOM: exceeded memory 2Gi`` when the process ended for exceeding its memory limit."""
+        limits = self.limits
+        if limits is None or code == 0 or not self.engine.limits.oom(self.replica.id, code, self.recent):
+            return None
+        return f"OOM: exceeded memory {limits.memory_text}"
+
+    async def _supervise(self) -> None:
         ever_ready = False
         failed_starts = 0
         crashes: list[float] = []
@@ -89,21 +143,27 @@ class _Supervisor:
             ever_ready = ever_ready or became_ready
             if became_ready:
                 backoff = 0.5
-            self.log(f"replica exited with code {code}")
+            oom = self._oom(code)
+            self.engine.limits.after_exit(self.replica.id)
+            self.log(f"replica exited with code {code}" + (f": {oom}" if oom else ""))
             if not ever_ready:
                 failed_starts += 1
                 if failed_starts >= self.engine.max_start_attempts:
                     why = why_failed(self.recent, self.spec.cwd)
                     detail = f"the model server exited with code {code} before it was ready"
+                    if oom:
+                        detail = f"{oom} ({detail})"
                     self.emit(ReplicaEvent.FAILED, detail + (f"; its last lines:\n{why}" if why else ""))
                     self.gave_up.set()
                     return
             else:
                 now = time.monotonic()
                 crashes = [t for t in crashes if now - t < _CRASH_WINDOW] + [now]
-                self.emit(ReplicaEvent.NOT_READY, f"replica {self.replica.id} exited with code {code}")
+                suffix = f": {oom}" if oom else ""
+                self.emit(ReplicaEvent.NOT_READY, f"replica {self.replica.id} exited with code {code}{suffix}")
                 if len(crashes) >= _CRASHES_FOR_UNHEALTHY:
-                    self.emit(ReplicaEvent.UNHEALTHY, f"replica crashed {len(crashes)} times in {_CRASH_WINDOW:.0f}s")
+                    detail = f"replica crashed {len(crashes)} times in {_CRASH_WINDOW:.0f}s"
+                    self.emit(ReplicaEvent.UNHEALTHY, f"{oom}: {detail}" if oom else detail)
             self.log(f"restarting in {backoff:.1f}s")
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, _MAX_BACKOFF)
@@ -113,8 +173,10 @@ class _Supervisor:
         self.replica.port = port
         self.replica.url = f"http://127.0.0.1:{port}"
         argv = [part.replace("{port}", str(port)) for part in self.spec.argv]
-        env = dict(self.spec.env, **{REPLICA_MARKER: self.replica.id, "PORT": str(port)})
+        env = dict(self.spec.env, **self.device_env, **{REPLICA_MARKER: self.replica.id, "PORT": str(port)})
         self.recent.clear()
+        limits = self.limits
+        pre_exec = self.engine.limits.prepare(self.replica.id, limits) if limits is not None else None
         self.proc = proc = await asyncio.create_subprocess_exec(
             *argv,
             cwd=self.spec.cwd,
@@ -122,6 +184,7 @@ class _Supervisor:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=pre_exec,
         )
         pidfile = self.engine.run_dir / f"{self.replica.id}.pid"
         pidfile.write_text(str(proc.pid))
@@ -233,6 +296,8 @@ class LocalEngine:
         self.logs = context.logs
         self.events: EventSink = _no_events
         self.max_start_attempts = context.max_start_attempts
+        self.gpus = context.gpus or GpuAllocator(Inventory())
+        self.limits = context.limits or ResourceLimiter(None)
         self.probe_timeout = probe_timeout
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=5.0))
         self._sets: dict[str, ReplicaSet] = {}
@@ -288,8 +353,8 @@ class LocalEngine:
 
     async def replace(self, spec: ReplicaSpec, timeout: float) -> bool:
         old = self._sets.get(spec.deployment_id)
-        if old is None or spec.fixed_port is not None:
-            # a fixed port cannot be shared by two generations: stop, then start
+        if old is None or spec.fixed_port is not None or spec.resources.gpus > 0:
+            # a fixed port cannot be shared by two generations, nor can exclusive GPUs: stop, then start
             await self.stop(spec.deployment_id)
             await self.start(spec)
             return True

@@ -5,6 +5,9 @@
        ▼             ▼               ▼             ▼
     BUILD_FAILED  DEPLOY_FAILED ◄────┘        SCALED_TO_ZERO ──► WAKING_UP ──► ACTIVE
 
+    DEPLOYING, WAKING_UP ──► WAITING_FOR_RESOURCES ──► LOADING_MODEL
+                             (its first replica waits for GPUs; the reason is in the deployment view)
+
     any status ──► INACTIVE        (trestle deactivate)
     any status ──► BUILDING        (a new push or a requirements patch to the development deployment,
                                     or recovery after a platform restart)
@@ -29,6 +32,7 @@ class DeploymentStatus(str, enum.Enum):
     DEPLOY_FAILED = "DEPLOY_FAILED"
     SCALED_TO_ZERO = "SCALED_TO_ZERO"
     WAKING_UP = "WAKING_UP"
+    WAITING_FOR_RESOURCES = "WAITING_FOR_RESOURCES"
     INACTIVE = "INACTIVE"
 
     @property
@@ -48,23 +52,25 @@ class DeploymentStatus(str, enum.Enum):
             DeploymentStatus.ACTIVE,
             DeploymentStatus.UNHEALTHY,
             DeploymentStatus.WAKING_UP,
+            DeploymentStatus.WAITING_FOR_RESOURCES,
         )
 
 
 S = DeploymentStatus
 
-_IN_PROGRESS = frozenset({S.BUILDING, S.DEPLOYING, S.LOADING_MODEL, S.WAKING_UP})
+_IN_PROGRESS = frozenset({S.BUILDING, S.DEPLOYING, S.LOADING_MODEL, S.WAKING_UP, S.WAITING_FOR_RESOURCES})
 
 TRANSITIONS: dict[DeploymentStatus, frozenset[DeploymentStatus]] = {
     S.BUILDING: frozenset({S.DEPLOYING, S.BUILD_FAILED}),
-    S.DEPLOYING: frozenset({S.LOADING_MODEL, S.DEPLOY_FAILED}),
+    S.DEPLOYING: frozenset({S.LOADING_MODEL, S.DEPLOY_FAILED, S.WAITING_FOR_RESOURCES}),
+    S.WAITING_FOR_RESOURCES: frozenset({S.LOADING_MODEL, S.DEPLOY_FAILED}),
     S.LOADING_MODEL: frozenset({S.ACTIVE, S.DEPLOY_FAILED, S.DEPLOYING}),
     S.ACTIVE: frozenset({S.UNHEALTHY, S.SCALED_TO_ZERO, S.DEPLOYING, S.LOADING_MODEL}),
     S.UNHEALTHY: frozenset({S.ACTIVE, S.SCALED_TO_ZERO, S.DEPLOYING, S.LOADING_MODEL}),
     S.BUILD_FAILED: frozenset(),
     S.DEPLOY_FAILED: frozenset({S.DEPLOYING}),
     S.SCALED_TO_ZERO: frozenset({S.WAKING_UP}),
-    S.WAKING_UP: frozenset({S.ACTIVE, S.UNHEALTHY, S.DEPLOY_FAILED, S.SCALED_TO_ZERO}),
+    S.WAKING_UP: frozenset({S.ACTIVE, S.UNHEALTHY, S.DEPLOY_FAILED, S.SCALED_TO_ZERO, S.WAITING_FOR_RESOURCES}),
     S.INACTIVE: frozenset({S.DEPLOYING}),
 }
 """Allowed moves besides the two universal ones (to INACTIVE and to BUILDING)."""

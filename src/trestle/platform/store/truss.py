@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -63,22 +62,9 @@ class TrussSpec:
     memory_bytes: int = 2 << 30
     accelerator: str | None = None
     gpus: int = 0
-
-    def warnings(self) -> list[str]:
-        """Things in the config that the local engine cannot honour, said plainly."""
-        found: list[str] = []
-        if self.system_packages:
-            found.append(
-                "system_packages are not installed by the local engine: "
-                f"install {' '.join(self.system_packages)} on the platform host (e.g. apt-get install ...)"
-            )
-        here = f"py{sys.version_info.major}{sys.version_info.minor}"
-        if self.python_version and self.python_version != here:
-            found.append(
-                f"python_version is {self.python_version} but the local engine runs replicas on the platform's "
-                f"Python ({here}); start the platform with that Python to match"
-            )
-        return found
+    limited: bool = False
+    """Whether ``resources`` sets ``cpu`` or ``memory`` itself (only those are enforced locally)."""
+    memory_text: str = "2Gi"
 
 
 def read_truss(truss_dir: Path, *, strict: bool) -> TrussSpec:
@@ -122,8 +108,21 @@ def read_truss(truss_dir: Path, *, strict: bool) -> TrussSpec:
         cpu=cfg.resources.cpu_cores,
         memory_bytes=cfg.resources.memory_bytes,
         accelerator=accelerator.type if accelerator is not None else None,
-        gpus=accelerator.count if accelerator is not None else (1 if cfg.resources.use_gpu else 0),
+        gpus=accelerator.count if accelerator is not None else (1 if _asks_use_gpu(truss_dir) else 0),
+        limited=bool({"cpu", "memory"} & set(_raw_resources(truss_dir))),
+        memory_text=str(cfg.resources.memory).strip(),
     )
+
+
+def _raw_resources(truss_dir: Path) -> dict[str, Any]:
+    resources = raw_config(truss_dir).get("resources")
+    return resources if isinstance(resources, dict) else {}
+
+
+def _asks_use_gpu(truss_dir: Path) -> bool:
+    """``use_gpu: true`` without an accelerator: one GPU of any type (the parsed config derives
+    ``use_gpu`` from ``accelerator``, so it is read from the file)."""
+    return _raw_resources(truss_dir).get("use_gpu") is True
 
 
 def raw_config(truss_dir: Path) -> dict[str, Any]:
