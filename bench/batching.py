@@ -2,7 +2,9 @@
 
 * ``synthetic``: ``bench/models/synthetic`` (a stand-in GPU: 5 ms + 0.1 ms per item, one batch at a
   time), served as ``trestle-synthetic`` and ``trestle-synthetic-batched``
-  (``TRESTLE_BENCH_BATCHED=1``). Loaded with wrk; every response is compared byte for byte.
+  (``TRESTLE_BENCH_BATCHED=1``), and the same stand-in in LitServe with its batching
+  (``litserve-synthetic-batched``, ``bench/peers/litserve_batched.py``). Loaded with wrk; every
+  response is compared byte for byte. Ray Serve and BentoML peers are not written yet.
 * ``embeddings``: ``examples/embeddings`` (all-MiniLM-L6-v2) through ``/v1/embeddings``, as
   ``trestle-embeddings`` (the example with ``EmbeddingModel``, no batching) and
   ``trestle-embeddings-batched`` (the example as it is, ``BatchedEmbeddingModel``). Both are
@@ -25,7 +27,7 @@ from typing import Any
 
 from bench import load
 from bench._perfbench import ROOT
-from bench.targets import MODELS, TRUSS_PREDICT, Target
+from bench.targets import MODELS, PEERS, TRUSS_PREDICT, Target
 
 SYNTHETIC = "synthetic"
 EMBEDDINGS = "embeddings"
@@ -79,6 +81,20 @@ def batching_targets(scratch: Path, venv: Path, probes: str) -> dict[str, Target
             batch=(SYNTHETIC, TRUSS_PREDICT),
             needs=(venv / "bin" / "trestle",),
         )
+    litserve = scratch / "venv-litserve" / "bin" / "python"
+    t["litserve-synthetic-batched"] = Target(
+        name="litserve-synthetic-batched",
+        desc="LitServe (bench/peers/litserve_batched.py): the synthetic stand-in GPU with "
+        "LitAPI(max_batch_size=32, batch_timeout=0.005), LitServer defaults",
+        group="peer",
+        kind="sync",
+        cmd=[str(litserve), str(PEERS / "litserve_batched.py")],
+        env={"HOME": str(scratch / "home"), "LS_PORT": "18775"},
+        port=18775,
+        ready="/health",
+        batch=(SYNTHETIC, "/predict"),
+        needs=(litserve,),
+    )
     if heavy_tier(venv):
         for name, batched, port in (("trestle-embeddings", False, 18773), ("trestle-embeddings-batched", True, 18774)):
             truss = embeddings_truss(scratch, batched)

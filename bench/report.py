@@ -537,6 +537,9 @@ def goals(res: Results) -> list[Goal]:
         add(
             f"Batching, {label}, c=1: batched p50 within 5% of unbatched", r, lambda v: v <= 1.05, f"{num(r, 3)}×", None
         )
+        for peer in _batch_peers(res, label):
+            r = _median_ratio(res, batched, "batch", 32, "rps", peer)
+            add(f"Batching, {label}, c=32: Trestle batched ahead of {peer}", r, _at_least(1), f"{num(r, 2)}×", None)
     return out
 
 
@@ -545,6 +548,11 @@ BATCH_PAIRS = (
     ("embeddings", "trestle-embeddings", "trestle-embeddings-batched", 2),
 )
 """(label, unbatched target, batched target, c=32 throughput floor) of the batch cell (bench/batching.py)."""
+
+
+def _batch_peers(res: Results, label: str) -> list[str]:
+    """Peer targets with batch records for ``label`` (their names carry it: litserve-synthetic-batched)."""
+    return [t for t in res.order("batch") if res.targets.get(t, {}).get("group") == "peer" and f"-{label}" in t]
 
 
 def batch_section(res: Results) -> str:
@@ -561,12 +569,13 @@ def batch_section(res: Results) -> str:
     ]
     for label, plain, batched, _ in BATCH_PAIRS:
         present = [t for t in (plain, batched) if any(res.get(t, "batch", c) for c in concs)]
+        peers = _batch_peers(res, label)
         if not present:
             parts.append(f"### {label}\n\nNot measured in this run.\n")
             continue
         hdr = ["target"] + [h for c in concs for h in (f"c={c} req/s", f"c={c} p50", f"c={c} p99")]
         rows = []
-        for t in present:
+        for t in present + peers:
             row = [t]
             for c in concs:
                 row += [
@@ -579,6 +588,11 @@ def batch_section(res: Results) -> str:
             rows.append(
                 ["batched ×unbatched"]
                 + [v for c in concs for v in (res.ratio_cell(batched, "batch", c, "rps", plain), "", "")]
+            )
+        for t in peers:
+            rows.append(
+                [f"Trestle batched ×{t}"]
+                + [v for c in concs for v in (res.ratio_cell(batched, "batch", c, "rps", t), "", "")]
             )
         parts.append(f"### {label}\n\n" + table(hdr, rows) + "\n")
     return "\n".join(parts)

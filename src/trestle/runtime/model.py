@@ -14,7 +14,6 @@ The public surface (what ``http``, ``server`` and later the batcher use) is list
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import inspect
 import logging
 import os
@@ -23,9 +22,8 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import AsyncGeneratorType, GeneratorType, TracebackType
-from typing import Any, get_args, get_origin
+from typing import Any
 
-from trestle.batching import BatchSpec, batch_spec
 from trestle.contract import (
     GENERATOR_WITH_POSTPROCESS,
     RESPONSE_WITH_POSTPROCESS,
@@ -44,12 +42,12 @@ from trestle.contract import (
     read_environment,
     reload_model_class,
 )
-from trestle.contract.methods import definition_error
 from trestle.errors import MethodNotImplemented, ModelDefinitionError, ModelNotReady, UserCodeError
 from trestle.logs import request_id
 from trestle.metrics import BatchStats
-from trestle.runtime.batcher import Batcher, Execute
-from trestle.runtime.cancel import CancelReason, bind_task, bind_thread
+from trestle.runtime.batcher import Batcher
+from trestle.runtime.batchers import build_batchers, per_request
+from trestle.runtime.cancel import CancelReason, bind_thread
 from trestle.runtime.inflight import InFlight
 from trestle.runtime.interface import NO_PASSTHROUGHS, Call, Endpoint, Passthrough, Passthroughs, Result, Stream, Value
 from trestle.runtime.limiter import Limiter
@@ -86,39 +84,6 @@ def _run_in_thread(call: Call, fn: Callable[..., Any], args: tuple[Any, ...]) ->
         return fn(*args)
     finally:
         bind_thread(None)
-
-
-def _run_batch_in_thread(calls: list[Call], fn: Callable[..., Any], values: list[Any]) -> Any:
-    bind_thread(None)  # a batch serves several requests: no one request's cancellation
-    request_id.set(_batch_request_ids(calls))
-    return fn(values)
-
-
-def _batch_request_ids(calls: list[Call]) -> str:
-    return ",".join(call.request_id for call in calls)
-
-
-def _element_type(annotation: Any) -> Any:
-    """``list[X]`` -> ``X`` (what one request of a batched method carries); anything else: None."""
-    if get_origin(annotation) in (list, tuple):
-        args = get_args(annotation)
-        if len(args) == 1 or (len(args) == 2 and args[1] is Ellipsis):
-            return args[0]
-    return None
-
-
-def _per_request(desc: ModelDescriptor) -> ModelDescriptor:
-    """The descriptor the schema is derived from: a batched predict's ``list[In] -> list[Out]`` read
-    as ``In -> Out``, since each request carries one input."""
-    predict = desc.predict
-    if predict is None or batch_spec(predict.fn) is None:
-        return desc
-    one = dataclasses.replace(
-        predict,
-        parameter_annotation=_element_type(predict.parameter_annotation),
-        return_annotation=_element_type(predict.return_annotation),
-    )
-    return dataclasses.replace(desc, predict=one)
 
 
 def is_stream(value: Any) -> bool:
@@ -216,7 +181,7 @@ class ModelRuntime:
         }
         self._instance = instantiate(cls, kwargs)
         desc = describe_model(self._instance)
-        self._install(desc, derive_schema(_per_request(desc)), self._batched_endpoints(desc))
+        self._install(desc, derive_schema(per_request(desc)), self._batched_endpoints(desc))
 
     def _install(self, desc: ModelDescriptor, schema: TrussSchema | None, batchers: dict[str, Batcher]) -> None:
         endpoints: dict[str, Endpoint] = {}
@@ -237,78 +202,15 @@ class ModelRuntime:
 
     # --- batching --------------------------------------------------------------------------
     def _batched_endpoints(self, desc: ModelDescriptor) -> dict[str, Batcher]:
-        """A :class:`Batcher` for each ``@trestle.batched`` method, with ``runtime.batching`` applied.
-
-        Raises :class:`ModelDefinitionError` for a decorated method that cannot be batched: one
-        taking the request, a generator, or ``preprocess``/``postprocess`` (they run per request).
-        """
-        for name in ("preprocess", "postprocess"):
-            md = getattr(desc, name)
-            if md is not None and batch_spec(md.fn) is not None:
-                raise definition_error(
-                    f"`{name}` cannot be @trestle.batched: it runs once per request; batch `predict`.", md.fn
-                )
-        overrides = self.settings.config.runtime.batching
-        batchers: dict[str, Batcher] = {}
-        for name in ("predict", *ROUTE_METHODS):
-            md = desc.predict if name == "predict" else desc.route(name)
-            spec = batch_spec(md.fn) if md is not None else None
-            if md is None or spec is None:
-                continue
-            if md.form is not ArgForm.INPUTS_ONLY:
-                raise definition_error(
-                    f"`{name}` is @trestle.batched, so it must take exactly one argument (the list of "
-                    "inputs); it cannot take the request.",
-                    md.fn,
-                )
-            if md.kind not in (CallKind.SYNC, CallKind.ASYNC):
-                raise definition_error(
-                    f"`{name}` is @trestle.batched and cannot be a generator: return a list of results.", md.fn
-                )
-            if overrides is not None:
-                spec = spec.with_overrides(
-                    max_batch_size=overrides.max_batch_size,
-                    max_wait_ms=overrides.max_wait_ms,
-                    max_concurrent_batches=overrides.max_concurrent_batches,
-                    max_batch_weight=overrides.max_batch_weight,
-                )
-            self._warn_concurrency(name, spec)
-            stats = self.batch_stats.setdefault(name, BatchStats())
-            batchers[name] = Batcher(name, spec, self._batch_executor(md), self._report_batch_error, stats)
-        if overrides is not None and not batchers:
-            logger.warning("runtime.batching is set but no model method is @trestle.batched: it has no effect.")
-        return batchers
-
-    def _warn_concurrency(self, name: str, spec: BatchSpec) -> None:
-        concurrency = self.settings.predict_concurrency
-        if concurrency < spec.max_batch_size:
-            logger.warning(
-                "`%s` is batched with max_batch_size %d but runtime.predict_concurrency is %d: "
-                "the concurrency limit counts requests, so batches never exceed %d. "
-                "Set predict_concurrency to at least %d.",
-                name,
-                spec.max_batch_size,
-                concurrency,
-                concurrency,
-                spec.max_batch_size * spec.max_concurrent_batches,
-            )
-
-    def _batch_executor(self, md: MethodDescriptor) -> Execute:
-        fn = md.fn
-        if md.kind is CallKind.ASYNC:
-
-            async def run_async(values: list[Any], calls: list[Call]) -> Any:
-                bind_task(None)  # the batch's task: no one request's cancellation
-                request_id.set(_batch_request_ids(calls))
-                return await fn(values)
-
-            return run_async
-        pool = self._inference_pool
-
-        async def run_sync(values: list[Any], calls: list[Call]) -> Any:
-            return await pool.run(_run_batch_in_thread, calls, fn, values)
-
-        return run_sync
+        """A :class:`Batcher` for each ``@trestle.batched`` method (``runtime/batchers.py``)."""
+        return build_batchers(
+            desc,
+            self.settings.config.runtime.batching,
+            self.settings.predict_concurrency,
+            self._inference_pool,
+            self._report_batch_error,
+            self.batch_stats,
+        )
 
     def _report_batch_error(self, exc: BaseException) -> None:
         if isinstance(exc, FATAL):
@@ -417,7 +319,7 @@ class ModelRuntime:
         instance.__class__ = new_cls
         try:
             desc = describe_model(instance)
-            schema = derive_schema(_per_request(desc))
+            schema = derive_schema(per_request(desc))
             batchers = self._batched_endpoints(desc)  # a broken @trestle.batched keeps the old class too
         except BaseException:
             instance.__class__ = old_cls

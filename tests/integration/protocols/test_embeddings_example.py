@@ -55,3 +55,23 @@ def test_base64_is_the_same_vector(oai: openai.OpenAI) -> None:
     floats = oai.embeddings.create(model="all-MiniLM-L6-v2", input=text, encoding_format="float")
     decoded = oai.embeddings.create(model="all-MiniLM-L6-v2", input=text)  # the SDK asks for base64
     assert decoded.data[0].embedding == pytest.approx(floats.data[0].embedding, abs=1e-6)
+
+
+def test_concurrent_requests_are_batched_and_each_gets_its_own_vectors(
+    server: ServerHandle, oai: openai.OpenAI
+) -> None:
+    import concurrent.futures
+
+    import httpx
+
+    texts = [f"Sentence {i}: the quick brown fox jumps over {i} lazy dogs." for i in range(24)]
+    alone = {t: oai.embeddings.create(model="all-MiniLM-L6-v2", input=t, encoding_format="float") for t in texts[:3]}
+    with concurrent.futures.ThreadPoolExecutor(24) as pool:
+        together = list(
+            pool.map(lambda t: oai.embeddings.create(model="all-MiniLM-L6-v2", input=t, encoding_format="float"), texts)
+        )
+    for text, result in zip(texts[:3], together[:3], strict=True):  # batching does not change the vectors
+        assert result.data[0].embedding == pytest.approx(alone[text].data[0].embedding, abs=1e-4)
+    assert all(len(r.data) == 1 and len(r.data[0].embedding) == 384 for r in together)
+    metrics = httpx.get(server.url + "/metrics/trestle").text
+    assert 'trestle_batch_size_count{method="embeddings"}' in metrics

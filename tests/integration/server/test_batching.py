@@ -130,7 +130,7 @@ def metric(server: ServerHandle, name: str, labels: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def wait_until(condition: Any, timeout: float = 10.0) -> None:
+def wait_until(condition: Any, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"

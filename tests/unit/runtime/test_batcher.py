@@ -79,9 +79,9 @@ async def test_arrivals_while_a_batch_runs_form_the_next_batch_in_order() -> Non
     assert model.batches == [[0], [1, 2, 3, 4], [5, 6]]  # never more than max_batch_size
 
 
-async def test_max_wait_bounds_how_long_a_partial_batch_waits_for_companions() -> None:
+async def test_a_request_queued_behind_a_batch_waits_for_companions() -> None:
     model = Model(hold=True)
-    batcher = make(model, max_batch_size=4, max_wait_ms=50)
+    batcher = make(model, max_batch_size=2, max_wait_ms=60_000)
     first = asyncio.ensure_future(batcher.submit(0, FakeCall()))
     await settle()
     second = asyncio.ensure_future(batcher.submit(1, FakeCall()))
@@ -89,10 +89,23 @@ async def test_max_wait_bounds_how_long_a_partial_batch_waits_for_companions() -
     model.gate.set()
     await first
     await settle()
-    assert model.batches == [[0]]  # [1] waits for companions, up to 50 ms
+    assert model.batches == [[0]]  # [1] arrived while the model was busy: it waits for a companion
     third = asyncio.ensure_future(batcher.submit(2, FakeCall()))
-    assert await asyncio.wait_for(asyncio.gather(second, third), 5) == [2, 4]
+    assert await asyncio.wait_for(asyncio.gather(second, third), 5) == [2, 4]  # a full batch goes at once
     assert model.batches == [[0], [1, 2]]
+
+
+async def test_max_wait_bounds_the_wait_for_companions() -> None:
+    model = Model(hold=True)
+    batcher = make(model, max_batch_size=4, max_wait_ms=20)
+    first = asyncio.ensure_future(batcher.submit(0, FakeCall()))
+    await settle()
+    second = asyncio.ensure_future(batcher.submit(1, FakeCall()))
+    await settle()
+    model.gate.set()
+    assert await asyncio.wait_for(asyncio.gather(first, second), 5) == [0, 2]
+    assert model.batches == [[0], [1]]
+    assert batcher.stats.waits.count == 2
 
 
 async def test_a_full_queue_does_not_wait() -> None:

@@ -1,0 +1,45 @@
+"""LitServe peer of the batch cell: the synthetic stand-in GPU (bench/models/synthetic) with
+LitServe's own batching, configured as Trestle's batched target (batches of 32, 5 ms wait).
+
+POST /predict {"x": 1} -> {"x": 1}. One batch at a time costs 5 ms + 0.1 ms per item. LitServer
+defaults otherwise (1 API-server process + 1 worker process). Port: $LS_PORT.
+"""
+
+import os
+import threading
+import time
+
+import litserve as ls
+
+FIXED_S = 0.005
+PER_ITEM_S = 0.0001
+_gpu = threading.Lock()
+
+
+class BatchedAPI(ls.LitAPI):
+    def setup(self, device: str) -> None:
+        pass
+
+    # Unannotated, as in perfbench's server: LitServe turns annotations into the endpoint's types.
+    def decode_request(self, request):  # type: ignore[no-untyped-def]
+        return request
+
+    def batch(self, inputs):  # type: ignore[no-untyped-def]
+        return list(inputs)
+
+    def predict(self, inputs):  # type: ignore[no-untyped-def]
+        with _gpu:
+            time.sleep(FIXED_S + PER_ITEM_S * len(inputs))
+        return inputs
+
+    def unbatch(self, output):  # type: ignore[no-untyped-def]
+        return list(output)
+
+    def encode_response(self, output):  # type: ignore[no-untyped-def]
+        return output
+
+
+if __name__ == "__main__":
+    api = BatchedAPI(max_batch_size=32, batch_timeout=0.005)
+    server = ls.LitServer(api, accelerator="cpu", workers_per_device=1)
+    server.run(host="127.0.0.1", port=int(os.environ.get("LS_PORT", "8000")), generate_client_file=False)
