@@ -31,6 +31,8 @@ KNATIVE_MIN_WINDOW = 6
 RAY_VERSION = "2.60.0"
 RAY_IMPORT_PATH = "trestle.deploy.ray_app:build"
 """The Ray Serve application builder that runs the truss's ASGI app in each replica."""
+RAY_DEPLOYMENT_NAME = "TrussModel"
+"""The Serve deployment ``ray_app.build`` binds; ``serveConfigV2`` sets its options by this name."""
 
 
 def _knative_scaling(spec: DeploymentSpec) -> dict[str, str]:
@@ -157,7 +159,7 @@ def serve_config(spec: DeploymentSpec) -> dict[str, Any]:
     }
     runtime = spec.config.runtime
     deployment = {
-        "name": "TrussModel",
+        "name": RAY_DEPLOYMENT_NAME,
         "max_ongoing_requests": runtime.predict_concurrency,
         "max_queued_requests": -1 if runtime.max_queue_size is None else runtime.max_queue_size,
         "autoscaling_config": autoscaling,

@@ -85,13 +85,32 @@ class _Mounted:
 @serve.deployment
 @serve.ingress()
 class TrestleReplica:
-    def __init__(self, deployment_id: str, revision: int = 0) -> None:
+    """One replica of a truss.
+
+    The platform's engine passes only its deployment's id: the truss is Ray's unpacked
+    ``working_dir`` and the environment arrives through ``reconfigure``. A RayService in a cluster
+    (``trestle.deploy.ray_app``) names the truss's directory in the image, its environment, and
+    the environment file its pod mounts, if any.
+    """
+
+    def __init__(
+        self,
+        deployment_id: str,
+        revision: int = 0,
+        *,
+        truss_dir: str | None = None,
+        environment: str | None = None,
+        environment_file: str | None = None,
+    ) -> None:
         self.deployment_id = deployment_id
-        self.truss_dir = Path.cwd()  # Ray starts the replica in its unpacked working_dir
-        state = Path(tempfile.mkdtemp(prefix=f"trestle-{deployment_id}-"))
-        self.environment_file = state / "dynamic_config" / "environment"
-        self.environment_file.parent.mkdir(parents=True)
-        self.environment_file.write_text("")
+        self.truss_dir = Path(truss_dir) if truss_dir else Path.cwd()  # else Ray's unpacked working_dir
+        if environment_file:
+            self.environment_file = Path(environment_file)
+        else:
+            state = Path(tempfile.mkdtemp(prefix=f"trestle-{deployment_id}-"))
+            self.environment_file = state / "dynamic_config" / "environment"
+            self.environment_file.parent.mkdir(parents=True)
+            self.environment_file.write_text(json.dumps({"name": environment}) if environment else "")
         os.environ["TRESTLE_ENVIRONMENT_FILE"] = str(self.environment_file)
         self.server = _model_server(self.truss_dir, self.environment_file)
 

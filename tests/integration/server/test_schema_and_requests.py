@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -165,14 +164,13 @@ class Model:
 """
 
 
-def _fire(url: str, body: dict[str, object], n: int) -> float:
+def _fire(url: str, body: dict[str, object], n: int) -> None:
+    """``n`` requests at once, each on its own thread; returns when all have been answered."""
     threads = [threading.Thread(target=httpx.post, args=(url,), kwargs={"json": body, "timeout": 60}) for _ in range(n)]
-    started = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return time.monotonic() - started
 
 
 @pytest.mark.parametrize("limit", [1, 3])
@@ -180,11 +178,11 @@ def test_observed_parallelism_equals_predict_concurrency(tmp_path: Path, limit: 
     truss = write_truss(tmp_path, CONCURRENCY, f"runtime:\n  predict_concurrency: {limit}\n")
     with run_server(truss) as server:
         for path in ("/predict", "/v1/chat/completions"):
-            # 2 x limit requests that would all run at once if nothing held them back
-            elapsed = _fire(server.url + path, {"hold": 2 * limit, "timeout": 0.4}, 2 * limit)
+            # 2 x limit requests that would all run at once if nothing held them back; each waits up
+            # to 2 s for the others, long enough for a loaded machine to get all of a wave started
+            _fire(server.url + path, {"hold": 2 * limit, "timeout": 2.0}, 2 * limit)
             peak = httpx.post(server.url + "/predict", json={"peak": True}).json()["peak"]
             assert peak == limit, path
-            assert elapsed >= 0.75, (path, elapsed)  # two waves of time-outs
 
 
 def test_queue_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
