@@ -536,7 +536,10 @@ class Controller:
         if dep.status is S.SCALED_TO_ZERO and replicas is not None:
             self.wake(deployment_id)
         elif dep.status.wants_replicas and self.engine.replica_set(deployment_id) is not None and wanted:
-            await self.engine.scale(deployment_id, wanted)
+            if getattr(self.engine, "autoscales", False):
+                await self.engine.apply_scaling(deployment_id, policy)  # the engine's autoscaler follows them
+            else:
+                await self.engine.scale(deployment_id, wanted)
         return self.store.get_deployment(deployment_id)
 
     async def autoscale(self, deployment_id: str, replicas: int, reason: str) -> None:

@@ -283,6 +283,10 @@ class Engine(Protocol):
         """Run ``replicas`` (at least 1) replicas of a running deployment: start new ones beside the
         running ones, or drain and stop the surplus. Nothing happens when none are running."""
 
+    async def apply_scaling(self, deployment_id: str, scaling: Autoscaling) -> None:
+        """New scaling settings for a placed deployment. Called only on an engine that ``autoscales``
+        (scales its replicas itself); for the others the controller's autoscaler calls ``scale``."""
+
     async def stop(self, deployment_id: str, *, drain: bool = True) -> None:
         """Stop a deployment's replicas; with ``drain`` in-flight requests finish first."""
 

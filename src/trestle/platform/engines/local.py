@@ -35,6 +35,7 @@ from trestle.platform.engines.base import (
     ReplicaState,
 )
 from trestle.platform.engines.output import why_failed
+from trestle.platform.store.scaling import Autoscaling
 
 REPLICA_MARKER = "TRESTLE_PLATFORM_REPLICA"
 _LOADING_POLL = 0.1
@@ -306,6 +307,9 @@ class LocalEngine:
         self._sets[spec.deployment_id] = rset
         self._background(self._stop_group(old, drain=True))
         return True
+
+    async def apply_scaling(self, deployment_id: str, scaling: Autoscaling) -> None:
+        """Nothing: the controller's autoscaler scales local replicas (``scale``)."""
 
     async def scale(self, deployment_id: str, replicas: int) -> None:
         rset = self._sets.get(deployment_id)
