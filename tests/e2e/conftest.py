@@ -3,6 +3,7 @@ real ``trestle serve`` replicas, and the real CLI in subprocesses."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -222,6 +223,24 @@ def ray_platform(head: Any, root: Path, *extra: str) -> Platform:
     )  # fmt: skip
     ray_env = {k: v for k, v in head.env.items() if k.startswith("RAY_")}
     return Platform(root / "data", root / "home", args=args, env={**ray_env, "RAY_AUTH_TOKEN": head.token})
+
+
+@contextlib.contextmanager
+def running_on_ray(head: Any, root: Path, *extra: str) -> Iterator[Platform]:
+    """A started Ray platform (``ray_platform``); on exit it stops, and its Serve applications are
+    taken off the run's shared head, so that the next test has the head's CPUs to itself."""
+    platform = ray_platform(head, root, *extra)
+    platform.start()
+    try:
+        yield platform
+    finally:
+        try:
+            ids = [dep["id"] for dep in platform.http.get("/v1/deployments").json()["deployments"]]
+        except (httpx.HTTPError, KeyError, ValueError):
+            ids = []
+        platform.stop()
+        platform.http.close()
+        head.remove_applications([f"trestle-{dep}" for dep in ids])
 
 
 def push_no_wait(platform: Platform, truss: Path, *args: str) -> str:

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +99,25 @@ class RayHead:
         deployment = (details.get("deployments") or {}).get("TrestleReplica") or {}
         replicas: list[dict[str, Any]] = deployment.get("replicas") or []
         return replicas
+
+    def remove_applications(self, names: Collection[str]) -> None:
+        """Take ``names`` out of the cluster's Serve config (a test's clean-up: the platform leaves
+        its applications running when it stops); everyone else's stay."""
+        apps = self.applications()
+        if not set(names) & set(apps):
+            return
+        keep = [
+            details["deployed_app_config"]
+            for name, details in apps.items()
+            if name not in names and details.get("deployed_app_config") and details.get("status") != "DELETING"
+        ]
+        config = {
+            "proxy_location": "HeadOnly",
+            "http_options": {"host": "127.0.0.1", "port": self.proxy},
+            "applications": keep,
+        }
+        headers = {"Authorization": f"Bearer {self.token}"}
+        httpx.put(self.address + "/api/serve/applications/", json=config, headers=headers, timeout=30)
 
     def processes(self) -> list[Any]:
         import psutil
