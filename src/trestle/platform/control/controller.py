@@ -36,6 +36,7 @@ from trestle.platform.engines.base import (
     ReplicaResources,
     ReplicaSpec,
     ServerRoutes,
+    scales_itself,
 )
 from trestle.platform.engines.builder import Builder, BuildFailed
 from trestle.platform.errors import Conflict, InvalidRequest
@@ -320,6 +321,7 @@ class Controller:
                 fixed_port=spec.docker_server.server_port,
                 drain_seconds=spec.drain_seconds,
                 revision=revision,
+                development=dep.is_development,
             )
         argv = [
             part.replace("{python}", str(python)).replace("{truss_dir}", str(truss_dir))
@@ -346,6 +348,7 @@ class Controller:
                 "TRESTLE_SECRETS_DIR": str(self.settings.secrets_dir),
                 "NUM_LOAD_RETRIES_TRUSS": env["NUM_LOAD_RETRIES_TRUSS"],
             },
+            development=dep.is_development,
             environment=self.environment_name_for(deployment_id),
         )
 
@@ -536,7 +539,7 @@ class Controller:
         if dep.status is S.SCALED_TO_ZERO and replicas is not None:
             self.wake(deployment_id)
         elif dep.status.wants_replicas and self.engine.replica_set(deployment_id) is not None and wanted:
-            if getattr(self.engine, "autoscales", False):
+            if scales_itself(self.engine, deployment_id):
                 await self.engine.apply_scaling(deployment_id, policy)  # the engine's autoscaler follows them
             else:
                 await self.engine.scale(deployment_id, wanted)

@@ -36,6 +36,7 @@ __all__ = [
     "ReplicaSpec",
     "ReplicaState",
     "ServerRoutes",
+    "scales_itself",
 ]
 
 
@@ -76,6 +77,8 @@ class ReplicaSpec:
     """The truss's own ``environment_variables`` plus the platform's (secrets dir ...), not the host's."""
     environment: str | None = None
     """The environment the deployment serves (its dynamic config), None for none."""
+    development: bool = False
+    """The development deployment (live-patched): kept on the local engine beside a cluster."""
 
 
 class ReplicaEvent(enum.Enum):
@@ -255,6 +258,16 @@ class EngineContext:
     max_start_attempts: int = 2
     options: Mapping[str, str] = dataclasses.field(default_factory=dict)
     """Engine-specific settings by name (``--ray-address`` ...)."""
+
+
+def scales_itself(engine: object, deployment_id: str) -> bool:
+    """Whether ``engine`` scales the deployment's replicas itself (Ray Serve's autoscaler), so that
+    the controller's autoscaler leaves it alone: an engine's ``scales_itself(id)`` if it has one,
+    else its ``autoscales`` attribute (False when it has neither)."""
+    check = getattr(engine, "scales_itself", None)
+    if callable(check):
+        return bool(check(deployment_id))
+    return bool(getattr(engine, "autoscales", False))
 
 
 class Engine(Protocol):
