@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import push_no_wait, ray_platform, wait_status
+from tests.e2e.conftest import push_no_wait, ray_platform, running_on_ray, wait_status, write_truss
+from tests.e2e.test_live_patch import Watcher
 from tests.support.ray_head import RayHead
 from tests.support.trusses import make_truss
 
@@ -45,3 +46,26 @@ def test_push_active_predict_stream_and_restart_reconciles(ray_head: RayHead, tm
         assert platform.http.post(predict, json={"b": 2}).json() == {"echo": {"b": 2}}
     finally:
         platform.stop()
+
+
+def test_the_development_deployment_runs_on_the_local_engine_beside_ray(ray_head: RayHead, tmp_path: Path) -> None:
+    counter = tmp_path / "loads"
+    truss = write_truss(tmp_path / "dev", "ray-dev", counter)
+    with running_on_ray(ray_head, tmp_path / "p") as platform:
+        watcher = Watcher(platform, truss, tmp_path / "watch.out")
+        try:
+            watcher.wait_for("Watching", timeout=180)
+            [dev] = [d for d in platform.http.get("/v1/deployments").json()["deployments"] if d["is_development"]]
+            # a process on this host, not a Serve application
+            assert f"trestle-{dev['id']}" not in ray_head.applications()
+            first = platform.http.post("/models/ray-dev/development/predict", json={}).json()
+            assert first["version"] == 1
+            # so live patching works: a code edit is hot-reloaded without a second load
+            model = truss / "model" / "model.py"
+            model.write_text(model.read_text().replace("VERSION = 1", "VERSION = 2"))
+            watcher.wait_for("Patched (hot reload)")
+            second = platform.http.post("/models/ray-dev/development/predict", json={}).json()
+            assert second["version"] == 2
+            assert second["loads"] == 1
+        finally:
+            watcher.stop()

@@ -7,8 +7,10 @@ ray`` on the run's shared head and the test talks to its replica through Serve's
 disconnect cases are checked on the replica Ray runs. Left out, with the reason: tests that
 signal or measure the server process (SIGTERM drains, RSS), start it with other arguments or
 another Python, or watch a load fail by hand (Serve retries failed replicas itself), and the
-queued-request metric (on Ray a request waits in Serve's router for a free slot,
-``max_ongoing_requests = predict_concurrency``, so it never reaches Trestle's queue).
+queued-request metric and health answered at once beside a long predict: on Ray every request to
+a replica, health routes included, waits in Serve's router for a free slot
+(``max_ongoing_requests = predict_concurrency``), so it never reaches Trestle's own queue
+(``docs/09-engines.md``, *Differences*).
 """
 
 from __future__ import annotations
@@ -41,7 +43,6 @@ from tests.integration.server.test_cancellation import (  # noqa: F401 (collecte
     test_watch_disconnect_from_a_worker_thread,
 )
 from tests.integration.server.test_lifecycle import (  # noqa: F401
-    test_health_stays_200_during_a_long_predict,
     test_metrics_endpoint_exposes_request_metrics,
     test_websocket_echo_normal_close_and_error_close,
     test_websocket_on_model_without_it_closes_1003,
@@ -85,12 +86,12 @@ class RayServerHandle(ServerHandle):
 
     def log(self) -> str:
         previous = None
-        for _ in range(40):  # until it stops growing for a beat
+        for _ in range(10):  # until it stops growing for a while (the log follower polls twice a second)
             text = self.log_path.read_text(errors="replace")
             if text == previous:
                 return text
             previous = text
-            time.sleep(0.25)
+            time.sleep(1.5)
         return previous or ""
 
 

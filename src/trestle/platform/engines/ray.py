@@ -312,8 +312,9 @@ class RayEngine:
             await asyncio.sleep(self.poll_seconds)
 
     async def poll_once(self) -> None:
+        placed = set(self._apps)  # before the read: an application placed during it is not "lost"
         apps = await self._applications()
-        missing = [dep for dep in self._apps if app_name(dep) not in apps]
+        missing = [dep for dep in placed if dep in self._apps and app_name(dep) not in apps]
         if missing:
             # the cluster lost them (a head restart): apply the whole config again
             async with self._lock:
