@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import load, platform
+from bench import ray as ray_cells
 from bench._perfbench import runner as perfbench_runner
 from bench.envs import log
 from bench.targets import Target
@@ -43,7 +44,7 @@ class Plan:
     memory_peer_n: int = 10_000  # for peers (Truss streams run to completion after a disconnect)
     memory_conc: int = 8
     watch_patches: int = 5
-    cells: tuple[str, ...] = ("unary", "payload", "stream", "cancel", "memory", "platform")
+    cells: tuple[str, ...] = ("unary", "payload", "stream", "cancel", "memory", "platform", "ray")
     server_core: int = 0
     client_core: int = 1
 
@@ -62,6 +63,7 @@ SMOKE = Plan(
     memory_peer_n=200,
     memory_conc=4,
     watch_patches=2,
+    cells=("unary", "payload", "stream", "cancel", "memory", "platform"),  # ray: --smoke --cells ray
 )
 
 
@@ -146,6 +148,10 @@ class Session:
         if no_platform and "platform" in p.cells:
             for rec in platform.unavailable(no_platform):
                 self.emit(rec)
+        no_ray = ray_cells.available(self.trestle_bin) if "ray" in p.cells else "not in this run"
+        if no_ray and "ray" in p.cells:
+            for rec in ray_cells.unavailable(no_ray):
+                self.emit(rec)
         for rnd in range(1, p.rounds + 1):
             order = self.targets if rnd % 2 else self.targets[::-1]
             for t in order:
@@ -158,6 +164,8 @@ class Session:
                     self.emit({**base, "cell": "error", "valid": False, "why": repr(e)[:500]})
             if not no_platform:
                 platform.PlatformRound(self, self.trestle_bin, rnd).run()
+            if not no_ray:
+                ray_cells.RayRound(self, self.trestle_bin, rnd).run()
         if "memory" in p.cells:
             for t in self.targets:
                 if t.memory:

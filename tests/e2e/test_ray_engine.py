@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import push_no_wait, ray_platform, running_on_ray, wait_status, write_truss
+from tests.e2e.conftest import push_no_wait, running_on_ray, wait_status, write_truss
 from tests.e2e.test_live_patch import Watcher
 from tests.support.ray_head import RayHead
 from tests.support.trusses import make_truss
@@ -24,9 +24,7 @@ RAY_MODEL = (
 
 
 def test_push_active_predict_stream_and_restart_reconciles(ray_head: RayHead, tmp_path: Path) -> None:
-    platform = ray_platform(ray_head, tmp_path)
-    platform.start()
-    try:
+    with running_on_ray(ray_head, tmp_path) as platform:
         dep_id = push_no_wait(platform, make_truss(tmp_path / "truss", "ray-echo", RAY_MODEL))
         view = wait_status(platform, dep_id, "ACTIVE")
         predict = view["predict_url"]
@@ -37,15 +35,15 @@ def test_push_active_predict_stream_and_restart_reconciles(ray_head: RayHead, tm
             assert stream.status_code == 200
             assert b"".join(stream.iter_bytes()) == b"chunk0;chunk1;chunk2;"
         assert f"trestle-{dep_id}" in ray_head.trestle_applications()
+        [before] = [r["replica_id"] for r in ray_head.replicas(f"trestle-{dep_id}")]
 
-        # a platform restart adopts what runs on Ray: no duplicate, nothing lost
+        # a platform restart adopts what runs on Ray: no duplicate, nothing lost, the same replica
         platform.stop()
         platform.start()
         wait_status(platform, dep_id, "ACTIVE")
-        assert f"trestle-{dep_id}" in ray_head.trestle_applications()
+        assert [r["replica_id"] for r in ray_head.replicas(f"trestle-{dep_id}")] == [before]
+        assert len(platform.http.get("/v1/deployments").json()["deployments"]) == 1
         assert platform.http.post(predict, json={"b": 2}).json() == {"echo": {"b": 2}}
-    finally:
-        platform.stop()
 
 
 def test_the_development_deployment_runs_on_the_local_engine_beside_ray(ray_head: RayHead, tmp_path: Path) -> None:
