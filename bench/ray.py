@@ -14,7 +14,9 @@ with ``--engine ray``, each serving bench/models/async promoted to production:
                           its answer (a replica actor starts and loads the model)
 
 Every response is checked as in the other cells. ``bench/run --smoke --cells ray`` runs it once
-with 1-second cells (``tests/bench/test_ray_smoke.py``).
+with 1-second cells (``tests/bench/test_ray_smoke.py``). ``BENCH_RAY_HEAD=FILE`` (a
+``tests/support/ray_head.py`` ``RayHead.to_json``: its ports and token) uses a running head instead
+of starting one; the round then removes only the applications it added.
 """
 
 from __future__ import annotations
@@ -90,6 +92,12 @@ class RayRound:
         }
         self.token = ""
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.deployments: list[str] = []
+        self.external = os.environ.get("BENCH_RAY_HEAD")
+        if self.external:
+            head = json.loads(Path(self.external).read_text())
+            self.ports.update(dashboard=head["ports"]["dashboard"], proxy=head["ports"]["proxy"])
+            self.token = head["token"]
 
     def emit(self, label: str, **rec: Any) -> None:
         self.s.emit({"round": self.rnd, "target": "trestle-ray", "cell": "ray", "label": label, **rec})
@@ -97,7 +105,8 @@ class RayRound:
     def run(self) -> None:
         (self.dir / "home").mkdir(parents=True, exist_ok=True)
         try:
-            self.start_head()
+            if not self.external:
+                self.start_head()
             local = self.start_platform("local", [])
             ray = self.start_platform(
                 "ray",
@@ -193,6 +202,7 @@ class RayRound:
             out = {}
         if p.returncode or out.get("status") != "ACTIVE":
             raise RuntimeError(f"push rc={p.returncode}: {(p.stdout + p.stderr)[-400:]}")
+        self.deployments.append(str(out["deployment_id"]))
         return str(out["deployment_id"])
 
     def deploy_plain_echo(self) -> None:
@@ -203,6 +213,7 @@ class RayRound:
             "name": ECHO_APP,
             "route_prefix": f"/{ECHO_APP}",
             "import_path": "bench.apps.ray_echo:app",
+            "runtime_env": {"env_vars": {"PYTHONPATH": str(ROOT)}},
             "deployments": [
                 {
                     "name": "PlainEcho",
@@ -287,8 +298,26 @@ class RayRound:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+        if self.external:
+            self._remove_own_applications()
+            return
         self._kill_head()
         shutil.rmtree(self.temp, ignore_errors=True)
+
+    def _remove_own_applications(self) -> None:
+        """On a head this round did not start: take the echo and the Ray platform's apps out."""
+        _, body = self.dashboard("GET", "/api/serve/applications/")
+        apps = (body or {}).get("applications", {})
+        ours = {ECHO_APP, *(f"trestle-{dep}" for dep in self.deployments)}
+        keep = [
+            a["deployed_app_config"] for name, a in apps.items() if name not in ours and a.get("status") != "DELETING"
+        ]
+        config = {
+            "proxy_location": "HeadOnly",
+            "http_options": {"host": "127.0.0.1", "port": self.ports["proxy"]},
+            "applications": keep,
+        }
+        self.dashboard("PUT", "/api/serve/applications/", config)
 
     def _kill_head(self) -> None:
         """Only this round's head: every process whose command line names its temp dir."""
