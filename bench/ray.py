@@ -45,6 +45,8 @@ ECHO_APP = "plain-echo"
 LABELS = ("gateway → local replica", "gateway → Ray replica", "proxy → Trestle on Ray", "proxy → plain Serve echo")
 COLD = "cold start from zero"
 CONCS = (1, 16)
+REPLICA_CPUS = 0.5
+"""Logical CPUs per replica, Trestle's and the plain echo's alike."""
 
 
 def available(trestle_bin: Path) -> str | None:
@@ -189,6 +191,8 @@ class RayRound:
     def push(self, port: int) -> str:
         truss = self.dir / f"truss-{port}"
         shutil.copytree(MODELS / "async", truss, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+        with open(truss / "config.yaml", "a") as config:  # the plain echo's resources (a 2-CPU head fits both)
+            config.write(f'resources:\n  cpu: "{REPLICA_CPUS}"\n  memory: 512Mi\n')
         p = subprocess.run(
             [str(self.bin), "push", str(truss), "--promote", "--output", "json"],
             env=self.cli_env(port),
@@ -220,7 +224,7 @@ class RayRound:
                     "num_replicas": 1,
                     "max_ongoing_requests": 1,  # bench/models/async's predict_concurrency, as Trestle maps it
                     "max_queued_requests": -1,
-                    "ray_actor_options": {"num_cpus": 1.0},
+                    "ray_actor_options": {"num_cpus": REPLICA_CPUS, "memory": 512 * 2**20},
                 }
             ],
         }

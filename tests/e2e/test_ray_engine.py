@@ -14,6 +14,9 @@ from tests.support.trusses import make_truss
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ray, pytest.mark.timeout(300)]
 
+SMALL = 'resources:\n  cpu: "250m"\n  memory: 256Mi\n'
+"""Replicas small enough that the shared 2-CPU head fits every test's at once."""
+
 RAY_MODEL = (
     "class Model:\n"
     "    def predict(self, x):\n"
@@ -25,7 +28,7 @@ RAY_MODEL = (
 
 def test_push_active_predict_stream_and_restart_reconciles(ray_head: RayHead, tmp_path: Path) -> None:
     with running_on_ray(ray_head, tmp_path) as platform:
-        dep_id = push_no_wait(platform, make_truss(tmp_path / "truss", "ray-echo", RAY_MODEL))
+        dep_id = push_no_wait(platform, make_truss(tmp_path / "truss", "ray-echo", RAY_MODEL, SMALL))
         view = wait_status(platform, dep_id, "ACTIVE")
         predict = view["predict_url"]
         response = platform.http.post(predict, json={"a": 1})
