@@ -117,9 +117,11 @@ def test_after_a_ray_head_restart_the_platform_applies_its_deployments_again(own
         assert platform.http.post(predict, json={}).status_code == 200
         own_head.kill()
         # the platform notices: no ready replica while the cluster is gone
-        platform.wait_for(lambda: platform.deployment(dep)["status"] != "ACTIVE", timeout=60, interval=0.5)
+        platform.wait_for(lambda: platform.deployment(dep)["ready_replicas"] == 0, timeout=60, interval=0.5)
+        assert "Ray unreachable" in platform.logs(dep)
         own_head.start()  # same ports, same token: the cluster is back, empty
-        wait_status(platform, dep, "ACTIVE", timeout=240)
+        platform.wait_for(lambda: platform.deployment(dep)["ready_replicas"] == 1, timeout=240, interval=0.5)
+        assert platform.deployment(dep)["status"] == "ACTIVE"
         assert own_head.trestle_applications() == [f"trestle-{dep}"]
         response = platform.http.post(predict, json={}, timeout=60)
         assert response.status_code == 200, response.text

@@ -103,6 +103,8 @@ class RayHead:
     def remove_applications(self, names: Collection[str]) -> None:
         """Take ``names`` out of the cluster's Serve config (a test's clean-up: the platform leaves
         its applications running when it stops); everyone else's stay."""
+        if not self.alive():
+            return  # a head a test killed: nothing left to clean
         apps = self.applications()
         if not set(names) & set(apps):
             return

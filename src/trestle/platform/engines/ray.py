@@ -308,16 +308,16 @@ class RayEngine:
                 await self.poll_once()
             except Unavailable as exc:
                 for deployment_id in list(self._sets):
+                    self._replicas[deployment_id] = []  # nothing is known to run
                     self._set_ready(deployment_id, False, f"Ray unreachable: {exc.message}")
             await asyncio.sleep(self.poll_seconds)
 
     async def poll_once(self) -> None:
-        placed = set(self._apps)  # before the read: an application placed during it is not "lost"
-        apps = await self._applications()
-        missing = [dep for dep in placed if dep in self._apps and app_name(dep) not in apps]
-        if missing:
-            # the cluster lost them (a head restart): apply the whole config again
-            async with self._lock:
+        async with self._lock:  # not while a PUT is on its way: its application would look lost
+            apps = await self._applications()
+            missing = [dep for dep in self._apps if app_name(dep) not in apps]
+            if missing:
+                # the cluster lost them (a head restart): apply the whole config again
                 await self._apply()
             for dep in missing:
                 self.logs.write(dep, "platform", "the Ray cluster lost the application; re-applied it")
@@ -353,6 +353,7 @@ class RayEngine:
         if ready and not was:
             self.events(deployment_id, ReplicaEvent.READY, detail)
         elif was and not ready:
+            self.logs.write(deployment_id, "platform", f"not ready: {detail}")
             self.events(deployment_id, ReplicaEvent.NOT_READY, detail)
 
 
