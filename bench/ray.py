@@ -324,7 +324,9 @@ class RayRound:
         self.dashboard("PUT", "/api/serve/applications/", config)
 
     def _kill_head(self) -> None:
-        """Only this round's head: every process whose command line names its temp dir."""
+        """Only this round's head: every process whose command line names its temp dir or whose
+        environment has the round's HOME."""
+        home = f"HOME={self.dir / 'home'}".encode()
         mine = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
@@ -333,7 +335,11 @@ class RayRound:
                 cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if str(self.temp) in cmdline:
+            try:
+                environ = (entry / "environ").read_bytes().split(b"\0")
+            except OSError:
+                environ = []
+            if str(self.temp) in cmdline or home in environ:  # Ray's agents rename their command line
                 mine.append(int(entry.name))
         for pid in mine:
             try:

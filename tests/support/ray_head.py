@@ -4,7 +4,8 @@ Ray takes ~7 s and ~1.6 GB to start, so every ray test shares one head (``shared
 first pytest worker that needs it starts it under a file lock in the run's shared temp root and
 writes where it listens; the others read that; each worker registers itself and the last one to
 finish stops it. A head is stopped by killing the processes whose command line names its own temp
-dir, never by ``ray stop`` (which stops every Ray on the machine, other people's included).
+dir or whose environment has its own HOME, never by ``ray stop`` (which stops every Ray on the
+machine, other people's included).
 """
 
 from __future__ import annotations
@@ -124,10 +125,14 @@ class RayHead:
     def processes(self) -> list[Any]:
         import psutil
 
+        # Ray's agents rename themselves (``ray::DashboardAgent``), so the temp dir on the command
+        # line is not enough: this head's HOME in the environment finds those too
+        home = f"HOME={self.home}".encode()
         mine = []
         for proc in psutil.process_iter(["cmdline"]):
-            with contextlib.suppress(psutil.Error):
-                if str(self.temp) in " ".join(proc.info["cmdline"] or []):
+            with contextlib.suppress(psutil.Error, OSError):
+                named = str(self.temp) in " ".join(proc.info["cmdline"] or [])
+                if named or home in Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0"):
                     mine.append(proc)
         return mine
 
