@@ -45,6 +45,9 @@ ECHO_APP = "plain-echo"
 LABELS = ("gateway → local replica", "gateway → Ray replica", "proxy → Trestle on Ray", "proxy → plain Serve echo")
 COLD = "cold start from zero"
 CONCS = (1, 16)
+MIN_DURATION_S = 3.0
+"""Even in a smoke run: a Serve proxy answers in tens of ms on a busy 2-core box, and wrk's 1-s
+runs at c=16 then saw no response at all."""
 REPLICA_CPUS = 0.5
 """Logical CPUs per replica, Trestle's and the plain echo's alike."""
 
@@ -254,10 +257,11 @@ class RayRound:
             for label, port, path, auth in routes
         }
         keys = ("rps", "p50_us", "p99_us", "raw_p50_us", "requests", "valid", "why")
+        duration = max(p.duration, MIN_DURATION_S)
         for c in CONCS:
             for label, port, path, auth in routes:
                 r = load.wrk_post(
-                    port, path, body, load.JSON, expects[label], c, p.duration, p.client_core, header if auth else ""
+                    port, path, body, load.JSON, expects[label], c, duration, p.client_core, header if auth else ""
                 )
                 self.emit(label, c=c, **{k: r[k] for k in keys if k in r})
 
