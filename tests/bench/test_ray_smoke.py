@@ -66,5 +66,5 @@ def test_ray_bench_smoke(ray_head: RayHead, tmp_path: Path) -> None:
         assert (label, 16) in measured
     assert ("cold start from zero", None) in measured
     assert "## Ray" in (tmp_path / "BENCHMARKS.md").read_text()
-    # the round took its applications off the shared head
-    assert not [name for name in ray_head.applications() if name == "plain-echo"]
+    # the round took its applications off the shared head (Serve deletes them in the background)
+    assert (ray_head.applications().get("plain-echo") or {}).get("status") in (None, "DELETING")

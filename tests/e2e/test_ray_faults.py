@@ -120,7 +120,7 @@ def test_after_a_ray_head_restart_the_platform_applies_its_deployments_again(own
         platform.wait_for(lambda: platform.deployment(dep)["ready_replicas"] == 0, timeout=60, interval=0.5)
         assert "Ray unreachable" in platform.logs(dep)
         own_head.start()  # same ports, same token: the cluster is back, empty
-        platform.wait_for(lambda: platform.deployment(dep)["ready_replicas"] == 1, timeout=240, interval=0.5)
+        platform.wait_for(lambda: platform.deployment(dep)["ready_replicas"] == 1, timeout=300, interval=0.5)
         assert platform.deployment(dep)["status"] == "ACTIVE"
         assert own_head.trestle_applications() == [f"trestle-{dep}"]
         response = platform.http.post(predict, json={}, timeout=60)

@@ -71,7 +71,7 @@ class RayHead:
             "--dashboard-agent-listen-port", str(self.ports["agent"]),
             "--temp-dir", str(self.temp), "--disable-usage-stats",
         ]  # fmt: skip
-        subprocess.run(argv, env=self.env, check=True, capture_output=True, timeout=120)
+        subprocess.run(argv, env=self.env, check=True, capture_output=True, timeout=300)
         deadline = time.monotonic() + 60
         while not self.alive():
             if time.monotonic() > deadline:
