@@ -4,6 +4,7 @@ bench/run                     full matrix (3 rounds x 10 s cells; ~45 min on 2 c
                               bench/results/<date>.json + .png and BENCHMARKS.md
 bench/run --smoke             seconds: bare ASGI + Trestle only, 1 round, 1 s cells, results in a
                               temp dir; fails if any response check fails, asserts no timing
+bench/run --smoke --cells ray the Ray cells once (needs the ray extra; starts its own Ray head)
 bench/run --report-only bench/results/<date>.json   regenerate BENCHMARKS.md (and the chart)
 """
 
@@ -32,7 +33,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--smoke", action="store_true", help="seconds-long check that the harness works (no timing)")
     ap.add_argument("--targets", default="", help="comma-separated subset (default: all; smoke: bare + trestle)")
     ap.add_argument(
-        "--cells", default="", help="comma-separated subset of unary,payload,stream,cancel,memory,platform,batch"
+        "--cells", default="", help="comma-separated subset of unary,payload,stream,cancel,memory,platform,batch,ray"
     )
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--duration", type=float, help="seconds per wrk run")

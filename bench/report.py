@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import ray as ray_cells
+
 Record = dict[str, Any]
 BARE = "asgi-uvicorn"
 BARE_STREAM = "async gen"
@@ -752,6 +754,7 @@ def render(data: dict[str, Any], json_path: Path, png: Path | None, md_dir: Path
         memory_section(res),
         platform_section(res),
         batch_section(res),
+        ray_cells.section(res.records),
         validity_section(res),
         setup_section(res),
         profiles_section(res),

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import batching, load, platform
+from bench import ray as ray_cells
 from bench._perfbench import runner as perfbench_runner
 from bench.envs import log
 from bench.targets import Target
@@ -45,7 +46,7 @@ class Plan:
     watch_patches: int = 5
     push_stall_mib: int = 512  # the big truss pushed while another model's latency is measured
     batch_concs: tuple[int, ...] = (1, 8, 32, 64)
-    cells: tuple[str, ...] = ("unary", "payload", "stream", "cancel", "memory", "platform", "batch")
+    cells: tuple[str, ...] = ("unary", "payload", "stream", "cancel", "memory", "platform", "batch", "ray")
     server_core: int = 0
     client_core: int = 1
 
@@ -66,6 +67,7 @@ SMOKE = Plan(
     watch_patches=2,
     push_stall_mib=8,
     batch_concs=(1, 32),
+    cells=("unary", "payload", "stream", "cancel", "memory", "platform", "batch"),  # ray: --smoke --cells ray
 )
 
 
@@ -150,6 +152,10 @@ class Session:
         if no_platform and "platform" in p.cells:
             for rec in platform.unavailable(no_platform):
                 self.emit(rec)
+        no_ray = ray_cells.available(self.trestle_bin) if "ray" in p.cells else "not in this run"
+        if no_ray and "ray" in p.cells:
+            for rec in ray_cells.unavailable(no_ray):
+                self.emit(rec)
         for rnd in range(1, p.rounds + 1):
             order = self.targets if rnd % 2 else self.targets[::-1]
             for t in order:
@@ -162,6 +168,8 @@ class Session:
                     self.emit({**base, "cell": "error", "valid": False, "why": repr(e)[:500]})
             if not no_platform:
                 platform.PlatformRound(self, self.trestle_bin, rnd).run()
+            if not no_ray:
+                ray_cells.RayRound(self, self.trestle_bin, rnd).run()
         if "memory" in p.cells:
             for t in self.targets:
                 if t.memory:

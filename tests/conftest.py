@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.support.ray_head import RayHead
 
 _TIERS = ("unit", "integration", "e2e")
 
@@ -20,3 +25,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def anyio_backend() -> str:
     """Async tests (``pytest.mark.anyio``) run on asyncio, the loop the server uses."""
     return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def ray_head(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[RayHead]:
+    """The run's one local Ray head (``tests/support/ray_head.py``), shared by every ray test of
+    every xdist worker; skips without the ray extra."""
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    pytest.importorskip("psutil")
+    from tests.support.ray_head import shared_head
+
+    base = tmp_path_factory.getbasetemp()
+    run_root = base.parent if worker_id != "master" else base
+    with shared_head(run_root, worker_id) as head:
+        yield head

@@ -30,15 +30,19 @@ class _DropHandledAborts(logging.Filter):
 FORMAT = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
 
 
-def configure(level: int = logging.INFO) -> None:
+def configure(level: int = logging.INFO, *, logger: str = "") -> None:
+    """Trestle's log format on stderr for the root logger, or only for ``logger`` (which then stops
+    propagating): a Ray Serve replica keeps Ray's own handlers on the root."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(FORMAT))
     handler.addFilter(_RequestIdFilter())
-    root = logging.getLogger()
+    root = logging.getLogger(logger or None)
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    if logger:
+        root.propagate = False
     logging.getLogger("uvicorn.error").addFilter(_DropHandledAborts())
     if os.environ.get("TRESTLE_DEBUG"):
         root.setLevel(logging.DEBUG)

@@ -3,6 +3,7 @@ real ``trestle serve`` replicas, and the real CLI in subprocesses."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -211,3 +212,54 @@ def write_truss(root: Path, name: str, counter: Path, extra_config: str = "") ->
     )
     (root / "model" / "model.py").write_text(MODEL_CODE)
     return root
+
+
+def ray_platform(head: Any, root: Path, *extra: str) -> Platform:
+    """The e2e platform with the Ray engine on ``head`` (a ``tests.support.ray_head.RayHead``;
+    token from the environment); ``extra`` are more ``platform start`` options."""
+    (root / "home").mkdir(parents=True, exist_ok=True)
+    args = (
+        "--gateway-wait-seconds", "60",
+        "--engine", "ray", "--ray-address", head.address, "--ray-proxy-url", head.proxy_url, *extra,
+    )  # fmt: skip
+    ray_env = {k: v for k, v in head.env.items() if k.startswith("RAY_")}
+    return Platform(root / "data", root / "home", args=args, env={**ray_env, "RAY_AUTH_TOKEN": head.token})
+
+
+@contextlib.contextmanager
+def running_on_ray(head: Any, root: Path, *extra: str) -> Iterator[Platform]:
+    """A started Ray platform (``ray_platform``); on exit it stops, and its Serve applications are
+    taken off the run's shared head, so that the next test has the head's CPUs to itself."""
+    platform = ray_platform(head, root, *extra)
+    platform.start()
+    try:
+        yield platform
+    finally:
+        try:
+            ids = [dep["id"] for dep in platform.http.get("/v1/deployments").json()["deployments"]]
+        except (httpx.HTTPError, KeyError, ValueError):
+            ids = []
+        platform.stop()
+        platform.http.close()
+        head.remove_applications([f"trestle-{dep}" for dep in ids])
+
+
+def push_no_wait(platform: Platform, truss: Path, *args: str) -> str:
+    """``trestle push --no-wait``; the deployment id it printed."""
+    result = platform.run_cli("push", "--no-wait", *args, cwd=truss, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for line in result.stdout.splitlines():
+        if line.startswith("Deployment ID:"):
+            return line.split()[-1]
+    raise AssertionError(result.stdout)
+
+
+def wait_status(platform: Platform, dep: str, status: str, timeout: float = 180) -> dict[str, Any]:
+    """The deployment's view once it has ``status`` (the platform's log tail if it never does)."""
+    try:
+        view: dict[str, Any] = platform.wait_for(
+            lambda: (body := platform.deployment(dep))["status"] == status and body, timeout=timeout, interval=0.5
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{dep} never reached {status}: {exc}\n" + platform.log_path.read_text()[-3000:]) from None
+    return view

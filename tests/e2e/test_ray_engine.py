@@ -1,117 +1,21 @@
-"""The Ray engine end to end: one local Ray head per test run (loopback, token auth, stopped by its
-own processes, never `ray stop`), the real platform with `--engine ray`, and the real CLI."""
+"""The Ray engine end to end: the run's shared local Ray head (``tests/support/ray_head.py``), the
+real platform with ``--engine ray``, and the real CLI."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
-from tests.e2e.conftest import Platform, free_port
+from tests.e2e.conftest import push_no_wait, running_on_ray, wait_status, write_truss
+from tests.e2e.test_live_patch import Watcher
+from tests.support.ray_head import RayHead
 from tests.support.trusses import make_truss
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ray, pytest.mark.timeout(300)]
-ray = pytest.importorskip("ray", reason="the ray extra is not installed")
-psutil = pytest.importorskip("psutil")
 
-RAY = str(Path(sys.executable).with_name("ray"))
-
-
-class RayHead:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.home = root / "home"
-        # Ray puts unix sockets under its temp dir and their paths have a ~107-byte limit: pytest's
-        # tmp paths (longer under xdist) are too long, so the head gets a short dir of its own.
-        self.temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
-        self.dashboard = free_port()
-        self.proxy = free_port()
-        self.env = {
-            **os.environ,
-            "HOME": str(self.home),
-            "RAY_AUTH_MODE": "token",
-            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-            "RAY_USAGE_STATS_ENABLED": "0",
-        }
-
-    def start(self) -> None:
-        self.home.mkdir(parents=True)
-        subprocess.run([RAY, "get-auth-token", "--generate"], env=self.env, check=True, capture_output=True)
-        self.token = (self.home / ".ray" / "auth_token").read_text().strip()
-        argv = [
-            RAY, "start", "--head", "--num-cpus", "2", "--node-ip-address", "127.0.0.1",
-            "--port", str(free_port()), "--dashboard-host", "127.0.0.1", "--dashboard-port", str(self.dashboard),
-            "--ray-client-server-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port()),
-            "--temp-dir", str(self.temp), "--disable-usage-stats",
-        ]  # fmt: skip
-        subprocess.run(argv, env=self.env, check=True, capture_output=True, timeout=120)
-
-    def applications(self) -> dict[str, Any]:
-        response = httpx.get(
-            f"http://127.0.0.1:{self.dashboard}/api/serve/applications/",
-            headers={"Authorization": f"Bearer {self.token}"},
-            timeout=30,
-        )
-        apps: dict[str, Any] = response.json()["applications"]
-        return apps
-
-    def stop(self) -> None:
-        """Only this head: every process whose command line names its temp dir."""
-        mine = [p for p in psutil.process_iter(["cmdline"]) if str(self.temp) in " ".join(p.info["cmdline"] or [])]
-        for proc in mine:
-            proc.kill()
-        psutil.wait_procs(mine, timeout=30)
-        shutil.rmtree(self.temp, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayHead]:
-    head = RayHead(Path(tmp_path_factory.mktemp("ray")))
-    try:
-        head.start()
-        yield head
-    finally:
-        head.stop()
-
-
-def ray_platform(head: RayHead, root: Path) -> Platform:
-    """The e2e platform with the Ray engine on ``head`` (token from the environment)."""
-    (root / "home").mkdir(exist_ok=True)
-    args = (
-        "--gateway-wait-seconds", "60",
-        "--engine", "ray", "--ray-address", f"http://127.0.0.1:{head.dashboard}",
-        "--ray-proxy-url", f"http://127.0.0.1:{head.proxy}",
-    )  # fmt: skip
-    ray_env = {k: v for k, v in head.env.items() if k.startswith("RAY_")}
-    return Platform(root / "data", root / "home", args=args, env={**ray_env, "RAY_AUTH_TOKEN": head.token})
-
-
-def push(platform: Platform, truss: Path) -> str:
-    result = platform.run_cli("push", "--no-wait", cwd=truss, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
-    for line in result.stdout.splitlines():
-        if line.startswith("Deployment ID:"):
-            return line.split()[-1]
-    raise AssertionError(result.stdout)
-
-
-def wait_status(platform: Platform, dep: str, status: str, timeout: float = 180) -> dict[str, Any]:
-    try:
-        view: dict[str, Any] = platform.wait_for(
-            lambda: (body := platform.deployment(dep))["status"] == status and body, timeout=timeout, interval=0.5
-        )
-    except AssertionError as exc:
-        raise AssertionError(f"{dep} never reached {status}: {exc}\n" + platform.log_path.read_text()[-3000:]) from None
-    return view
-
+SMALL = 'resources:\n  cpu: "250m"\n  memory: 256Mi\n'
+"""Replicas small enough that the shared 2-CPU head fits every test's at once."""
 
 RAY_MODEL = (
     "class Model:\n"
@@ -123,10 +27,8 @@ RAY_MODEL = (
 
 
 def test_push_active_predict_stream_and_restart_reconciles(ray_head: RayHead, tmp_path: Path) -> None:
-    platform = ray_platform(ray_head, tmp_path)
-    platform.start()
-    try:
-        dep_id = push(platform, make_truss(tmp_path / "truss", "ray-echo", RAY_MODEL))
+    with running_on_ray(ray_head, tmp_path) as platform:
+        dep_id = push_no_wait(platform, make_truss(tmp_path / "truss", "ray-echo", RAY_MODEL, SMALL))
         view = wait_status(platform, dep_id, "ACTIVE")
         predict = view["predict_url"]
         response = platform.http.post(predict, json={"a": 1})
@@ -135,13 +37,36 @@ def test_push_active_predict_stream_and_restart_reconciles(ray_head: RayHead, tm
         with platform.http.stream("POST", predict, json={"stream": True}) as stream:
             assert stream.status_code == 200
             assert b"".join(stream.iter_bytes()) == b"chunk0;chunk1;chunk2;"
-        assert list(ray_head.applications()) == [f"trestle-{dep_id}"]
+        assert f"trestle-{dep_id}" in ray_head.trestle_applications()
+        [before] = [r["replica_id"] for r in ray_head.replicas(f"trestle-{dep_id}")]
 
-        # a platform restart adopts what runs on Ray: no duplicate, nothing lost
+        # a platform restart adopts what runs on Ray: no duplicate, nothing lost, the same replica
         platform.stop()
         platform.start()
         wait_status(platform, dep_id, "ACTIVE")
-        assert list(ray_head.applications()) == [f"trestle-{dep_id}"]
+        assert [r["replica_id"] for r in ray_head.replicas(f"trestle-{dep_id}")] == [before]
+        assert len(platform.http.get("/v1/deployments").json()["deployments"]) == 1
         assert platform.http.post(predict, json={"b": 2}).json() == {"echo": {"b": 2}}
-    finally:
-        platform.stop()
+
+
+def test_the_development_deployment_runs_on_the_local_engine_beside_ray(ray_head: RayHead, tmp_path: Path) -> None:
+    counter = tmp_path / "loads"
+    truss = write_truss(tmp_path / "dev", "ray-dev", counter)
+    with running_on_ray(ray_head, tmp_path / "p") as platform:
+        watcher = Watcher(platform, truss, tmp_path / "watch.out")
+        try:
+            watcher.wait_for("Watching", timeout=180)
+            [dev] = [d for d in platform.http.get("/v1/deployments").json()["deployments"] if d["is_development"]]
+            # a process on this host, not a Serve application
+            assert f"trestle-{dev['id']}" not in ray_head.applications()
+            first = platform.http.post("/models/ray-dev/development/predict", json={}).json()
+            assert first["version"] == 1
+            # so live patching works: a code edit is hot-reloaded without a second load
+            model = truss / "model" / "model.py"
+            model.write_text(model.read_text().replace("VERSION = 1", "VERSION = 2"))
+            watcher.wait_for("Patched (hot reload)")
+            second = platform.http.post("/models/ray-dev/development/predict", json={}).json()
+            assert second["version"] == 2
+            assert second["loads"] == 1
+        finally:
+            watcher.stop()

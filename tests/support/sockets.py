@@ -9,7 +9,11 @@ from pathlib import Path
 
 
 def open_request(url: str, path: str, body: object, headers: dict[str, str] | None = None) -> socket.socket:
-    host, port = url.removeprefix("http://").split(":")
+    """POST ``body`` to ``url`` + ``path`` on a raw socket (``url`` may carry a path prefix, as a
+    replica behind Ray Serve's proxy does)."""
+    address, _, prefix = url.removeprefix("http://").partition("/")
+    host, port = address.split(":")
+    path = ("/" + prefix if prefix else "") + path
     sock = socket.create_connection((host, int(port)), timeout=10)
     data = json.dumps(body).encode()
     extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())

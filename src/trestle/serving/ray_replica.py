@@ -29,9 +29,11 @@ _LOAD_POLL_SECONDS = 0.05
 def _model_server(truss_dir: Path, environment_file: Path) -> Any:
     """The one place this module touches the data plane: ``trestle serve``'s server object."""
     from trestle.config import load_config
+    from trestle.logs import configure
     from trestle.server import ModelServer
     from trestle.settings import ServerSettings
 
+    configure(logger="trestle")  # the log `trestle serve` writes, request ids included
     loaded = load_config(truss_dir)
     settings = ServerSettings.from_env(truss_dir, loaded.config, environment_file=environment_file)
     return ModelServer(settings)

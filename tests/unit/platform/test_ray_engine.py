@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from trestle.platform.engines import registry
 from trestle.platform.engines.base import EngineContext, ReplicaEvent, ReplicaSpec
 from trestle.platform.engines.ray import RayEngine
+from trestle.platform.engines.ray_logs import ReplicaActor, ReplicaLogs
 from trestle.platform.errors import InvalidRequest, Unavailable
 from trestle.platform.store.artifacts import check_signature, signed_path
 from trestle.platform.store.logs import LogHub
@@ -164,3 +166,50 @@ def test_artifact_urls_are_signed() -> None:
     signature = path.rsplit("/", 1)[1].removesuffix(".tar.gz")
     assert check_signature("key", DIGEST, signature)
     assert not check_signature("other", DIGEST, signature)
+
+
+async def test_platforms_sharing_a_cluster_never_delete_each_others_applications(tmp_path: Path) -> None:
+    dash = Dashboard()
+    ours, _ = engine(tmp_path, dash)
+    ours.owner = "ours"
+    theirs, _ = engine(tmp_path, dash)
+    theirs.owner = "theirs"
+    await ours.start(spec("a"))
+    await theirs.start(spec("b"))  # its PUT carries ours over
+    assert dash.config is not None
+    assert sorted(a["name"] for a in dash.config["applications"]) == ["trestle-a", "trestle-b"]
+    assert {a["args"]["platform"] for a in dash.config["applications"]} == {"ours", "theirs"}
+    # a restart of ours that keeps nothing drops only its own
+    await ours.close()
+    again, _ = engine(tmp_path, dash)
+    again.owner = "ours"
+    await again.recover(keep=[])
+    assert [a["name"] for a in dash.config["applications"]] == ["trestle-b"]
+    await again.close()
+    await theirs.close()
+
+
+async def test_replica_output_reaches_the_deployment_log(tmp_path: Path) -> None:
+    body = b":job_id:01000000\n:actor_name:ServeReplica:trestle-d1:TrestleReplica\nmodel loaded\npredict got x\n"
+    asked: list[dict[str, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(dict(request.url.params))
+        return httpx.Response(200, content=body if request.url.params["suffix"] == "err" else b"")
+
+    hub = LogHub(tmp_path / "deps")
+    async with httpx.AsyncClient(base_url="http://ray", transport=httpx.MockTransport(handler)) as http:
+        logs = ReplicaLogs(http, hub)
+        logs.sync("d1", [ReplicaActor("r1", "actor1")])
+        for _ in range(100):
+            if "predict got x" in "".join(hub.tail("d1")):
+                break
+            await asyncio.sleep(0.01)
+        text = "".join(hub.tail("d1"))
+        assert "[replica r1] model loaded" in text
+        assert "[replica r1] predict got x" in text
+        assert ":job_id:" not in text  # Ray's own marker lines are not the model's output
+        assert {p["actor_id"] for p in asked} == {"actor1"}
+        assert {p["suffix"] for p in asked} == {"out", "err"}
+        logs.sync("d1", [])  # the replica is gone: no longer followed
+        await logs.close()

@@ -25,7 +25,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from trestle.platform.engines.base import LoadMeter, LoadSample
+from trestle.platform.engines.base import LoadMeter, LoadSample, scales_itself
 from trestle.platform.store.scaling import MAX_REPLICAS, Autoscaling
 from trestle.platform.store.states import DeploymentStatus
 
@@ -129,12 +129,12 @@ class Autoscaler:
                 logger.exception("autoscaler tick failed: %r", exc)
 
     def tick(self) -> None:
-        if getattr(self.ctrl.engine, "autoscales", False):
-            return  # the engine scales its replicas itself (Ray Serve) from the settings it was given
         seen: set[str] = set()
         for dep in self.ctrl.store.deployments():
             if dep.status is not DeploymentStatus.ACTIVE:
                 continue
+            if scales_itself(self.ctrl.engine, dep.id):
+                continue  # the engine scales its replicas itself (Ray Serve) from the settings it was given
             policy = self.ctrl.autoscaling_of(dep)
             rset = self.ctrl.engine.replica_set(dep.id)
             if rset is None or (not policy.autoscales and dep.replicas == policy.min_replicas):

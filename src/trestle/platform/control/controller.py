@@ -38,6 +38,7 @@ from trestle.platform.engines.base import (
     ReplicaResources,
     ReplicaSpec,
     ServerRoutes,
+    scales_itself,
 )
 from trestle.platform.engines.builder import Builder, BuildFailed
 from trestle.platform.engines.gpu_allocator import GpuAllocator
@@ -395,6 +396,7 @@ class Controller:
                 fixed_port=spec.docker_server.server_port,
                 drain_seconds=spec.drain_seconds,
                 revision=revision,
+                development=dep.is_development,
             )
         argv = [
             part.replace("{python}", str(python)).replace("{truss_dir}", str(truss_dir))
@@ -426,6 +428,7 @@ class Controller:
                 "TRESTLE_SECRETS_DIR": str(self.settings.secrets_dir),
                 "NUM_LOAD_RETRIES_TRUSS": env["NUM_LOAD_RETRIES_TRUSS"],
             },
+            development=dep.is_development,
             environment=self.environment_name_for(deployment_id),
         )
 
@@ -626,7 +629,10 @@ class Controller:
         if dep.status is S.SCALED_TO_ZERO and replicas is not None:
             self.wake(deployment_id)
         elif dep.status.wants_replicas and self.engine.replica_set(deployment_id) is not None and wanted:
-            await self.engine.scale(deployment_id, wanted)
+            if scales_itself(self.engine, deployment_id):
+                await self.engine.apply_scaling(deployment_id, policy)  # the engine's autoscaler follows them
+            else:
+                await self.engine.scale(deployment_id, wanted)
         return self.store.get_deployment(deployment_id)
 
     async def autoscale(self, deployment_id: str, replicas: int, reason: str) -> None:

@@ -38,6 +38,7 @@ __all__ = [
     "ReplicaSpec",
     "ReplicaState",
     "ServerRoutes",
+    "scales_itself",
 ]
 
 
@@ -86,6 +87,8 @@ class ReplicaSpec:
     """The truss's own ``environment_variables`` plus the platform's (secrets dir ...), not the host's."""
     environment: str | None = None
     """The environment the deployment serves (its dynamic config), None for none."""
+    development: bool = False
+    """The development deployment (live-patched): kept on the local engine beside a cluster."""
 
 
 class ReplicaEvent(enum.Enum):
@@ -281,6 +284,16 @@ class EngineContext:
     """How CPU and memory limits are applied on this host (the local engine)."""
 
 
+def scales_itself(engine: object, deployment_id: str) -> bool:
+    """Whether ``engine`` scales the deployment's replicas itself (Ray Serve's autoscaler), so that
+    the controller's autoscaler leaves it alone: an engine's ``scales_itself(id)`` if it has one,
+    else its ``autoscales`` attribute (False when it has neither)."""
+    check = getattr(engine, "scales_itself", None)
+    if callable(check):
+        return bool(check(deployment_id))
+    return bool(getattr(engine, "autoscales", False))
+
+
 class Engine(Protocol):
     """What the controller asks of an engine; every engine implements all of it."""
 
@@ -306,6 +319,10 @@ class Engine(Protocol):
     async def scale(self, deployment_id: str, replicas: int) -> None:
         """Run ``replicas`` (at least 1) replicas of a running deployment: start new ones beside the
         running ones, or drain and stop the surplus. Nothing happens when none are running."""
+
+    async def apply_scaling(self, deployment_id: str, scaling: Autoscaling) -> None:
+        """New scaling settings for a placed deployment. Called only on an engine that ``autoscales``
+        (scales its replicas itself); for the others the controller's autoscaler calls ``scale``."""
 
     async def stop(self, deployment_id: str, *, drain: bool = True) -> None:
         """Stop a deployment's replicas; with ``drain`` in-flight requests finish first."""

@@ -39,6 +39,7 @@ from trestle.platform.engines.gpu_inventory import Inventory
 from trestle.platform.engines.limits import Limits, ResourceLimiter
 from trestle.platform.engines.output import why_failed
 from trestle.platform.errors import InvalidRequest
+from trestle.platform.store.scaling import Autoscaling
 
 REPLICA_MARKER = "TRESTLE_PLATFORM_REPLICA"
 _LOADING_POLL = 0.1
@@ -371,6 +372,9 @@ class LocalEngine:
         self._sets[spec.deployment_id] = rset
         self._background(self._stop_group(old, drain=True))
         return True
+
+    async def apply_scaling(self, deployment_id: str, scaling: Autoscaling) -> None:
+        """Nothing: the controller's autoscaler scales local replicas (``scale``)."""
 
     async def scale(self, deployment_id: str, replicas: int) -> None:
         rset = self._sets.get(deployment_id)

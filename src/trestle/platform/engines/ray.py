@@ -11,13 +11,20 @@ deployment's content-addressed archive, which Ray fetches from a signed URL the 
 serves. Serve autoscales (``ray_config.FIELDS`` maps the settings), so the controller's own
 autoscaler leaves these deployments alone. A poll task reads the applications' statuses once a
 second and turns them into replica events; an application that disappeared (a Ray head restart)
-is re-applied.
+is re-applied. Replica output follows into the deployment log (``ray_logs.py``).
+
+Several platforms may share one cluster: each tags its applications with its own id (``owner``, in
+the application's ``args``) and, before every PUT, reads what runs to carry the others' over, so
+one platform never deletes another's applications (a lost race is healed by the next poll's
+re-apply).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import hashlib
 import os
 from collections.abc import Callable, Collection
 from pathlib import Path
@@ -45,7 +52,9 @@ from trestle.platform.engines.ray_config import (
     serve_application,
     serve_config,
 )
+from trestle.platform.engines.ray_logs import ReplicaLogs, replica_actors
 from trestle.platform.errors import InvalidRequest, Unavailable
+from trestle.platform.store.scaling import Autoscaling
 
 APPLICATIONS = "/api/serve/applications/"
 POLL_SECONDS = 1.0
@@ -85,6 +94,7 @@ class RayEngine:
         artifact_url: Callable[[str], str],
         transport: httpx.AsyncBaseTransport | None = None,
         poll_seconds: float = POLL_SECONDS,
+        owner: str = "",
     ) -> None:
         self.address = address.rstrip("/")
         self.proxy_url = proxy_url.rstrip("/")
@@ -92,16 +102,20 @@ class RayEngine:
         self.events: EventSink = _no_events
         self.artifact_url = artifact_url
         self.poll_seconds = poll_seconds
+        self.owner = owner
+        """This platform's id on the cluster (``args.platform`` of its applications)."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.AsyncClient(
             base_url=self.address, headers=headers, timeout=httpx.Timeout(30.0, connect=5.0), transport=transport
         )
         self._apps: dict[str, dict[str, Any]] = {}  # deployment id -> its application config
-        self._foreign: list[dict[str, Any]] = []  # applications this platform does not own
+        self._specs: dict[str, ReplicaSpec] = {}  # deployment id -> the spec it was last placed with
         self._sets: dict[str, ReplicaSet] = {}
         self._meters: dict[str, LoadMeter] = {}
         self._status: dict[str, str] = {}  # deployment id -> Serve application status
         self._replicas: dict[str, list[ReplicaState]] = {}
+        self._adopted: set[str] = set()  # deployments adopted at recovery whose replicas' logs are old
+        self.replica_logs = ReplicaLogs(self.http, context.logs)
         self._poller: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -130,8 +144,27 @@ class RayEngine:
             return {}
         return body
 
+    def _mine(self, name: str, details: Any) -> bool:
+        """A Trestle application of this platform (one without an owner tag is an older platform's:
+        taken as this one's)."""
+        if not name.startswith(APP_PREFIX):
+            return False
+        config = details.get("deployed_app_config") if isinstance(details, dict) else None
+        args = config.get("args") if isinstance(config, dict) else None
+        owner = args.get("platform", self.owner) if isinstance(args, dict) else self.owner
+        return bool(owner == self.owner)
+
     async def _apply(self) -> None:
-        applications = self._foreign + [self._apps[dep] for dep in sorted(self._apps)]
+        """PUT this platform's applications beside the others' as they run now (Serve deletes any
+        application missing from the config)."""
+        foreign = []
+        for name, details in (await self._applications()).items():
+            if self._mine(name, details) or not isinstance(details, dict):
+                continue
+            config = details.get("deployed_app_config")
+            if isinstance(config, dict) and details.get("status") != "DELETING":
+                foreign.append(config)
+        applications = foreign + [self._apps[dep] for dep in sorted(self._apps)]
         host, port = _host_port(self.proxy_url)
         await self._request("PUT", serve_config(applications, proxy_host=host, proxy_port=port))
 
@@ -144,19 +177,18 @@ class RayEngine:
 
     async def recover(self, keep: Collection[str]) -> None:
         """Adopt the running applications of kept deployments (their config as deployed, so the
-        pipeline's re-placement changes nothing), drop the platform's others, keep foreign ones."""
+        pipeline's re-placement changes nothing), drop this platform's others, keep everyone else's."""
         apps = await self._applications()
         kept = set(keep)
         dropped = False
         for name, details in apps.items():
-            config = details.get("deployed_app_config") if isinstance(details, dict) else None
-            if not name.startswith(APP_PREFIX):
-                if isinstance(config, dict):
-                    self._foreign.append(config)
+            if not self._mine(name, details):
                 continue
+            config = details.get("deployed_app_config") if isinstance(details, dict) else None
             deployment_id = name[len(APP_PREFIX) :]
             if deployment_id in kept and isinstance(config, dict):
                 self._apps[deployment_id] = config
+                self._adopted.add(deployment_id)
             else:
                 dropped = True
         if dropped:
@@ -166,9 +198,11 @@ class RayEngine:
     async def start(self, spec: ReplicaSpec) -> None:
         await self._place(spec)
 
-    async def _place(self, spec: ReplicaSpec) -> dict[str, Any] | None:
-        """Put the deployment's application in the config; returns the config it replaced."""
-        application = serve_application(ServeInputs(spec, self.artifact_url(spec.artifact)))
+    async def _place(self, spec: ReplicaSpec, *, announce: bool = True) -> dict[str, Any] | None:
+        """Put the deployment's application in the config; returns the config it replaced.
+        ``announce``: report a changed application as STARTED (not for a settings-only change,
+        which Serve applies to the running replicas)."""
+        application = serve_application(ServeInputs(spec, self.artifact_url(spec.artifact), owner=self.owner))
         async with self._lock:
             previous = self._apps.get(spec.deployment_id)
             self._apps[spec.deployment_id] = application
@@ -181,6 +215,7 @@ class RayEngine:
                 else:
                     self._apps[spec.deployment_id] = previous
                 raise
+            self._specs[spec.deployment_id] = spec
         rset = self._sets.get(spec.deployment_id)
         if rset is None:
             meter = self._meters.setdefault(spec.deployment_id, LoadMeter())
@@ -189,7 +224,7 @@ class RayEngine:
             replica.url = self.proxy_url + route_prefix(spec.deployment_id)
             rset.replicas.append(replica)
             self._sets[spec.deployment_id] = rset
-        if previous is None or previous != application:
+        if announce and (previous is None or previous != application):
             self._status[spec.deployment_id] = "DEPLOYING"
             self.events(spec.deployment_id, ReplicaEvent.STARTED, f"Serve application {app_name(spec.deployment_id)}")
         self._ensure_poller()
@@ -215,25 +250,33 @@ class RayEngine:
 
     async def scale(self, deployment_id: str, replicas: int) -> None:
         """A fixed count (min = max) is re-applied; a range is Serve's to follow."""
-        async with self._lock:
-            application = self._apps.get(deployment_id)
-            if application is None:
-                return
-            config = application["deployments"][0].get("autoscaling_config", {})
-            if config.get("min_replicas") != config.get("max_replicas"):
-                return
-            n = max(1, replicas)
-            config.update(min_replicas=n, initial_replicas=n, max_replicas=n)
-            await self._apply()
+        spec = self._specs.get(deployment_id)
+        if spec is None or deployment_id not in self._apps or spec.scaling.autoscales:
+            return
+        n = max(1, replicas)
+        fixed = dataclasses.replace(spec.scaling, min_replicas=n, max_replicas=n)
+        await self._place(dataclasses.replace(spec, scaling=fixed, replicas=n), announce=False)
+
+    async def apply_scaling(self, deployment_id: str, scaling: Autoscaling) -> None:
+        """New scaling settings for a placed deployment: Serve applies them to the running
+        application without restarting its replicas."""
+        spec = self._specs.get(deployment_id)
+        if spec is None or deployment_id not in self._apps:
+            return
+        await self._place(
+            dataclasses.replace(spec, scaling=scaling, replicas=scaling.clamp(spec.replicas)), announce=False
+        )
 
     async def stop(self, deployment_id: str, *, drain: bool = True) -> None:
         async with self._lock:
             if self._apps.pop(deployment_id, None) is not None:
                 await self._apply()  # Serve drains (graceful_shutdown_timeout_s) and deletes it
+        self._specs.pop(deployment_id, None)
         self._sets.pop(deployment_id, None)
         self._meters.pop(deployment_id, None)
         self._status.pop(deployment_id, None)
         self._replicas.pop(deployment_id, None)
+        self.replica_logs.stop(deployment_id)
 
     def replica_set(self, deployment_id: str) -> ReplicaSet | None:
         return self._sets.get(deployment_id)
@@ -250,6 +293,7 @@ class RayEngine:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
+        await self.replica_logs.close()
         await self.http.aclose()
 
     # status -----------------------------------------------------------------------------------
@@ -264,15 +308,16 @@ class RayEngine:
                 await self.poll_once()
             except Unavailable as exc:
                 for deployment_id in list(self._sets):
+                    self._replicas[deployment_id] = []  # nothing is known to run
                     self._set_ready(deployment_id, False, f"Ray unreachable: {exc.message}")
             await asyncio.sleep(self.poll_seconds)
 
     async def poll_once(self) -> None:
-        apps = await self._applications()
-        missing = [dep for dep in self._apps if app_name(dep) not in apps]
-        if missing:
-            # the cluster lost them (a head restart): apply the whole config again
-            async with self._lock:
+        async with self._lock:  # not while a PUT is on its way: its application would look lost
+            apps = await self._applications()
+            missing = [dep for dep in self._apps if app_name(dep) not in apps]
+            if missing:
+                # the cluster lost them (a head restart): apply the whole config again
                 await self._apply()
             for dep in missing:
                 self.logs.write(dep, "platform", "the Ray cluster lost the application; re-applied it")
@@ -281,6 +326,9 @@ class RayEngine:
             status = str(details.get("status", "")) if isinstance(details, dict) else "NOT_STARTED"
             message = str(details.get("message", "")) if isinstance(details, dict) else ""
             self._replicas[deployment_id] = _replica_states(details)
+            from_end = deployment_id in self._adopted
+            self._adopted.discard(deployment_id)
+            self.replica_logs.sync(deployment_id, replica_actors(details, DEPLOYMENT_NAME), from_end=from_end)
             old = self._status.get(deployment_id)
             self._status[deployment_id] = status
             if status == "RUNNING":
@@ -305,6 +353,7 @@ class RayEngine:
         if ready and not was:
             self.events(deployment_id, ReplicaEvent.READY, detail)
         elif was and not ready:
+            self.logs.write(deployment_id, "platform", f"not ready: {detail}")
             self.events(deployment_id, ReplicaEvent.NOT_READY, detail)
 
 
@@ -348,4 +397,5 @@ def create(context: EngineContext) -> RayEngine:
         token=token,
         proxy_url=options.get("proxy_url", "http://127.0.0.1:8000"),
         artifact_url=lambda digest: base + signed_path(key, digest),
+        owner=options.get("platform_id") or hashlib.sha256(key.encode()).hexdigest()[:12],
     )

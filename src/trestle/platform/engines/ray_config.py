@@ -39,6 +39,8 @@ class ServeInputs:
     spec: ReplicaSpec
     artifact_url: str
     """An authenticated URL the cluster fetches the truss archive from (``.tar.gz``)."""
+    owner: str = ""
+    """The platform's id on the cluster (``args.platform``); empty for none."""
 
 
 def app_name(deployment_id: str) -> str:
@@ -124,7 +126,11 @@ def serve_application(inputs: ServeInputs) -> dict[str, Any]:
         "name": app_name(spec.deployment_id),
         "route_prefix": route_prefix(spec.deployment_id),
         "import_path": IMPORT_PATH,
-        "args": {"deployment_id": spec.deployment_id, "revision": spec.revision},
+        "args": {
+            "deployment_id": spec.deployment_id,
+            "revision": spec.revision,
+            **({"platform": inputs.owner} if inputs.owner else {}),
+        },
         "deployments": [deployment],
     }
     for path, compute in FIELDS:

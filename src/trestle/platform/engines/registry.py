@@ -42,9 +42,12 @@ def _local(context: EngineContext) -> Engine:
 
 
 def _ray(context: EngineContext) -> Engine:
+    """Published deployments on Ray, the development deployment on this host (``split.py``)."""
+    from trestle.platform.engines.local import LocalEngine
     from trestle.platform.engines.ray import create
+    from trestle.platform.engines.split import SplitEngine
 
-    return create(context)
+    return SplitEngine(cluster=create(context), local=LocalEngine(context))
 
 
 register("local", _local)
