@@ -34,6 +34,9 @@ from trestle.asgi.limits import ConnectionLimits, connection_cap
 _STATUS_TEXT = {408: b"Request Timeout", 431: b"Request Header Fields Too Large", 503: b"Service Unavailable"}
 
 
+_LINGER_SECONDS = 2.0
+
+
 class _Rejected(Exception):
     """Raised from a parser callback to stop parsing a request that broke a limit."""
 
@@ -63,6 +66,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._deadline: asyncio.TimerHandle | None = None
         self._reject: tuple[int, str] | None = None
+        self._lingering = False
 
     # --- connection ------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -101,6 +105,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     # --- data ------------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # answered and half-closed: what the client still sends is dropped unread
         super().data_received(data)
         if self.transport.is_closing():
             return
@@ -175,6 +181,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             extra = b"retry-after: 1\r\n" if status == 503 else b""
             self.transport.write(head % (status, _STATUS_TEXT[status], len(body)) + extra + b"\r\n" + body)
         if self.cycle is not None:
-            self.cycle.disconnected = True
+            self.cycle.disconnected = True  # the app sees a disconnect and writes nothing more
             self.cycle.message_event.set()
-        self.transport.close()
+        if self.transport.can_write_eof():
+            # a lingering close: closing with the client's bytes unread would send a reset that can destroy
+            # the answer before the client reads it; half-close, drop what still comes, close within 2 s
+            self.transport.write_eof()
+            self._lingering = True
+            self._arm(_LINGER_SECONDS, self.transport.close)
+        else:
+            self.transport.close()
