@@ -44,6 +44,7 @@ class Plan:
     memory_conc: int = 8
     watch_patches: int = 5
     push_stall_mib: int = 512  # the big truss pushed while another model's latency is measured
+    async_n: int = 2000  # requests per side of the async cell (sync predict, async completed)
     cells: tuple[str, ...] = ("unary", "payload", "stream", "cancel", "memory", "platform")
     server_core: int = 0
     client_core: int = 1
@@ -64,6 +65,7 @@ SMOKE = Plan(
     memory_conc=4,
     watch_patches=2,
     push_stall_mib=8,
+    async_n=40,
 )
 
 
