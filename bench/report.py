@@ -406,7 +406,10 @@ def platform_section(res: Results) -> str:
             "(signature, data and exactly-once checked).\n\n"
             + table(
                 ["", "per second"],
-                [["sync predict", spread(per_s("sync predict"))], ["async completed", spread(per_s("async completed"))]],
+                [
+                    ["sync predict", spread(per_s("sync predict"))],
+                    ["async completed", spread(per_s("async completed"))],
+                ],
             )
             + "\n"
         )
