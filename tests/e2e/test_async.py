@@ -75,6 +75,14 @@ def test_cli_sends_reads_and_fetches(plat: Platform, deployment: tuple[str, str,
     assert cancel.returncode == 1 and json.loads(cancel.stdout)["canceled"] is False
     missing = plat.run_cli("async", "status", "nope")
     assert missing.returncode == 1 and "no async request" in missing.stderr
+    local = plat.run_cli("predict", "--async", "-d", "{}")
+    assert local.returncode == 2 and "--async queues on the platform" in local.stderr
+    stray = plat.run_cli("predict", "--deployment", dep_id, "--webhook", receiver.url, "-d", "{}")
+    assert stray.returncode == 2 and "--webhook goes with --async" in stray.stderr
+    old = receiver.secrets[0]
+    new = plat.stdout("webhooks", "rotate").strip()
+    assert new.startswith("whsec_") and new != old
+    assert plat.stdout("webhooks", "secret").strip() == new
 
 
 def test_sigkill_with_queued_and_running_requests_loses_none(
