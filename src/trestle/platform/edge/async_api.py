@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from datetime import datetime, timezone
 from typing import Any
 
@@ -226,7 +227,8 @@ class AsyncApi:
                 await _send_json(send, 200, {"secret": self.keeper.current, "signing": len(self.keeper.signing())})
                 return True
             if host_model is None and path == "/v1/webhooks/secret/rotate" and method == "POST":
-                await _send_json(send, 200, {"secret": self.keeper.rotate(), "previous_valid_hours": 24})
+                secret = await asyncio.to_thread(self.keeper.rotate)
+                await _send_json(send, 200, {"secret": secret, "previous_valid_hours": 24})
                 return True
         except GatewayError as exc:
             await send_error(send, exc.status, exc.message)
@@ -256,8 +258,14 @@ class AsyncApi:
         fields = parse_submission(raw, allow_private=self.settings.allow_private_webhooks)
         if fields["webhook_endpoint"]:
             await check_webhook_host(fields["webhook_endpoint"], allow_private=self.settings.allow_private_webhooks)
-        request = self.queue.submit(
-            model_id=model_id, deployment_id=deployment_id, max_queued=self.settings.async_max_queued, **fields
+        request = await asyncio.to_thread(  # it waits for the disk: the 201 promises the request is kept
+            functools.partial(
+                self.queue.submit,
+                model_id=model_id,
+                deployment_id=deployment_id,
+                max_queued=self.settings.async_max_queued,
+                **fields,
+            )
         )
         if request is None:
             raise GatewayError(
@@ -294,7 +302,7 @@ class AsyncApi:
         elif method == "GET":
             await _send_json(send, 200, status_view(request))
         elif method == "DELETE":
-            canceled = self.queue.cancel(request_id)
+            canceled = await asyncio.to_thread(self.queue.cancel, request_id)
             if canceled:
                 message = "canceled; its webhook will not be sent"
             else:

@@ -26,7 +26,10 @@ import dataclasses
 import enum
 import json
 import secrets
+import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from trestle.platform.errors import Conflict
@@ -99,6 +102,7 @@ CREATE TABLE IF NOT EXISTS async_requests (
     started_at REAL
 );
 CREATE INDEX IF NOT EXISTS async_requests_queue ON async_requests(deployment_id, status, rank);
+CREATE INDEX IF NOT EXISTS async_requests_status ON async_requests(status, not_before);
 CREATE INDEX IF NOT EXISTS async_requests_webhooks ON async_requests(webhook_status, webhook_next_at);
 CREATE TABLE IF NOT EXISTS webhook_secrets (
     secret TEXT PRIMARY KEY,
@@ -170,6 +174,21 @@ class AsyncQueue:
         self.aging_seconds = aging_seconds
         with store._lock:
             store._db.executescript(_SCHEMA)
+            (self._synchronous,) = store._db.execute("PRAGMA synchronous").fetchone()
+
+    @contextmanager
+    def _quick(self) -> Iterator[sqlite3.Connection]:
+        """A transaction committed without waiting for the disk (``synchronous=NORMAL`` in WAL mode:
+        safe against a killed process, not a power cut). For every move after the submit: losing one
+        to a power cut only runs a request or sends a webhook again, which at-least-once allows. The
+        submit (the 201 a client was given) is committed with the store's full sync, off the loop."""
+        with self.store._lock:
+            self.store._db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with self.store.transaction() as db:
+                    yield db
+            finally:
+                self.store._db.execute(f"PRAGMA synchronous={int(self._synchronous)}")
 
     # submit, read, cancel --------------------------------------------------------------------
 
@@ -186,7 +205,8 @@ class AsyncQueue:
         max_queued: int,
         now: float | None = None,
     ) -> AsyncRequest | None:
-        """A new QUEUED request, or None when ``max_queued`` requests are already waiting or running."""
+        """A new QUEUED request, or None when ``max_queued`` requests are already waiting or running.
+        Committed with the store's full sync (it waits for the disk): call it off the event loop."""
         now = time.time() if now is None else now
         request_id = secrets.token_hex(16)
         webhook = WebhookStatus.PENDING if webhook_endpoint else WebhookStatus.NO_WEBHOOK_PROVIDED
@@ -224,7 +244,8 @@ class AsyncQueue:
         return None if row is None else _request(row)
 
     def cancel(self, request_id: str, now: float | None = None) -> bool:
-        """QUEUED → CANCELED (its webhook is not sent); False when it is not queued any more."""
+        """QUEUED → CANCELED (its webhook is not sent); False when it is not queued any more. Waits for
+        the disk (the answer promises it will not run): call it off the event loop."""
         now = time.time() if now is None else now
         with self.store.transaction() as db:
             cur = db.execute(
@@ -271,7 +292,7 @@ class AsyncQueue:
         error = json.dumps(
             [{"code": "MODEL_NOT_READY", "message": "the request waited longer than its max_time_in_queue_seconds"}]
         )
-        with self.store.transaction() as db:
+        with self._quick() as db:
             ids = [
                 row["id"]
                 for row in db.execute(
@@ -291,7 +312,7 @@ class AsyncQueue:
         if limit <= 0:
             return []
         now = time.time() if now is None else now
-        with self.store.transaction() as db:
+        with self._quick() as db:
             ids = [
                 row["id"]
                 for row in db.execute(
@@ -323,7 +344,7 @@ class AsyncQueue:
         now: float | None,
     ) -> None:
         now = time.time() if now is None else now
-        with self.store.transaction() as db:
+        with self._quick() as db:
             db.execute(
                 "UPDATE async_requests SET status = ?, status_at = ?, errors = ?, result = ?, webhook_next_at = ?"
                 " WHERE id = ? AND status = 'IN_PROGRESS'",
@@ -335,7 +356,7 @@ class AsyncQueue:
     ) -> None:
         """IN_PROGRESS → QUEUED again, not before ``delay`` seconds from now."""
         now = time.time() if now is None else now
-        with self.store.transaction() as db:
+        with self._quick() as db:
             db.execute(
                 "UPDATE async_requests SET status = 'QUEUED', status_at = ?, not_before = ?, errors = ?"
                 " WHERE id = ? AND status = 'IN_PROGRESS'",
@@ -344,7 +365,7 @@ class AsyncQueue:
 
     def requeue_in_progress(self) -> int:
         """At start: what was running when the platform stopped runs again (its attempt is given back)."""
-        with self.store.transaction() as db:
+        with self._quick() as db:
             cur = db.execute(
                 "UPDATE async_requests SET status = 'QUEUED', attempts = MAX(0, attempts - 1), not_before = 0"
                 " WHERE status = 'IN_PROGRESS'"
@@ -366,7 +387,7 @@ class AsyncQueue:
 
     def webhook_done(self, request_id: str, delivered: bool, now: float | None = None) -> None:
         now = time.time() if now is None else now
-        with self.store.transaction() as db:
+        with self._quick() as db:
             if delivered:
                 db.execute(
                     "UPDATE async_requests SET webhook_status = 'SUCCEEDED', webhook_attempts = webhook_attempts + 1"
@@ -382,7 +403,7 @@ class AsyncQueue:
                 )
 
     def webhook_retry(self, request_id: str, at: float) -> None:
-        with self.store.transaction() as db:
+        with self._quick() as db:
             db.execute(
                 "UPDATE async_requests SET webhook_attempts = webhook_attempts + 1, webhook_next_at = ? WHERE id = ?",
                 (at, request_id),
@@ -391,7 +412,7 @@ class AsyncQueue:
     def purge(self, keep_seconds: float, now: float | None = None) -> int:
         """Drop finished requests (and their results) older than ``keep_seconds`` whose webhook is settled."""
         now = time.time() if now is None else now
-        with self.store.transaction() as db:
+        with self._quick() as db:
             cur = db.execute(
                 "DELETE FROM async_requests WHERE status NOT IN ('QUEUED', 'IN_PROGRESS')"
                 " AND webhook_status != 'PENDING' AND status_at <= ?",
