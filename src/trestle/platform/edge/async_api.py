@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -35,7 +35,7 @@ from trestle.platform.edge.gateway import Gateway, GatewayError, send_error
 from trestle.platform.edge.urls import PREDICT_PATH
 from trestle.platform.errors import InvalidRequest, Unavailable
 from trestle.platform.settings import Settings
-from trestle.platform.store.async_queue import AsyncQueue, AsyncRequest, AsyncStatus, RetryConfig
+from trestle.platform.store.async_queue import AsyncQueue, AsyncRequest, AsyncStatus, RetryConfig, Submission
 
 _FIELDS = {"model_input", "webhook_endpoint", "priority", "max_time_in_queue_seconds", "inference_retry_config"}
 _RETRY_FIELDS = {"max_attempts": (1, 10, 3), "initial_delay_ms": (0, 10000, 1000), "max_delay_ms": (0, 60000, 5000)}
@@ -129,6 +129,41 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None
             return b"".join(chunks)
 
 
+class _GroupCommit:
+    """Submits wait for the disk together: while one batch is being committed (in a worker thread, off
+    the event loop) the next ones gather, then go in one transaction."""
+
+    def __init__(self, commit: Callable[[list[Submission]], list[AsyncRequest | None]]) -> None:
+        self.commit = commit
+        self.pending: list[tuple[Submission, asyncio.Future[AsyncRequest | None]]] = []
+        self.running = False
+
+    async def submit(self, submission: Submission) -> AsyncRequest | None:
+        future: asyncio.Future[AsyncRequest | None] = asyncio.get_running_loop().create_future()
+        self.pending.append((submission, future))
+        if not self.running:
+            self.running = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self.pending:
+                batch, self.pending = self.pending, []
+                try:
+                    results = await asyncio.to_thread(self.commit, [sub for sub, _ in batch])
+                except Exception as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            self.running = False
+
+
 class AsyncApi:
     """The queue, the dispatcher and the webhook sender of one platform, and their routes."""
 
@@ -152,6 +187,10 @@ class AsyncApi:
             ctrl, self.queue, self._run, interval=settings.async_dispatch_interval, on_finish=self._finished
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self.submits = _GroupCommit(self._commit)
+
+    def _commit(self, batch: list[Submission]) -> list[AsyncRequest | None]:
+        return self.queue.submit_many(batch, max_queued=self.settings.async_max_queued)
 
     async def start(self) -> None:
         """Requeue what ran when the platform stopped, then start the dispatcher, sender and purger."""
@@ -258,15 +297,7 @@ class AsyncApi:
         fields = parse_submission(raw, allow_private=self.settings.allow_private_webhooks)
         if fields["webhook_endpoint"]:
             await check_webhook_host(fields["webhook_endpoint"], allow_private=self.settings.allow_private_webhooks)
-        request = await asyncio.to_thread(  # it waits for the disk: the 201 promises the request is kept
-            functools.partial(
-                self.queue.submit,
-                model_id=model_id,
-                deployment_id=deployment_id,
-                max_queued=self.settings.async_max_queued,
-                **fields,
-            )
-        )
+        request = await self.submits.submit(Submission(model_id=model_id, deployment_id=deployment_id, **fields))
         if request is None:
             raise GatewayError(
                 429,

@@ -124,6 +124,19 @@ class RetryConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class Submission:
+    """What ``async_predict`` asks for, checked."""
+
+    model_id: str
+    deployment_id: str
+    model_input: bytes
+    webhook_endpoint: str | None
+    priority: int
+    max_time_in_queue: float
+    retry: RetryConfig
+
+
+@dataclasses.dataclass(frozen=True)
 class AsyncRequest:
     id: str
     model_id: str
@@ -192,52 +205,53 @@ class AsyncQueue:
 
     # submit, read, cancel --------------------------------------------------------------------
 
-    def submit(
-        self,
-        *,
-        model_id: str,
-        deployment_id: str,
-        model_input: bytes,
-        webhook_endpoint: str | None,
-        priority: int,
-        max_time_in_queue: float,
-        retry: RetryConfig,
-        max_queued: int,
-        now: float | None = None,
-    ) -> AsyncRequest | None:
-        """A new QUEUED request, or None when ``max_queued`` requests are already waiting or running.
-        Committed with the store's full sync (it waits for the disk): call it off the event loop."""
+    def submit(self, *, max_queued: int, now: float | None = None, **fields: Any) -> AsyncRequest | None:
+        """A new QUEUED request (``Submission``'s fields), or None when ``max_queued`` requests are
+        already waiting or running. Waits for the disk: call it off the event loop."""
+        return self.submit_many([Submission(**fields)], max_queued=max_queued, now=now)[0]
+
+    def submit_many(
+        self, submissions: list[Submission], *, max_queued: int, now: float | None = None
+    ) -> list[AsyncRequest | None]:
+        """Several submits in one transaction (one wait for the disk: group commit); None for each one
+        over ``max_queued``."""
         now = time.time() if now is None else now
-        request_id = secrets.token_hex(16)
-        webhook = WebhookStatus.PENDING if webhook_endpoint else WebhookStatus.NO_WEBHOOK_PROVIDED
+        ids: list[str | None] = []
         with self.store.transaction() as db:
             (pending,) = db.execute(
                 "SELECT COUNT(*) FROM async_requests WHERE status IN ('QUEUED', 'IN_PROGRESS')"
             ).fetchone()
-            if pending >= max_queued:
-                return None
-            db.execute(
-                "INSERT INTO async_requests (id, model_id, deployment_id, status, webhook_status, webhook_endpoint,"
-                " priority, rank, created_at, status_at, expires_at, not_before, max_attempts, initial_delay_ms,"
-                " max_delay_ms, model_input) VALUES (?, ?, ?, 'QUEUED', ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
-                (
-                    request_id,
-                    model_id,
-                    deployment_id,
-                    webhook.value,
-                    webhook_endpoint,
-                    priority,
-                    now + priority * self.aging_seconds,
-                    now,
-                    now,
-                    now + max_time_in_queue,
-                    retry.max_attempts,
-                    retry.initial_delay_ms,
-                    retry.max_delay_ms,
-                    model_input,
-                ),
-            )
-        return self.get(request_id)
+            for sub in submissions:
+                if pending >= max_queued:
+                    ids.append(None)
+                    continue
+                pending += 1
+                request_id = secrets.token_hex(16)
+                webhook = WebhookStatus.PENDING if sub.webhook_endpoint else WebhookStatus.NO_WEBHOOK_PROVIDED
+                db.execute(
+                    "INSERT INTO async_requests (id, model_id, deployment_id, status, webhook_status,"
+                    " webhook_endpoint, priority, rank, created_at, status_at, expires_at, not_before, max_attempts,"
+                    " initial_delay_ms, max_delay_ms, model_input)"
+                    " VALUES (?, ?, ?, 'QUEUED', ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
+                    (
+                        request_id,
+                        sub.model_id,
+                        sub.deployment_id,
+                        webhook.value,
+                        sub.webhook_endpoint,
+                        sub.priority,
+                        now + sub.priority * self.aging_seconds,
+                        now,
+                        now,
+                        now + sub.max_time_in_queue,
+                        sub.retry.max_attempts,
+                        sub.retry.initial_delay_ms,
+                        sub.retry.max_delay_ms,
+                        sub.model_input,
+                    ),
+                )
+                ids.append(request_id)
+        return [None if request_id is None else self.get(request_id) for request_id in ids]
 
     def get(self, request_id: str) -> AsyncRequest | None:
         row = self.store._one("SELECT * FROM async_requests WHERE id = ?", request_id)
