@@ -362,3 +362,22 @@ async def test_many_requests_are_delivered_exactly_once(env: Env) -> None:
     assert set(delivered) == ids
     assert set(env.hooks.counts.values()) == {1} and set(env.hooks.tries.values()) == {1}
     assert sorted(env.model.started) == list(range(300))
+
+
+async def test_private_webhooks_are_refused_unless_allowed(env: Env) -> None:
+    api = env.app.async_api
+    api.settings = dataclasses.replace(api.settings, allow_private_webhooks=False)
+    for hook in (env.hooks.url, "https://127.0.0.1/h", "https://10.0.0.5/h", "https://localhost/h"):
+        body = {"model_input": {"n": 1}, "webhook_endpoint": hook}
+        response = await env.client.post("/models/echo/production/async_predict", json=body)
+        assert response.status_code == 400, hook
+        assert "webhook_endpoint" in response.json()["error"]
+    assert env.model.started == []
+
+
+async def test_queue_size_is_a_metric(env: Env) -> None:
+    env.hold_replicas(False)
+    await env.submit({"n": 1})
+    await env.submit({"n": 2})
+    metrics = (await env.client.get("/metrics/async")).text
+    assert f'trestle_async_queue_size{{deployment_id="{env.dep}",status="QUEUED"}} 2.0' in metrics
