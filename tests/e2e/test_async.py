@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import signal
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,24 @@ def test_sigkill_with_queued_and_running_requests_loses_none(
     assert set(receiver.counts.values()) == {1}  # nothing had been delivered before the kill
     assert receiver.bad_signatures == []
     assert plat.http.get(f"/async_request/{ids[0]}").json()["status"] == "SUCCEEDED"
+
+
+def test_a_thousand_requests_are_delivered_exactly_once(
+    plat: Platform, deployment: tuple[str, str, Path], receiver: Receiver
+) -> None:
+    _, target, _ = deployment
+
+    def submit(n: int) -> str:
+        body = {"model_input": {"n": n}, "webhook_endpoint": receiver.url}
+        response = plat.http.post(f"{target}/async_predict", json=body)
+        assert response.status_code == 201, response.text
+        request_id: str = response.json()["request_id"]
+        return request_id
+
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(submit, range(1000)))
+    delivered = receiver.wait(1000, timeout=300)
+    assert sorted(delivered) == sorted(ids)
+    assert sorted(d["data"]["n"] for d in delivered.values()) == list(range(1000))
+    assert set(receiver.counts.values()) == {1} and set(receiver.tries.values()) == {1}  # once each, no retry
+    assert receiver.bad_signatures == []
