@@ -129,3 +129,17 @@ def test_transitions_are_written_down() -> None:
     check_async_transition(AsyncStatus.QUEUED, AsyncStatus.IN_PROGRESS)
     with pytest.raises(Conflict):
         check_async_transition(AsyncStatus.IN_PROGRESS, AsyncStatus.CANCELED)
+
+
+def test_a_webhook_not_yet_delivered_is_due_again_after_a_restart(tmp_path: Path) -> None:
+    store = Store(tmp_path / "p.db")
+    queue = AsyncQueue(store)
+    request_id = submit(queue, at=0, webhook="https://example.com/h")
+    queue.claim("d", 1, now=1)
+    queue.succeed(request_id, b'{"ok": 1}', now=2)
+    store.close()  # killed before the webhook went out
+    again = AsyncQueue(Store(tmp_path / "p.db"))
+    (due,) = again.webhooks_due(10, set(), now=3)
+    assert due.id == request_id and due.result == b'{"ok": 1}'
+    again.webhook_done(request_id, True)
+    assert again.webhooks_due(10, set(), now=4) == []
