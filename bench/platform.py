@@ -14,6 +14,8 @@ replicas inherit the core), driven with the CLI from the client core:
   push stall         the production deployment's latency through the gateway at c=1 (per-request timing),
                      idle and while a truss with a ``push_stall_mib`` MiB ``data/`` is uploaded and deployed
                      as another model (the archive is packed beforehand, so the client core only streams it)
+  async              completed async requests/s end to end (webhook received) beside sync predict on the
+                     same replica (``bench/async_cell.py``)
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ class PlatformRound:
                 str(self.dir / "data"),
                 "--api-key",
                 self.key,
+                "--allow-private-webhooks",  # the async cell's receiver is on loopback
             ],
             "env": {"HOME": str(self.dir / "home")},
             "port": PORT,
@@ -104,6 +107,7 @@ class PlatformRound:
             self.emit(LABELS[1], s=warm["s"], valid=True)
             self.gateway(self.replica_port(srv, warm["deployment_id"]))
             self.push_stall()
+            self.async_inference(warm["deployment_id"])
             self.watch()
         except (load.CheckFailed, OSError, RuntimeError, subprocess.SubprocessError, ValueError, KeyError) as e:
             self.emit("error", valid=False, why=repr(e)[:500])
@@ -234,6 +238,12 @@ class PlatformRound:
                 **rec,
             }
         )
+
+    def async_inference(self, deployment_id: str) -> None:
+        from bench import async_cell
+
+        for rec in async_cell.run(PORT, self.auth, NAME, deployment_id, self.s.plan.async_n):
+            self.s.emit({**self.base, "cell": "async", **rec})
 
     def watch(self) -> None:
         truss = self.dir / "watched"

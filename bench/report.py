@@ -395,6 +395,26 @@ def platform_section(res: Results) -> str:
             )
             + "\n"
         )
+    runs = [r for r in res.valid if r["cell"] == "async"]
+    if runs:
+
+        def per_s(label: str) -> list[float]:
+            return [r["rps"] for r in runs if r["label"] == label]
+
+        n = runs[0].get("n", "?")
+        out += (
+            f"\nAsync inference: {n} requests from 16 client threads through the gateway to the same replica; "
+            "sync predict = requests/s to the last answer, async = completed/s to the last webhook received "
+            "(signature, data and exactly-once checked).\n\n"
+            + table(
+                ["", "per second"],
+                [
+                    ["sync predict", spread(per_s("sync predict"))],
+                    ["async completed", spread(per_s("async completed"))],
+                ],
+            )
+            + "\n"
+        )
     stall = [r for r in res.valid if r["cell"] == "push stall"]
     if stall:
 

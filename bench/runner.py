@@ -46,6 +46,7 @@ class Plan:
     watch_patches: int = 5
     push_stall_mib: int = 512  # the big truss pushed while another model's latency is measured
     batch_concs: tuple[int, ...] = (1, 8, 32, 64)
+    async_n: int = 2000  # requests per side of the async cell (sync predict, async completed)
     cells: tuple[str, ...] = ("unary", "payload", "stream", "cancel", "memory", "platform", "batch", "ray")
     server_core: int = 0
     client_core: int = 1
@@ -67,6 +68,7 @@ SMOKE = Plan(
     watch_patches=2,
     push_stall_mib=8,
     batch_concs=(1, 32),
+    async_n=40,
     cells=("unary", "payload", "stream", "cancel", "memory", "platform", "batch"),  # ray: --smoke --cells ray
 )
 

@@ -52,6 +52,8 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert ("asgi-uvicorn", "stream", "async gen") in cells
     assert ("trestle-sync", "stream", "sync gen") in cells
     assert ("trestle-async", "stream", "async gen") in cells
+    assert ("trestle-platform", "async", "async completed") in cells  # webhooks signed, each id once
+    assert ("trestle-platform", "async", "sync predict") in cells
     for target, label in (
         ("trestle-sync", "sync gen"),
         ("trestle-async", "async gen"),

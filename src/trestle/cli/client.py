@@ -129,6 +129,15 @@ class PlatformClient:
                 status=502,
             ) from None
 
+    # async inference (cli/async_requests.py)
+
+    def async_request(self, method: str, request_id: str, sub: str = "") -> Any:
+        return self._call(method, f"/async_request/{request_id}{sub}")
+
+    def webhook_secret(self, method: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call(method, "/v1/webhooks/secret" + ("/rotate" if method == "POST" else ""))
+        return result
+
     def health(self) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", "/v1/health")
         return result

@@ -199,6 +199,8 @@ LOCAL_URL = "http://127.0.0.1:8080"
     help="Platform: the truss whose model_name names the model when no MODEL is given.",
 )
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds to wait for the response.")
+@click.option("--async", "is_async", is_flag=True, help="Platform: queue it (async_predict) and print the request id.")
+@click.option("--webhook", metavar="URL", help="With --async: POST the result to this URL when done.")
 def predict(
     model: str | None,
     data: str | None,
@@ -211,6 +213,8 @@ def predict(
     deployment: str | None,
     target_directory: Path,
     timeout: float,
+    is_async: bool,
+    webhook: str | None,
 ) -> None:
     """Call a model: print JSON pretty, or a stream chunk by chunk as it arrives (stdout: the body).
 
@@ -256,6 +260,15 @@ def predict(
     elif url is None:
         url = LOCAL_URL
         where = " (local `trestle serve`; --remote calls the platform)"
+    if webhook and not is_async:
+        raise click.UsageError("--webhook goes with --async")
+    if is_async:
+        if not platform_flags:
+            raise click.UsageError(
+                "--async queues on the platform: add --remote, a MODEL, --environment or --deployment"
+            )
+        _submit_async(url, headers, payload, webhook, timeout)
+        return
     if "/predict" not in url and ":predict" not in url:
         url = url.rstrip("/") + "/v1/models/model:predict"
     err_console.print(f"POST {url}{where}", highlight=False, markup=False, soft_wrap=True)
@@ -274,6 +287,26 @@ def predict(
     except httpx.HTTPError as exc:
         hint = "" if platform_flags else " (is `trestle serve` running there? --remote calls the platform)"
         raise click.ClickException(f"Could not call {url}: {exc or type(exc).__name__}{hint}") from None
+
+
+def _submit_async(url: str, headers: dict[str, str], payload: Any, webhook: str | None, timeout: float) -> None:
+    """POST .../async_predict; the request id on stdout (`trestle async status ID` follows it)."""
+    url = url.removesuffix("/predict") + "/async_predict"
+    body: dict[str, Any] = {"model_input": payload}
+    if webhook:
+        body["webhook_endpoint"] = webhook
+    err_console.print(f"POST {url} (platform, async)", highlight=False, markup=False, soft_wrap=True)
+    try:
+        response = httpx.post(url, json=body, headers=headers, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"Could not call {url}: {exc or type(exc).__name__}") from None
+    if response.status_code != 201:
+        try:
+            message = response.json().get("error", response.text)
+        except ValueError:
+            message = response.text
+        raise click.ClickException(f"HTTP {response.status_code} from POST {url}: {message}")
+    click.echo(response.json()["request_id"])
 
 
 def _platform_target(

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from trestle import __version__
-from trestle.cli import deploy, local, remote
+from trestle.cli import async_requests, deploy, local, remote
 from trestle.errors import PlatformError
 
 
@@ -32,6 +32,7 @@ def cli() -> None:
 local.register(cli)
 remote.register(cli)
 deploy.register(cli)
+async_requests.register(cli)
 
 
 def main() -> None:

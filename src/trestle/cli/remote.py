@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,6 +98,11 @@ def platform_group() -> None:
     help="Let replicas inherit this variable of the platform's environment (repeatable); by default they get "
     "only PATH, HOME, locale, time zone, CA bundles and TRESTLE_* settings, plus what each truss declares.",
 )
+@click.option(
+    "--allow-private-webhooks",
+    is_flag=True,
+    help="Let async webhooks go to loopback and private addresses (and plain http://); off by default (SSRF).",
+)
 def platform_start(
     host: str,
     port: int,
@@ -109,6 +115,7 @@ def platform_start(
     ray_proxy_url: str,
     ray_insecure: bool,
     pass_env: tuple[str, ...],
+    allow_private_webhooks: bool,
 ) -> None:
     """Start the platform in the foreground; prints its URL and, on first start, an API key."""
     from trestle.platform.edge.app import serve
@@ -132,6 +139,8 @@ def platform_start(
         engine=engine,
         engine_options=options,
         replica_env_passthrough=pass_env,
+        allow_private_webhooks=allow_private_webhooks,
+        webhook_secret=os.environ.get("TRESTLE_WEBHOOK_SECRET") or None,
     )
     serve(settings, api_key=api_key, announce=lambda text: click.echo(text, err=False))
 

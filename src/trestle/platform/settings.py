@@ -48,6 +48,23 @@ class Settings:
     """Names of the platform's environment variables that replicas inherit beyond the basics (``--pass-env``)."""
     ws_max_bytes: int = 16 << 20
     """The largest WebSocket message through the gateway, decompressed, either way."""
+    # async inference (edge/async_api.py, control/dispatcher.py, control/webhooks.py)
+    async_max_payload_bytes: int = 256 << 10
+    """The largest ``async_predict`` body (Baseten's limit); over it: 413."""
+    async_max_queued: int = 10_000
+    """QUEUED + IN_PROGRESS async requests over all deployments; over it: 429."""
+    async_result_seconds: float = 3600.0
+    """How long a finished request's status and result stay readable."""
+    async_aging_seconds: float = 60.0
+    """Waiting this long lifts an async request by one priority class (priority 2 cannot starve)."""
+    async_dispatch_interval: float = 0.25
+    allow_private_webhooks: bool = False
+    """Let webhooks go to loopback and private addresses (SSRF guard off: tests and private networks)."""
+    webhook_secret: str | None = None
+    """A preset webhook secret (``TRESTLE_WEBHOOK_SECRET``); else one is made at first start."""
+    webhook_timeout_seconds: float = 10.0
+    webhook_max_attempts: int = 5
+    webhook_initial_delay_seconds: float = 1.0
 
     @property
     def artifact_key_path(self) -> Path:

@@ -18,6 +18,7 @@ from trestle.errors import PlatformError
 from trestle.platform.control.controller import Controller, open_controller, terminal
 from trestle.platform.control.recovery import recover
 from trestle.platform.edge.api import ControlApi
+from trestle.platform.edge.async_api import AsyncApi
 from trestle.platform.edge.auth import KeyChecker, generate_key, parse_authorization
 from trestle.platform.edge.gateway import Gateway, send_error
 from trestle.platform.edge.urls import model_from_host, split_gateway_path
@@ -41,6 +42,7 @@ class PlatformApp:
             upstream_timeout=settings.gateway_upstream_timeout_seconds,
             ws_max_bytes=settings.ws_max_bytes,
         )
+        self.async_api = AsyncApi(settings, self.controller, self.gateway)  # async inference
 
     def ensure_key(self, key: str | None) -> str | None:
         """Register ``key`` (or a generated one when the platform has none); returns a new key to show."""
@@ -57,12 +59,14 @@ class PlatformApp:
     async def startup(self) -> None:
         await recover(self.controller)
         self.controller.start_autoscaler()
+        await self.async_api.start()
 
     async def shutdown(self) -> None:
         running = len(
             [dep for dep in self.controller.store.deployments() if self.controller.engine.replica_set(dep.id)]
         )
         terminal.info(f"shutting down: draining and stopping the replicas of {running} deployment(s)")
+        await self.async_api.aclose()
         await self.controller.close()
         await self.gateway.aclose()
         terminal.info("stopped")
@@ -90,6 +94,8 @@ class PlatformApp:
             return
         path: str = scope["path"]
         model_ref = model_from_host(host)
+        if kind == "http" and await self.async_api.handle(scope, receive, send, model_ref, path):
+            return  # async inference: edge/async_api.py
         if model_ref is not None and not path.startswith("/v1/"):
             await self.gateway(scope, receive, send, model_ref, path)
             return

@@ -177,6 +177,37 @@ class Gateway:
             except NoReplica:
                 continue
 
+    # async requests (edge/async_api.py) -------------------------------------------------------
+
+    async def call(self, deployment_id: str, path: str, body: bytes) -> tuple[int, bytes, str]:
+        """One buffered request to a replica of the deployment, on the same path as a proxied one
+        (``replica_for``: wake, bounded wait, least-outstanding choice, the load meter): (status, body,
+        content type). A replica that refused the connection is tried again, as ``__call__`` does;
+        raises ``GatewayError`` when none took it."""
+        for _ in range(3):
+            replica = await self.replica_for(deployment_id)
+            rset = self.engine.replica_set(deployment_id)
+            url = replica.url + (rset.routes.translate(path) if rset is not None else path)
+            replica.begin()
+            try:
+                async with self.http.post(url, data=body, headers={"Content-Type": "application/json"}) as response:
+                    return response.status, await response.read(), response.headers.get("Content-Type", "")
+            except aiohttp.ClientConnectorError:
+                replica.ready = False
+                if rset is not None:
+                    rset.refresh()
+            except aiohttp.ServerTimeoutError:
+                raise GatewayError(
+                    504, f"replica {replica.id} did not answer within {self.upstream_timeout:g}s"
+                ) from None
+            except aiohttp.ClientError as exc:
+                raise GatewayError(
+                    502, f"replica {replica.id} failed before answering ({type(exc).__name__})"
+                ) from None
+            finally:
+                replica.end()
+        raise GatewayError(503, f"no replica of deployment {deployment_id} accepted the request")
+
     # ASGI -------------------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, model_ref: str, rest: str) -> None:
