@@ -21,6 +21,16 @@ from trestle.platform.store import packaging
 RC_ENV = "TRESTLE_RC"
 URL_ENV = "TRESTLE_REMOTE_URL"
 KEY_ENV = "TRESTLE_API_KEY"
+BASETEN_KEY_ENV = "BASETEN_API_KEY"
+"""Truss's variable, accepted when ``TRESTLE_API_KEY`` is not set."""
+
+
+def _env_key() -> tuple[str | None, str]:
+    for name in (KEY_ENV, BASETEN_KEY_ENV):
+        value = os.environ.get(name)
+        if value:
+            return value, name
+    return None, KEY_ENV
 
 
 def rc_path() -> Path:
@@ -38,11 +48,12 @@ class Remote:
 
 
 def configured_remote() -> Remote | None:
-    """The remote from ``TRESTLE_REMOTE_URL``/``TRESTLE_API_KEY``, else from ``~/.trestlerc``."""
+    """The remote from ``TRESTLE_REMOTE_URL``/``TRESTLE_API_KEY`` (or ``BASETEN_API_KEY``), else from
+    ``~/.trestlerc``."""
     url = os.environ.get(URL_ENV)
-    key = os.environ.get(KEY_ENV)
+    key, key_env = _env_key()
     if url and key:
-        return Remote(url.rstrip("/"), key, URL_ENV, KEY_ENV)
+        return Remote(url.rstrip("/"), key, URL_ENV, key_env)
     path = rc_path()
     if path.is_file():
         parser = configparser.ConfigParser()
@@ -58,7 +69,7 @@ def configured_remote() -> Remote | None:
                     (url or rc_url).rstrip("/"),
                     key or rc_key,
                     URL_ENV if url else str(path),
-                    KEY_ENV if key else str(path),
+                    key_env if key else str(path),
                 )
     return None
 
@@ -92,6 +103,28 @@ def save_remote(remote: Remote) -> Path:
     with open(path, "w") as handle:
         parser.write(handle)
     path.chmod(0o600)
+    return path
+
+
+def forget_remote() -> Path | None:
+    """Remove the saved remote (``trestle logout``); the rc file's path, or None when nothing was saved."""
+    path = rc_path()
+    if not path.is_file():
+        return None
+    parser = configparser.ConfigParser()
+    try:
+        parser.read(path)
+    except configparser.Error:
+        path.unlink()
+        return path
+    if not parser.has_section("default"):
+        return None
+    parser.remove_section("default")
+    if parser.sections():
+        with open(path, "w") as handle:
+            parser.write(handle)
+    else:
+        path.unlink()
     return path
 
 
@@ -212,6 +245,36 @@ class PlatformClient:
 
     def manifest(self, deployment_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", f"/v1/deployments/{deployment_id}/manifest")
+        return result
+
+    # keys, secrets, the caller (edge/management.py) ------------------------------------------------
+
+    def create_key(self, key_type: str, name: str | None) -> str:
+        result: str = self._call("POST", "/v1/api_keys", json={"type": key_type, "name": name})["api_key"]
+        return result
+
+    def keys(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/v1/api_keys")["keys"]
+        return result
+
+    def revoke_key(self, prefix: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("DELETE", f"/v1/api_keys/{prefix}")
+        return result
+
+    def secrets(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/v1/secrets")["secrets"]
+        return result
+
+    def set_secret(self, name: str, value: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", "/v1/secrets", json={"name": name, "value": value})
+        return result
+
+    def delete_secret(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("DELETE", f"/v1/secrets/{name}")
+        return result
+
+    def me(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/v1/users/me")
         return result
 
     def patch(self, deployment_id: str, prev_hash: str, files: dict[str, bytes | None]) -> dict[str, Any]:

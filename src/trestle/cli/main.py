@@ -1,5 +1,6 @@
 """``trestle``: the command group. Commands live in ``local`` (serve, init, predict) and ``remote``
-(the platform: platform start, login, push, watch, promote, ...)."""
+(the platform: platform start, login, push, watch, promote, ...) and ``manage`` (keys, secrets, whoami,
+logout, models)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import click
 
 from trestle import __version__
-from trestle.cli import deploy, local, remote
+from trestle.cli import deploy, local, manage, remote
 from trestle.errors import PlatformError
 
 
@@ -32,6 +33,7 @@ def cli() -> None:
 local.register(cli)
 remote.register(cli)
 deploy.register(cli)
+manage.register(cli)
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""Platform metadata in SQLite: API keys, models, deployments and environments.
+"""Platform metadata in SQLite: models, deployments and environments (API keys: ``store/keys.py``,
+secrets: ``store/secrets.py``, on the same database).
 
 The store is the source of truth; everything in memory (routes, replica sets) is rebuilt from it at
 start. Calls are short and synchronous (SQLite in WAL mode on a local disk), made from the event loop.
@@ -150,17 +151,6 @@ class Store:
         with self._lock:
             row: sqlite3.Row | None = self._db.execute(sql, args).fetchone()
             return row
-
-    # API keys ---------------------------------------------------------------------------------
-
-    def add_api_key(self, key_hash: str) -> str:
-        key_id = new_id()
-        with self.transaction() as db:
-            db.execute("INSERT INTO api_keys VALUES (?, ?, ?)", (key_id, key_hash, time.time()))
-        return key_id
-
-    def api_key_hashes(self) -> list[str]:
-        return [row["key_hash"] for row in self._all("SELECT key_hash FROM api_keys")]
 
     # models -----------------------------------------------------------------------------------
 
