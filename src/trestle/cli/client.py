@@ -145,6 +145,8 @@ class PlatformClient:
             raise PlatformError(unreachable_message(self.remote, exc), status=503) from None
         if response.status_code == 401:
             raise PlatformError(unauthorized_message(self.remote), status=401)
+        if response.status_code == 403 and method == "HEAD":
+            raise _error(self._send("GET", path, **kwargs))  # a HEAD answer has no body to say why
         return response
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:

@@ -547,7 +547,18 @@ def resolve_predict_target(
             name = model or model_name_from(target_dir)
             if not name:
                 _fail(f"{target_dir.resolve()} has no config.yaml with a model_name; name a model (MODEL or --model)")
-            info = client.model(name)
+            try:
+                info = client.model(name)
+            except PlatformError as exc:
+                if exc.status != 403:
+                    raise
+                # an invoke-only key may call models but not look them up: environment routes take names
+                if environment or published:
+                    return (
+                        client.remote.url + f"/models/{name}/environments/{environment or 'production'}/predict",
+                        dict(client.headers),
+                    )
+                _fail(f"{exc.message}; with an invoke key, name the target: --published or --environment NAME")
             if environment:
                 path = f"/models/{info['id']}/environments/{environment}/predict"
             elif published or not info.get("development_deployment_id"):
