@@ -550,6 +550,38 @@ class Controller:
         self._start_pipeline(dep.id)
         return self.store.get_deployment(deployment_id)
 
+    async def delete_deployment(self, deployment_id: str) -> Deployment:
+        """Stop a deployment's replicas (drained) and forget it and its files. The one an environment
+        serves is refused (promote another first, or delete the model)."""
+        dep = self.store.get_deployment(deployment_id)
+        serving = self.store.environments_of(deployment_id)
+        if serving:
+            raise Conflict(
+                f"deployment {dep.id} serves {', '.join(serving)}: promote another deployment there first, "
+                "or delete the model"
+            )
+        await self._forget(dep)
+        self.routes.rebuild(self.store)
+        return dep
+
+    async def delete_model(self, model_id: str) -> list[Deployment]:
+        """Stop and forget every deployment of a model, then the model (its name is free again)."""
+        deps = self.store.deployments(model_id)
+        for dep in deps:
+            await self._forget(dep, keep_row=True)
+        self.store.delete_model(model_id)
+        self.routes.rebuild(self.store)
+        terminal.info(f"delete: model {model_id} and its {len(deps)} deployment(s)")
+        return deps
+
+    async def _forget(self, dep: Deployment, *, keep_row: bool = False) -> None:
+        self._cancel_pipeline(dep.id)
+        await self.engine.stop(dep.id, drain=True)
+        self.autoscaler.forget(dep.id)
+        if not keep_row:
+            self.store.delete_deployment(dep.id)
+        await asyncio.to_thread(shutil.rmtree, self.settings.deployments_dir / dep.id, True)
+
     # scaling ----------------------------------------------------------------------------------
 
     def autoscaling_of(self, dep: Deployment) -> Autoscaling:

@@ -22,6 +22,7 @@ from trestle.platform.edge.api import ControlApi
 from trestle.platform.edge.auth import SCOPE_KEY, access_for, parse_authorization, refusal
 from trestle.platform.edge.gateway import Gateway, send_error
 from trestle.platform.edge.management import ManagementApi
+from trestle.platform.edge.resources import ResourcesApi
 from trestle.platform.edge.urls import model_from_host, split_gateway_path
 from trestle.platform.settings import Settings
 from trestle.platform.store.keys import KeyStore
@@ -39,8 +40,9 @@ class PlatformApp:
         self.secrets = SecretStore(self.controller.store, settings.secrets_dir)
         self.api = ControlApi(self.controller)
         self.management = ManagementApi(self.keys, self.secrets)
+        self.resources = ResourcesApi(self.controller, self.api)
         # Baseten-shaped routes first (they answer where both match), then the platform's own
-        self.router = Router([*self.management.routes, *self.api.router.routes])
+        self.router = Router([*self.management.routes, *self.resources.routes, *self.api.router.routes])
         self.gateway = Gateway(
             self.controller.routes,
             self.controller.engine,

@@ -340,6 +340,25 @@ class Store:
             previous: str | None = row["deployment_id"]
             return previous
 
+    def delete_environment(self, model_id: str, name: str) -> None:
+        with self.transaction() as db:
+            gone = db.execute("DELETE FROM environments WHERE model_id = ? AND name = ?", (model_id, name)).rowcount
+        if not gone:
+            raise NotFound(f"model {model_id} has no environment {name!r}")
+
+    def delete_deployment(self, deployment_id: str) -> None:
+        """Forget a deployment (environments that named it are left without one)."""
+        with self.transaction() as db:
+            db.execute("UPDATE environments SET deployment_id = NULL WHERE deployment_id = ?", (deployment_id,))
+            db.execute("DELETE FROM deployments WHERE id = ?", (deployment_id,))
+
+    def delete_model(self, model_id: str) -> None:
+        """Forget a model, its environments and its deployments, in one transaction."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM environments WHERE model_id = ?", (model_id,))
+            db.execute("DELETE FROM deployments WHERE model_id = ?", (model_id,))
+            db.execute("DELETE FROM models WHERE id = ?", (model_id,))
+
     def environments_of(self, deployment_id: str) -> list[str]:
         rows = self._all("SELECT name FROM environments WHERE deployment_id = ? ORDER BY name", deployment_id)
         return [row["name"] for row in rows]
