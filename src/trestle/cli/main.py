@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from trestle import __version__
-from trestle.cli import deploy, local, manage, remote
+from trestle.cli import client, deploy, local, manage, remote
 from trestle.errors import PlatformError
 
 
@@ -26,8 +26,16 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="trestle")
-def cli() -> None:
+@click.option(
+    "--remote",
+    "remote_name",
+    metavar="NAME",
+    help="Use this named remote of ~/.trestlerc (`trestle login --name NAME`), or a platform URL; also TRESTLE_REMOTE.",
+)
+def cli(remote_name: str | None) -> None:
     """Serve Truss models, fast: locally, or on a self-hosted platform."""
+    if remote_name:
+        client.selected_remote = remote_name
 
 
 local.register(cli)

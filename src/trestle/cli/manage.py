@@ -1,5 +1,5 @@
 """Workspace commands: ``keys create|list|revoke``, ``secrets set|list|delete``, ``whoami``, ``logout``,
-``models``. Every call goes through ``trestle.cli.client`` (the routes are ``edge/management.py``'s).
+``models``, ``delete``. Every call goes through ``trestle.cli.client`` (the routes are ``edge/management.py``'s).
 
 A secret's value is read from stdin (piped) or a hidden prompt, never from the command line, where
 every user of the host would see it in ``ps``.
@@ -12,8 +12,9 @@ import sys
 
 import click
 
-from trestle.cli.client import forget_remote
+from trestle.cli.client import PlatformClient, forget_remote
 from trestle.cli.remote import _fail, _say, _session
+from trestle.errors import PlatformError
 
 KEY_TYPES = ("WORKSPACE_MANAGE_ALL", "WORKSPACE_INVOKE", "WORKSPACE_EXPORT_METRICS", "WORKSPACE_MANAGE_API_KEYS")
 _OUTPUT = click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
@@ -163,6 +164,49 @@ def models(output: str) -> None:
         )
 
 
+@click.command()
+@click.argument("ref", metavar="[DEPLOYMENT_OR_MODEL]", required=False)
+@click.option("--model", "model_option", metavar="MODEL", help="Delete this model and all its deployments.")
+@click.option("--deployment", "deployment_option", metavar="ID", help="Delete this deployment.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete(ref: str | None, model_option: str | None, deployment_option: str | None, yes: bool) -> None:
+    """Delete a deployment (its replicas stop, its files go) or a whole model. The argument is a
+    deployment id or a model id/name; a deployment that serves an environment is refused (promote
+    another first)."""
+    given = [value for value in (ref, model_option, deployment_option) if value]
+    if len(given) != 1:
+        _fail("name one thing to delete: DEPLOYMENT_OR_MODEL, --model MODEL or --deployment ID")
+    with _session() as client:
+        target = _delete_target(client, ref, model_option, deployment_option)
+        kind, model_id, dep_id, label = target
+        if not yes:
+            if not sys.stdin.isatty():
+                _fail(f"deleting {label} cannot be undone: pass --yes to confirm")
+            click.confirm(f"Delete {label}? This cannot be undone", abort=True, err=True)
+        if kind == "model":
+            client.delete_model(model_id)
+        else:
+            client.delete_deployment(model_id, dep_id)
+    _say("ok", f"Deleted {label}.")
+
+
+def _delete_target(
+    client: PlatformClient, ref: str | None, model: str | None, deployment: str | None
+) -> tuple[str, str, str, str]:
+    """(kind, model id, deployment id, label) of what to delete."""
+    if deployment or ref:
+        try:
+            dep = client.deployment(str(deployment or ref))
+        except PlatformError as exc:
+            if exc.status != 404 or deployment:
+                raise
+        else:
+            return "deployment", dep["model_id"], dep["id"], f"deployment {dep['id']} of model {dep['model_name']!r}"
+    found = client.model(str(model or ref))
+    count = len(client.deployments(found["id"]))
+    return "model", found["id"], "", f"model {found['name']!r} ({found['id']}) and its {count} deployment(s)"
+
+
 def register(group: click.Group) -> None:
-    for command in (keys_group, secrets_group, whoami, logout, models):
+    for command in (keys_group, secrets_group, whoami, logout, models, delete):
         group.add_command(command)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,17 +139,26 @@ def platform_start(
 
 @click.command()
 @click.option("--remote", "url", required=True, help="Platform URL, e.g. http://127.0.0.1:8990")
-@click.option("--api-key", required=True)
-def login(url: str, api_key: str) -> None:
+@click.option("--api-key", help="The key (else TRESTLE_API_KEY or BASETEN_API_KEY, else a hidden prompt).")
+@click.option("--name", default="default", show_default=True, help="Save it as this named remote (`--remote NAME`).")
+def login(url: str, api_key: str | None, name: str) -> None:
     """Save the platform URL and API key to ~/.trestlerc (after checking them)."""
+    if not api_key:
+        api_key = os.environ.get("TRESTLE_API_KEY") or os.environ.get("BASETEN_API_KEY")
+    if not api_key:
+        api_key = str(click.prompt("API key", hide_input=True, err=True))
     remote = Remote(url.rstrip("/"), api_key)
     client = PlatformClient(remote)
     try:
         client.health()
     except PlatformError as exc:
         _fail(f"could not log in to {url}: {exc.message}")
-    path = save_remote(remote)
-    _say("ok", f"Logged in to {remote.url} (saved to {path})")
+    finally:
+        client.close()
+    if "://" in name or not name.replace("-", "").replace("_", "").isalnum():
+        _fail(f"a remote's name is letters, digits, - and _ (got {name!r})")
+    path = save_remote(remote, name)
+    _say("ok", f"Logged in to {remote.url} (saved to {path} as {name!r})")
 
 
 # push / watch -------------------------------------------------------------------------------------

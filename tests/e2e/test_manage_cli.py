@@ -1,0 +1,58 @@
+"""The workspace commands against a real platform: ``models``, ``delete`` (confirmation, ``--yes``),
+``login --name`` + ``--remote NAME``, ``whoami``, ``logout``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.e2e.conftest import KEY, Platform, last_json, write_truss
+
+
+def test_models_then_delete_a_deployment_and_a_model(platform: Platform, tmp_path: Path) -> None:
+    truss = write_truss(tmp_path / "t", "deletable", tmp_path / "loads")
+    first = {"id": last_json(platform.cli("push", str(truss), "--promote", "--output", "json"))["deployment_id"]}
+    (truss / "config.yaml").write_text((truss / "config.yaml").read_text() + "# second\n")
+    second = {"id": last_json(platform.cli("push", str(truss), "--output", "json"))["deployment_id"]}
+    listed = platform.stdout("models")
+    assert "deletable" in listed
+    assert first["id"] in listed
+    refused = platform.run_cli("delete", second["id"])  # stdin is not a terminal: no silent delete
+    assert refused.returncode == 1
+    assert "--yes" in refused.stderr
+    assert platform.http.get(f"/v1/deployments/{second['id']}").status_code == 200
+    serving = platform.run_cli("delete", "--deployment", first["id"], "--yes")
+    assert serving.returncode == 1
+    assert "serves production" in serving.stderr
+    platform.cli("delete", second["id"], "--yes")
+    assert platform.http.get(f"/v1/deployments/{second['id']}").status_code == 404
+    out = platform.cli("delete", "--model", "deletable", "--yes")
+    assert "model 'deletable'" in out
+    assert "deletable" not in platform.stdout("models")
+    assert platform.http.post("/models/deletable/production/predict", json={}).status_code == 404
+
+
+def test_named_remotes_whoami_and_logout(platform: Platform, tmp_path: Path) -> None:
+    rc = tmp_path / "rc"
+    env = {"TRESTLE_RC": str(rc), "TRESTLE_REMOTE_URL": "", "TRESTLE_API_KEY": ""}
+    saved = platform.run_cli("login", "--remote", platform.url, "--api-key", KEY, "--name", "lab", env=env)
+    assert saved.returncode == 0, saved
+    assert "'lab'" in saved.stdout
+    nothing = platform.run_cli("whoami", env=env)  # no default remote saved
+    assert nothing.returncode == 1
+    assert "trestle login" in nothing.stderr
+    who = platform.run_cli("--remote", "lab", "whoami", env=env)
+    assert who.returncode == 0, who
+    assert platform.url in who.stdout
+    assert "WORKSPACE_MANAGE_ALL" in who.stdout
+    assert "[lab]" in who.stdout
+    by_env = platform.run_cli("models", env={**env, "TRESTLE_REMOTE": "lab"})
+    assert by_env.returncode == 0, by_env
+    unknown = platform.run_cli("--remote", "nope", "models", env=env)
+    assert unknown.returncode == 1
+    assert "no remote named 'nope'" in unknown.stderr
+    assert "lab" in unknown.stderr
+    out = platform.run_cli("--remote", "lab", "logout", env=env)
+    assert out.returncode == 0
+    assert not rc.exists()
+    after = platform.run_cli("--remote", "lab", "whoami", env=env)
+    assert after.returncode == 1
