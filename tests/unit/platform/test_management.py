@@ -143,3 +143,17 @@ async def test_bad_secret_requests_are_clear_400s(platform: Any, body: dict[str,
     response = await client.post("/v1/secrets", json=body)
     assert response.status_code == 400
     assert message in response.json()["error"]
+
+
+async def test_gateway_made_errors_use_baseten_body(platform: Any) -> None:  # noqa: F811
+    client, _, _ = platform
+    missing = await client.post("/models/nope/production/predict", json={})
+    assert missing.status_code == 404
+    assert missing.json()["error_code"] == "model_does_not_exist"
+    assert missing.json()["detail"] == missing.json()["error"]
+    refused = await client.get("/v1/models", headers=auth("wrong"))
+    assert refused.json()["error_code"] == "unauthorized"
+    invoke = await make_key(client, "WORKSPACE_INVOKE")
+    forbidden = await client.get("/v1/models", headers=auth(invoke))
+    assert forbidden.status_code == 403
+    assert forbidden.json()["error_code"] == "unauthorized"

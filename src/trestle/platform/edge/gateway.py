@@ -55,10 +55,30 @@ S = DeploymentStatus
 
 
 class GatewayError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, code: str | None = None) -> None:
         self.status = status
         self.message = message
+        self.code = code
+        """Baseten's ``error_code``; None: the one for ``status`` (``ERROR_CODES``)."""
         super().__init__(message)
+
+
+ERROR_CODES = {
+    400: "client_error",
+    401: "unauthorized",
+    403: "unauthorized",
+    404: "model_does_not_exist",
+    409: "model_unavailable",
+    413: "payload_too_large",
+    429: "rate_limited",
+    500: "internal_baseten_error",
+    502: "model_unavailable",
+    503: "model_not_ready",
+    504: "timeout",
+}
+"""Baseten's ``error_code`` for a gateway-made error of each status (its list: timeout, client_error,
+model_unavailable, model_not_ready, model_does_not_exist, rate_limited, payload_too_large,
+unauthorized, application_error, internal_baseten_error)."""
 
 
 class Target:
@@ -146,7 +166,9 @@ class Gateway:
         if status is S.INACTIVE:
             raise GatewayError(409, f"deployment {deployment_id} is INACTIVE; push or activate it to serve traffic")
         if status is S.BUILD_FAILED or status is S.DEPLOY_FAILED:
-            raise GatewayError(503, f"deployment {deployment_id} is {status.value}; see `trestle logs`")
+            raise GatewayError(
+                503, f"deployment {deployment_id} is {status.value}; see `trestle logs`", "model_unavailable"
+            )
         if status is S.SCALED_TO_ZERO:
             self.wake(deployment_id)
         rset = self.engine.replica_set(deployment_id)
@@ -160,7 +182,9 @@ class Gateway:
         while True:
             status = self.routes.status.get(deployment_id)
             if status in (S.INACTIVE, S.BUILD_FAILED, S.DEPLOY_FAILED):
-                raise GatewayError(503, f"deployment {deployment_id} is {status.value if status else '?'}")
+                raise GatewayError(
+                    503, f"deployment {deployment_id} is {status.value if status else '?'}", "model_unavailable"
+                )
             if status is S.SCALED_TO_ZERO:
                 # it was being scaled to zero when this request arrived: wake it again
                 self.wake(deployment_id)
@@ -207,7 +231,7 @@ class Gateway:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1011 if exc.status >= 500 else 1008})
                 return
-            await send_error(send, exc.status, exc.message)
+            await send_error(send, exc.status, exc.message, exc.code)
 
     async def _http(
         self, scope: Scope, receive: Receive, send: Send, replica: Replica, target: Target, body: bytes | BodyStream
@@ -421,8 +445,10 @@ async def _relay_websocket(receive: Receive, send: Send, upstream: Any) -> None:
         group.start_soon(run, upstream_to_client)
 
 
-async def send_error(send: Send, status: int, message: str) -> None:
-    body = orjson.dumps({"error": message})
+async def send_error(send: Send, status: int, message: str, code: str | None = None) -> None:
+    """A gateway-made error in Baseten's body: ``{"error", "error_code", "detail"}``."""
+    error_code = code or ERROR_CODES.get(status, "internal_baseten_error")
+    body = orjson.dumps({"error": message, "error_code": error_code, "detail": message})
     await send(
         {
             "type": "http.response.start",
