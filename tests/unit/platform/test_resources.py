@@ -149,3 +149,16 @@ async def test_environments_promote_and_delete(platform: Any, tmp_path: Path) ->
     assert (await client.get(f"/v1/models/{model_id}")).status_code == 404
     predict = await client.post(f"/models/{model_id}/production/predict", json={})
     assert predict.status_code == 404
+
+
+async def test_wake_answers_202_and_wakes_a_scaled_to_zero_deployment(platform: Any, tmp_path: Path) -> None:  # noqa: F811
+    client, app, _ = platform
+    dep = await push(client, make_truss(tmp_path / "t"), environment="production")
+    await app.controller.scale_to_zero(dep["id"], "test")
+    assert (await client.get(f"/v1/deployments/{dep['id']}")).json()["status"] == "SCALED_TO_ZERO"
+    woke = await client.post(f"/models/{dep['model_id']}/production/wake")
+    assert woke.status_code == 202
+    await wait_status(client, dep["id"], "ACTIVE")
+    again = await client.post(f"/models/{dep['model_id']}/deployment/{dep['id']}/wake")
+    assert again.status_code == 202  # awake already: nothing to do
+    assert (await client.get(f"/models/{dep['model_id']}/production/wake")).status_code == 405

@@ -23,7 +23,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from trestle.platform.control.routing import RouteTable
-from trestle.platform.edge.urls import UnknownRoute, parse_route
+from trestle.platform.edge.urls import WAKE, UnknownRoute, parse_route
 from trestle.platform.engines.base import Engine, NoReplica, Replica
 from trestle.platform.store.states import DeploymentStatus
 
@@ -206,6 +206,9 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send, model_ref: str, rest: str) -> None:
         try:
             target = self.resolve(model_ref, rest)
+            if target.path == WAKE:
+                await self._wake(scope, send, target.deployment_id)
+                return
             if scope["type"] == "websocket":
                 await self._websocket(scope, receive, send, target)
                 return
@@ -232,6 +235,15 @@ class Gateway:
                 await send({"type": "websocket.close", "code": 1011 if exc.status >= 500 else 1008})
                 return
             await send_error(send, exc.status, exc.message, exc.code)
+
+    async def _wake(self, scope: Scope, send: Send, deployment_id: str) -> None:
+        """Baseten's ``POST {target}/wake``: 202, and a scaled-to-zero deployment starts waking up."""
+        if scope["type"] != "http" or scope["method"] != "POST":
+            raise GatewayError(405, "wake takes POST")
+        if self.routes.status.get(deployment_id) is S.SCALED_TO_ZERO:
+            self.wake(deployment_id)
+        await send({"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
 
     async def _http(
         self, scope: Scope, receive: Receive, send: Send, replica: Replica, target: Target, body: bytes | BodyStream
