@@ -56,3 +56,31 @@ def test_named_remotes_whoami_and_logout(platform: Platform, tmp_path: Path) -> 
     assert not rc.exists()
     after = platform.run_cli("--remote", "lab", "whoami", env=env)
     assert after.returncode == 1
+
+
+def test_push_flags_from_truss_and_activate_wait(platform: Platform, tmp_path: Path) -> None:
+    truss = write_truss(tmp_path / "t", "labelled", tmp_path / "loads")
+    bad = platform.run_cli("push", str(truss), "--labels", "[1]")
+    assert bad.returncode == 1
+    assert "--labels must be a JSON object" in bad.stderr
+    out = platform.cli(
+        "push",
+        str(truss),
+        "--publish",
+        "--deploy-timeout-minutes",
+        "5",
+        "--labels",
+        '{"team": "search"}',
+        "--output",
+        "json",
+    )
+    dep_id = last_json(out)["deployment_id"]
+    model_id = platform.deployment(dep_id)["model_id"]
+    shown = platform.http.get(f"/v1/models/{model_id}/deployments/{dep_id}").json()
+    assert shown["labels"] == {"team": "search"}
+    assert shown["status"] == "ACTIVE"
+    platform.cli("deactivate", "--deployment", dep_id)
+    woke = platform.run_cli("activate", "--deployment", dep_id, "--wait")
+    assert woke.returncode == 0, woke
+    assert f"{dep_id} is ACTIVE" in woke.stdout
+    platform.cli("delete", "--model", "labelled", "--yes")

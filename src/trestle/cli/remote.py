@@ -182,6 +182,15 @@ def login(url: str, api_key: str | None, name: str) -> None:
     type=click.IntRange(min=1),
     help="Run this many replicas (a fixed count; `trestle scale` changes it or sets up autoscaling).",
 )
+@click.option("--publish", is_flag=True, help="Accepted as in Truss (a no-op: a push is published unless --watch).")
+@click.option(
+    "--deploy-timeout-minutes",
+    type=click.IntRange(min=1, max=1440),
+    help="How long to wait for the deployment to become ACTIVE, in minutes (instead of --timeout-seconds).",
+)
+@click.option(
+    "--labels", "labels_json", metavar="JSON", help='Labels for the deployment, a JSON object: \'{"team": "a"}\'.'
+)
 def push(
     target_directory: Path,
     watch: bool,
@@ -194,9 +203,25 @@ def push(
     output: str,
     preserve_previous_production_deployment: bool,
     replicas: int | None,
+    publish: bool,
+    deploy_timeout_minutes: int | None,
+    labels_json: str | None,
 ) -> None:
     """Package TARGET_DIRECTORY, upload it and create a deployment (published unless --watch)."""
     from trestle.config import load_config
+
+    if publish and watch:
+        _fail("--publish and --watch contradict each other: --watch makes the development deployment")
+    if deploy_timeout_minutes is not None:
+        timeout_seconds = deploy_timeout_minutes * 60.0
+    labels: dict[str, Any] | None = None
+    if labels_json is not None:
+        try:
+            labels = json.loads(labels_json)
+        except ValueError as exc:
+            _fail(f"--labels is not valid JSON: {exc}")
+        if not isinstance(labels, dict):
+            _fail('--labels must be a JSON object, e.g. \'{"team": "search"}\'')
 
     if watch and (promote or environment):
         _fail("--watch creates the development deployment; it cannot be combined with --promote or --environment")
@@ -234,6 +259,7 @@ def push(
             deployment_name=deployment_name,
             preserve_previous_production_deployment=preserve_previous_production_deployment,
             replicas=replicas,
+            **({"labels": labels} if labels is not None else {}),
         )
         for warning in dep.get("warnings", []):
             _say("warn", f"WARNING: {warning}", err=True)
@@ -528,10 +554,19 @@ def deactivate(ref: str | None, model_option: str | None, deployment_option: str
 @click.argument("ref", metavar="[DEPLOYMENT_OR_MODEL]", required=False)
 @model_option
 @deployment_option
-def activate(ref: str | None, model_option: str | None, deployment_option: str | None) -> None:
+@click.option("--wait", is_flag=True, help="Wait until it is ACTIVE again (build and status lines on stderr).")
+@click.option("--timeout-seconds", default=1800.0, show_default=True, type=float)
+def activate(
+    ref: str | None, model_option: str | None, deployment_option: str | None, wait: bool, timeout_seconds: float
+) -> None:
     with _session() as client:
         deployment_id = resolve_deployment(client, ref, model_option, deployment_option, pick="current")
+        started = time.time()
         dep = client.activate(deployment_id)
+        if wait:
+            dep = progress.wait(
+                client, deployment_id, timeout_seconds, until=("ACTIVE",), quiet=False, build_since=started
+            )
     _say("ok", f"{deployment_id} is {dep['status']}.")
 
 

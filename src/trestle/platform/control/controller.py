@@ -228,6 +228,8 @@ class Controller:
                 dep = existing
                 self._cancel_pipeline(dep.id)
                 self.store.update_deployment(dep.id, artifact=request.artifact, truss_hash=truss_hash)
+                if request.labels is not None:
+                    dep = self.store.update_deployment(dep.id, info={**dep.info, "labels": request.labels})
                 if request.replicas is not None:
                     policy = Autoscaling.fixed(request.replicas, self.autoscaling_of(dep))
                     dep = self.store.update_deployment(dep.id, autoscaling=policy.to_dict(), replicas=request.replicas)
@@ -248,6 +250,7 @@ class Controller:
                     preserve_previous=request.preserve_previous,
                     replicas=policy.floor,
                     autoscaling=policy.to_dict(),
+                    info={"labels": request.labels} if request.labels is not None else None,
                 )
             target = self.settings.truss_dir(dep.id)
             generation = self._push_generation[dep.id] = self._push_generation.get(dep.id, 0) + 1

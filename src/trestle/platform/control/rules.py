@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from typing import Any
 
 from trestle.platform.control.autoscaling import Autoscaling
 from trestle.platform.errors import InvalidRequest
@@ -31,6 +32,8 @@ class PushRequest:
     preserve_previous: bool = False
     replicas: int | None = None
     """A fixed replica count; None: the defaults for a new deployment, unchanged for the development one."""
+    labels: dict[str, Any] | None = None
+    """User-provided key-value labels (Baseten's ``labels``), shown in the deployment's view."""
 
 
 def check_environment_name(name: str) -> str:
