@@ -98,6 +98,14 @@ def platform_group() -> None:
     help="Let replicas inherit this variable of the platform's environment (repeatable); by default they get "
     "only PATH, HOME, locale, time zone, CA bundles and TRESTLE_* settings, plus what each truss declares.",
 )
+@click.option(
+    "--cleanup-previous",
+    type=click.Choice(["SCALE_TO_ZERO", "DEACTIVATE", "KEEP"], case_sensitive=False),
+    default="SCALE_TO_ZERO",
+    show_default=True,
+    help="Once a published deployment is ACTIVE, what happens to the model's older published deployments that "
+    "serve no environment (Baseten's cleanup: scaled to zero, waking on a request).",
+)
 def platform_start(
     host: str,
     port: int,
@@ -110,6 +118,7 @@ def platform_start(
     ray_proxy_url: str,
     ray_insecure: bool,
     pass_env: tuple[str, ...],
+    cleanup_previous: str,
 ) -> None:
     """Start the platform in the foreground; prints its URL and, on first start, an API key."""
     from trestle.platform.edge.app import serve
@@ -133,6 +142,7 @@ def platform_start(
         engine=engine,
         engine_options=options,
         replica_env_passthrough=pass_env,
+        previous_deployment_cleanup=cleanup_previous.upper(),
     )
     serve(settings, api_key=api_key, announce=lambda text: click.echo(text, err=False))
 

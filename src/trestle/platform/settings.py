@@ -48,6 +48,10 @@ class Settings:
     """Names of the platform's environment variables that replicas inherit beyond the basics (``--pass-env``)."""
     ws_max_bytes: int = 16 << 20
     """The largest WebSocket message through the gateway, decompressed, either way."""
+    previous_deployment_cleanup: str = "SCALE_TO_ZERO"
+    """What happens to a model's published deployments that serve no environment once a newer one is
+    ACTIVE (Baseten's ``promotion_cleanup_strategy`` values): ``SCALE_TO_ZERO`` (they wake on a request),
+    ``DEACTIVATE`` or ``KEEP``."""
 
     @property
     def artifact_key_path(self) -> Path:

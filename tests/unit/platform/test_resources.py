@@ -162,3 +162,17 @@ async def test_wake_answers_202_and_wakes_a_scaled_to_zero_deployment(platform: 
     again = await client.post(f"/models/{dep['model_id']}/deployment/{dep['id']}/wake")
     assert again.status_code == 202  # awake already: nothing to do
     assert (await client.get(f"/models/{dep['model_id']}/production/wake")).status_code == 405
+
+
+async def test_a_newer_published_deployment_scales_older_unpromoted_ones_to_zero(platform: Any, tmp_path: Path) -> None:  # noqa: F811
+    client, app, engine = platform
+    prod = await push(client, make_truss(tmp_path / "p"), environment="production")
+    older = await push(client, make_truss(tmp_path / "o", config="# older\n"))
+    newer = await push(client, make_truss(tmp_path / "n", config="# newer\n"))
+    await wait_status(client, older["id"], "SCALED_TO_ZERO")  # the cleanup rule: SCALE_TO_ZERO
+    assert (await client.get(f"/v1/deployments/{prod['id']}")).json()["status"] == "ACTIVE"  # serves production
+    assert (await client.get(f"/v1/deployments/{newer['id']}")).json()["status"] == "ACTIVE"
+    assert older["id"] in engine.stopped
+    woke = await client.post(f"/models/{older['model_id']}/deployment/{older['id']}/wake")
+    assert woke.status_code == 202
+    await wait_status(client, older["id"], "ACTIVE")  # still there: it comes back when asked for

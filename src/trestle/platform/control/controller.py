@@ -453,6 +453,33 @@ class Controller:
         dep = self.store.get_deployment(deployment_id)
         if dep.target_environment:
             self.spawn(self.promote(deployment_id, dep.target_environment, preserve_previous=dep.preserve_previous))
+        elif not dep.is_development and self.settings.previous_deployment_cleanup != "KEEP":
+            self.spawn(self.clean_up_previous(dep))
+
+    async def clean_up_previous(self, newest: Deployment) -> list[str]:
+        """The cleanup rule (``Settings.previous_deployment_cleanup``): once a published deployment is
+        ACTIVE, the model's older published deployments that serve no environment (and wait for none) are
+        scaled to zero (or deactivated), so plain pushes do not pile up running replicas."""
+        cleaned = []
+        for dep in self.store.deployments(newest.model_id):
+            if (
+                dep.id == newest.id
+                or dep.is_development
+                or dep.created_at > newest.created_at
+                or dep.target_environment
+                or dep.status not in (S.ACTIVE, S.UNHEALTHY)
+                or self.store.environments_of(dep.id)
+            ):
+                continue
+            self.log(dep.id, f"cleanup: {newest.id} is newer ({self.settings.previous_deployment_cleanup})")
+            if self.settings.previous_deployment_cleanup == "DEACTIVATE":
+                await self.deactivate(dep.id)
+            else:
+                await self.engine.stop(dep.id, drain=True)
+                self.store.update_deployment(dep.id, replicas=0)
+                self.set_status(dep.id, S.SCALED_TO_ZERO)
+            cleaned.append(dep.id)
+        return cleaned
 
     # environments -----------------------------------------------------------------------------
 
