@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import KEY, Platform
+from tests.support.baseten import validate
 
 SECRET_VALUE = "pl4tform-secret-value-7f3a"
 NEW_VALUE = "rotated-secret-value-91bc"
@@ -89,6 +90,40 @@ def test_an_invoke_key_predicts_but_cannot_manage(plat: Platform, truss: Path) -
     assert baseten.returncode == 0, baseten
     assert "WORKSPACE_INVOKE" in baseten.stdout
     assert "BASETEN_API_KEY" in baseten.stdout
+
+
+def test_every_key_type_against_the_real_platform(plat: Platform) -> None:
+    keys = {
+        kind: make_key(plat, kind, kind.lower()) for kind in ("WORKSPACE_EXPORT_METRICS", "WORKSPACE_MANAGE_API_KEYS")
+    }
+    predict = f"{plat.url}/models/secret-model/production/predict"
+    for kind, key in keys.items():
+        headers = {"Authorization": f"Api-Key {key}"}
+        assert httpx.post(predict, json={}, headers=headers).status_code == 403, kind
+        refused = httpx.get(f"{plat.url}/v1/models", headers=headers)
+        assert refused.status_code == 403
+        assert kind in refused.json()["error"]
+        assert refused.json()["error_code"] == "unauthorized"
+        assert httpx.get(f"{plat.url}/v1/secrets", headers=headers).status_code == 403
+    manager = {"Authorization": f"Api-Key {keys['WORKSPACE_MANAGE_API_KEYS']}"}
+    listed = httpx.get(f"{plat.url}/v1/api_keys", headers=manager)
+    validate(listed.json(), "APIKeysV1")
+    model = plat.http.get("/v1/models/secret-model").json()
+    validate(model, "ModelV1")
+    validate(plat.http.get("/v1/models").json(), "ModelsV1")
+    for path, schema in [
+        (f"/v1/models/{model['id']}/deployments", "DeploymentsV1"),
+        (f"/v1/models/{model['id']}/deployments/production", "DeploymentV1"),
+        (f"/v1/models/{model['id']}/environments", "EnvironmentsV1"),
+        (f"/v1/models/{model['id']}/environments/production", "EnvironmentV1"),
+        ("/v1/users/me", "UserInfoV1"),
+    ]:
+        validate(plat.http.get(path).json(), schema)
+    scaling = plat.http.patch(
+        f"/v1/models/{model['id']}/deployments/production/autoscaling_settings", json={"autoscaling_window": 5}
+    )
+    assert scaling.status_code == 400
+    assert "autoscaling_window must be between 10 and 3600" in scaling.json()["error"]
 
 
 def test_revoking_a_key_counts_from_the_next_request(plat: Platform) -> None:

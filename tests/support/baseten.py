@@ -33,6 +33,7 @@ USED = (
     "UpdateAutoscalingSettingsResponseV1",
     "EnvironmentV1",
     "EnvironmentsV1",
+    "GetLogsResponseV1",
 )
 
 

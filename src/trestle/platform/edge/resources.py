@@ -7,6 +7,7 @@ GET    /v1/models/{m}/deployments                   DeploymentsV1
 GET    /v1/models/{m}/deployments/{d}               DeploymentV1       DELETE: DeploymentTombstoneV1
 PATCH  /v1/models/{m}/deployments/{d}               {name}
 POST   /v1/models/{m}/deployments/{d}/activate|deactivate|promote
+GET    /v1/models/{m}/deployments/{d}/logs          GetLogsResponseV1 (Baseten's filters: edge/log_search.py)
 PATCH  /v1/models/{m}/deployments/{d}/autoscaling_settings           {status: ACCEPTED|UNCHANGED, message}
 PATCH  /v1/models/{m}/deployments/{d}/request_backpressure_settings  {policy}
 GET    /v1/models/{m}/environments                  EnvironmentsV1 (plus the platform's own fields)
@@ -29,6 +30,7 @@ from starlette.routing import Route
 
 from trestle.platform.control.controller import Controller
 from trestle.platform.control.rules import DEPLOYMENT_NAME, check_environment_name
+from trestle.platform.edge import log_search
 from trestle.platform.edge.api import ControlApi, Handler, _errors, _json
 from trestle.platform.errors import Conflict, InvalidRequest, NotFound
 from trestle.platform.store.database import Deployment, Environment, Model
@@ -123,12 +125,14 @@ class ResourcesApi:
             _route(dep + "/promote", self.promote_deployment, ["POST"]),
             _route(dep + "/autoscaling_settings", self.deployment_autoscaling, ["PATCH"]),
             _route(dep + "/request_backpressure_settings", self.deployment_backpressure, ["PATCH"]),
+            _route(dep + "/logs", self.deployment_logs, ["GET", "POST"]),
             _route(base + "/environments", self.list_environments, ["GET"]),
             _route(base + "/environments", self.create_environment, ["POST"]),
             _route(env, self.get_environment, ["GET"]),
             _route(env, self.update_environment, ["PATCH"]),
             _route(env, self.delete_environment, ["DELETE"]),
             _route(env + "/promote", self.promote_to_environment, ["POST"]),
+            _route(env + "/logs", self.environment_logs, ["GET", "POST"]),
         ]
 
     # lookups ---------------------------------------------------------------------------------
@@ -312,6 +316,23 @@ class ResourcesApi:
         _, dep = self._deployment(request)
         dep = self._set_backpressure(dep, await _json(request))
         return JSONResponse(self.deployment_view(dep))
+
+    async def deployment_logs(self, request: Request) -> Response:
+        _, dep = self._deployment(request)
+        return await self._logs(request, dep.id)
+
+    async def environment_logs(self, request: Request) -> Response:
+        _, env = self._environment(request)
+        if env.deployment_id is None:
+            return JSONResponse({"logs": []})
+        return await self._logs(request, env.deployment_id)
+
+    async def _logs(self, request: Request, deployment_id: str) -> Response:
+        params: dict[str, Any] = dict(request.query_params)
+        if request.method == "POST" and await request.body():
+            params.update(await _json(request))
+        query = log_search.parse_query(params)
+        return JSONResponse({"logs": await log_search.search_logs(self.ctrl.logs.path(deployment_id), query)})
 
     async def _apply_autoscaling(self, dep: Deployment, body: object) -> dict[str, str]:
         changes, utilization = parse_autoscaling(body)
