@@ -84,3 +84,21 @@ def test_push_flags_from_truss_and_activate_wait(platform: Platform, tmp_path: P
     assert woke.returncode == 0, woke
     assert f"{dep_id} is ACTIVE" in woke.stdout
     platform.cli("delete", "--model", "labelled", "--yes")
+
+
+def test_logs_with_baseten_filters(platform: Platform, tmp_path: Path) -> None:
+    truss = write_truss(tmp_path / "t", "logged", tmp_path / "loads")
+    dep_id = last_json(platform.cli("push", str(truss), "--output", "json"))["deployment_id"]
+    found = platform.stdout("logs", "--deployment", dep_id, "--since", "10m", "--search", "status: (ACTIVE|BUILDING)")
+    assert "status: ACTIVE" in found
+    assert "status: BUILDING" in found
+    assert "[-] status: ACTIVE" in found  # a platform line: no replica
+    assert "Model is ready" not in found
+    ready = platform.stdout("logs", "--deployment", dep_id, "--min-level", "INFO", "--search", "ready", "-n", "1")
+    assert len(ready.strip().splitlines()) == 1
+    assert f"[{dep_id}-r" in ready  # the replica's own line, with its level
+    assert platform.stdout("logs", "--deployment", dep_id, "--min-level", "ERROR").strip() == ""
+    bad = platform.run_cli("logs", "--deployment", dep_id, "--since", "5x")
+    assert bad.returncode == 1
+    assert "--since takes a duration" in bad.stderr
+    platform.cli("delete", "--model", "logged", "--yes")

@@ -314,6 +314,12 @@ class PlatformClient:
         result: dict[str, Any] = self._call("DELETE", f"/v1/secrets/{name}")
         return result
 
+    def search_logs(self, model_id: str, deployment_id: str, query: dict[str, Any]) -> list[dict[str, Any]]:
+        """Baseten's logs route, oldest line first."""
+        path = f"/v1/models/{model_id}/deployments/{deployment_id}/logs"
+        result: list[dict[str, Any]] = self._call("POST", path, json=query)["logs"]
+        return list(reversed(result)) if query.get("direction") == "desc" else result
+
     def delete_model(self, model_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call("DELETE", f"/v1/models/{model_id}", timeout=300)
         return result

@@ -7,6 +7,7 @@ deployments are named the same way everywhere (``cli.targets``); waits show prog
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import time
@@ -470,11 +471,39 @@ _CURRENT_HELP = _REF_HELP + (
 @deployment_option
 @click.option("--tail", is_flag=True, help="Keep streaming new lines.")
 @click.option("-n", "--lines", default=200, show_default=True, type=int)
-def logs(ref: str | None, model_option: str | None, deployment_option: str | None, tail: bool, lines: int) -> None:
+@click.option("--since", metavar="DURATION", help="Only lines of the last DURATION (30s, 10m, 2h, 1d).")
+@click.option("--start", metavar="TIME", help="Only lines from TIME (ISO 8601, or epoch milliseconds).")
+@click.option("--end", metavar="TIME", help="Only lines up to TIME (ISO 8601, or epoch milliseconds).")
+@click.option("--min-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option("--search", metavar="REGEX", help="Only lines matching this regular expression.")
+@click.option("--replica", metavar="ID", help="Only this replica's lines (its id or the start of it).")
+@click.option("--request-id", metavar="ID", help="Only the lines of this request.")
+def logs(
+    ref: str | None,
+    model_option: str | None,
+    deployment_option: str | None,
+    tail: bool,
+    lines: int,
+    since: str | None,
+    start: str | None,
+    end: str | None,
+    min_level: str | None,
+    search: str | None,
+    replica: str | None,
+    request_id: str | None,
+) -> None:
+    filters = log_filters(since, start, end, min_level, search, replica, request_id, lines)
+    if filters and tail:
+        _fail("--tail streams every new line: leave out the filters (or --tail)")
     client = _client()
     try:
         deployment_id = resolve_deployment(client, ref, model_option, deployment_option, pick="current")
-        if tail:
+        if filters:
+            model_id = client.deployment(deployment_id)["model_id"]
+            for entry in client.search_logs(model_id, deployment_id, filters):
+                when = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(int(entry["timestamp"]) / 1e9))
+                click.echo(f"{when} [{entry.get('replica') or '-'}] {entry['message']}")
+        elif tail:
             for line in client.follow_logs(deployment_id, lines):
                 click.echo(line)
         else:
@@ -483,6 +512,58 @@ def logs(ref: str | None, model_option: str | None, deployment_option: str | Non
         pass
     finally:
         client.close()
+
+
+def _epoch_ms(value: str, option: str) -> int:
+    if value.isdigit():
+        return int(value)
+    try:
+        moment = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        _fail(f"{option} takes ISO 8601 (2026-01-31T12:00:00) or epoch milliseconds, not {value!r}")
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    return int(moment.timestamp() * 1000)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def log_filters(
+    since: str | None,
+    start: str | None,
+    end: str | None,
+    min_level: str | None,
+    search: str | None,
+    replica: str | None,
+    request_id: str | None,
+    lines: int,
+) -> dict[str, Any]:
+    """The query of Baseten's logs route for ``trestle logs``'s filters (empty: none given)."""
+    query: dict[str, Any] = {}
+    if since and start:
+        _fail("give --since or --start, not both")
+    if since:
+        number, unit = since[:-1], since[-1:].lower()
+        if unit not in _UNITS or not number.isdigit():
+            _fail(f"--since takes a duration such as 30s, 10m, 2h or 1d, not {since!r}")
+        query["start_epoch_millis"] = int((time.time() - int(number) * _UNITS[unit]) * 1000)
+    if start:
+        query["start_epoch_millis"] = _epoch_ms(start, "--start")
+    if end:
+        query["end_epoch_millis"] = _epoch_ms(end, "--end")
+    for name, value in (
+        ("min_level", min_level.upper() if min_level else None),
+        ("search_pattern", search),
+        ("replica", replica),
+        ("request_id", request_id),
+    ):
+        if value:
+            query[name] = value
+    if query:
+        query["limit"] = max(1, min(lines, 1000))
+        query["direction"] = "desc"  # the newest N, printed oldest first
+    return query
 
 
 @click.command(help="Set a deployment's replicas: a fixed count (--replicas) or autoscaling settings." + _CURRENT_HELP)
