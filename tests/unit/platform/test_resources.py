@@ -105,6 +105,23 @@ async def test_backpressure_settings(platform: Any, tmp_path: Path) -> None:  # 
     assert "QUEUE_ON_FULL" in bad.json()["error"]
 
 
+async def test_reject_on_full_answers_429_with_retry_after(platform: Any, tmp_path: Path) -> None:  # noqa: F811
+    client, _, engine = platform
+    dep = await push(client, make_truss(tmp_path / "t"), environment="production")
+    url = f"/v1/models/{dep['model_id']}/deployments/{dep['id']}/request_backpressure_settings"
+    await client.patch(url, json={"policy": "REJECT_ON_FULL"})
+    for replica in engine.sets[dep["id"]].replicas:
+        replica.outstanding = 1  # predict_concurrency 1: every replica is full
+    full = await client.post(f"/models/{dep['model_id']}/production/predict", json={})
+    assert full.status_code == 429
+    assert full.headers["retry-after"] == "1"
+    assert full.json()["error_code"] == "rate_limited"
+    assert "REJECT_ON_FULL" in full.json()["error"]
+    await client.patch(url, json={"policy": "QUEUE_ON_FULL"})
+    queued = await client.post(f"/models/{dep['model_id']}/production/predict", json={})
+    assert queued.status_code != 429  # queued for the replica instead (which the test engine cannot serve)
+
+
 async def test_environments_promote_and_delete(platform: Any, tmp_path: Path) -> None:  # noqa: F811
     client, _, engine = platform
     first = await push(client, make_truss(tmp_path / "t"), environment="production")

@@ -55,10 +55,11 @@ S = DeploymentStatus
 
 
 class GatewayError(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None) -> None:
+    def __init__(self, status: int, message: str, code: str | None = None, retry_after: int | None = None) -> None:
         self.status = status
         self.message = message
         self.code = code
+        self.retry_after = retry_after
         """Baseten's ``error_code``; None: the one for ``status`` (``ERROR_CODES``)."""
         super().__init__(message)
 
@@ -175,6 +176,16 @@ class Gateway:
         if rset is not None:
             replica = rset.pick()
             if replica is not None:
+                capacity = self.routes.reject_when_full.get(deployment_id)
+                if capacity is not None and replica.outstanding >= capacity:
+                    # REJECT_ON_FULL: the least busy replica is at its concurrency, so all of them are
+                    raise GatewayError(
+                        429,
+                        f"every replica of deployment {deployment_id} is at its concurrency ({capacity}) and its "
+                        "backpressure policy is REJECT_ON_FULL: retry later",
+                        "rate_limited",
+                        retry_after=1,
+                    )
                 return replica
         # bounded wait: the deployment is loading, waking up or restarting a replica
         loop = asyncio.get_running_loop()
@@ -234,7 +245,7 @@ class Gateway:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1011 if exc.status >= 500 else 1008})
                 return
-            await send_error(send, exc.status, exc.message, exc.code)
+            await send_error(send, exc.status, exc.message, exc.code, exc.retry_after)
 
     async def _wake(self, scope: Scope, send: Send, deployment_id: str) -> None:
         """Baseten's ``POST {target}/wake``: 202, and a scaled-to-zero deployment starts waking up."""
@@ -457,19 +468,18 @@ async def _relay_websocket(receive: Receive, send: Send, upstream: Any) -> None:
         group.start_soon(run, upstream_to_client)
 
 
-async def send_error(send: Send, status: int, message: str, code: str | None = None) -> None:
+async def send_error(
+    send: Send, status: int, message: str, code: str | None = None, retry_after: int | None = None
+) -> None:
     """A gateway-made error in Baseten's body: ``{"error", "error_code", "detail"}``."""
     error_code = code or ERROR_CODES.get(status, "internal_baseten_error")
     body = orjson.dumps({"error": message, "error_code": error_code, "detail": message})
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"x-trestle-error-source", b"gateway"),
-            ],
-        }
-    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-trestle-error-source", b"gateway"),
+    ]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -314,7 +314,7 @@ class ResourcesApi:
 
     async def deployment_backpressure(self, request: Request) -> Response:
         _, dep = self._deployment(request)
-        dep = self._set_backpressure(dep, await _json(request))
+        dep = await self._set_backpressure(dep, await _json(request))
         return JSONResponse(self.deployment_view(dep))
 
     async def deployment_logs(self, request: Request) -> Response:
@@ -349,13 +349,19 @@ class ResourcesApi:
         changed = ", ".join(f"{k} {before[k]} -> {after[k]}" for k in after if after[k] != before[k])
         return {"status": "ACCEPTED", "message": f"deployment {dep.id}: {changed}"}
 
-    def _set_backpressure(self, dep: Deployment, body: object) -> Deployment:
+    async def _set_backpressure(self, dep: Deployment, body: object) -> Deployment:
+        """Store the policy; ``REJECT_ON_FULL`` also records the truss's ``predict_concurrency`` (what
+        "full" means for a replica) for the gateway, which answers 429 when every replica is full."""
         if not isinstance(body, dict) or set(body) - {"policy"}:
             raise InvalidRequest("request_backpressure_settings takes one field: policy")
         policy = body.get("policy")
         if policy is not None and policy not in BACKPRESSURE_POLICIES:
             raise InvalidRequest(f"policy must be one of {', '.join(BACKPRESSURE_POLICIES)} or null (got {policy!r})")
-        return self.ctrl.store.update_deployment(dep.id, info={**dep.info, "request_backpressure_policy": policy})
+        capacity = (await self.ctrl.read_truss(dep.id)).predict_concurrency if policy == "REJECT_ON_FULL" else None
+        info = {**dep.info, "request_backpressure_policy": policy, "backpressure_capacity": capacity}
+        dep = self.ctrl.store.update_deployment(dep.id, info=info)
+        self.ctrl.routes.rebuild(self.ctrl.store)
+        return dep
 
     # environments ----------------------------------------------------------------------------
 
@@ -408,7 +414,9 @@ class ResourcesApi:
             if body.get("autoscaling_settings") is not None:
                 result = await self._apply_autoscaling(dep, body["autoscaling_settings"])
             if body.get("request_backpressure_settings") is not None:
-                self._set_backpressure(self.ctrl.store.get_deployment(dep.id), body["request_backpressure_settings"])
+                await self._set_backpressure(
+                    self.ctrl.store.get_deployment(dep.id), body["request_backpressure_settings"]
+                )
         view = self.environment_view(model, self.ctrl.store.get_environment(model.id, env.name) or env)
         return JSONResponse({"environment": view, **result})
 
