@@ -89,9 +89,8 @@ def test_push_flags_from_truss_and_activate_wait(platform: Platform, tmp_path: P
 def test_logs_with_baseten_filters(platform: Platform, tmp_path: Path) -> None:
     truss = write_truss(tmp_path / "t", "logged", tmp_path / "loads")
     dep_id = last_json(platform.cli("push", str(truss), "--output", "json"))["deployment_id"]
-    found = platform.stdout("logs", "--deployment", dep_id, "--since", "10m", "--search", "status: (ACTIVE|BUILDING)")
+    found = platform.stdout("logs", "--deployment", dep_id, "--since", "10m", "--search", "status: (ACTIVE|DEPLOYING)")
     assert "status: ACTIVE" in found
-    assert "status: BUILDING" in found
     assert "[-] status: ACTIVE" in found  # a platform line: no replica
     assert "Model is ready" not in found
     ready = platform.stdout("logs", "--deployment", dep_id, "--min-level", "INFO", "--search", "ready", "-n", "1")
