@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from tests.support.baseten import validate
-from tests.unit.platform.test_api import KEY, platform  # noqa: F401  (the in-process platform fixture)
+from tests.support.trusses import make_truss
+from tests.unit.platform.test_api import KEY, platform, upload, wait_status  # noqa: F401  (the in-process platform)
 
 pytestmark = pytest.mark.anyio
 
@@ -157,3 +158,20 @@ async def test_gateway_made_errors_use_baseten_body(platform: Any) -> None:  # n
     forbidden = await client.get("/v1/models", headers=auth(invoke))
     assert forbidden.status_code == 403
     assert forbidden.json()["error_code"] == "unauthorized"
+
+
+async def test_prometheus_metrics_with_baseten_names_for_a_metrics_key(platform: Any, tmp_path: Path) -> None:  # noqa: F811
+    client, _, _ = platform
+    digest = await upload(client, make_truss(tmp_path / "t"))
+    dep = (await client.post("/v1/deployments", json={"artifact": digest})).json()
+    await wait_status(client, dep["id"], "ACTIVE")
+    metrics = await make_key(client, "WORKSPACE_EXPORT_METRICS")
+    response = await client.get("/metrics", headers=auth(metrics))
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    labels = f'model_id="{dep["model_id"]}",model_name="echo",deployment_id="{dep["id"]}",environment=""'
+    assert f"baseten_replicas_active{{{labels}}} 1" in response.text
+    assert f"baseten_concurrent_requests{{{labels}}} 0" in response.text
+    assert "# TYPE baseten_inference_requests_total counter" in response.text
+    invoke = await make_key(client, "WORKSPACE_INVOKE")
+    assert (await client.get("/metrics", headers=auth(invoke))).status_code == 403

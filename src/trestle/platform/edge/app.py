@@ -22,6 +22,7 @@ from trestle.platform.edge.api import ControlApi
 from trestle.platform.edge.auth import SCOPE_KEY, access_for, parse_authorization, refusal
 from trestle.platform.edge.gateway import Gateway, send_error
 from trestle.platform.edge.management import ManagementApi
+from trestle.platform.edge.metrics_export import MetricsExport
 from trestle.platform.edge.resources import ResourcesApi
 from trestle.platform.edge.urls import model_from_host, split_gateway_path
 from trestle.platform.settings import Settings
@@ -41,8 +42,11 @@ class PlatformApp:
         self.api = ControlApi(self.controller)
         self.management = ManagementApi(self.keys, self.secrets)
         self.resources = ResourcesApi(self.controller, self.api)
+        self.metrics = MetricsExport(self.controller)
         # Baseten-shaped routes first (they answer where both match), then the platform's own
-        self.router = Router([*self.management.routes, *self.resources.routes, *self.api.router.routes])
+        self.router = Router(
+            [*self.management.routes, *self.resources.routes, *self.metrics.routes, *self.api.router.routes]
+        )
         self.gateway = Gateway(
             self.controller.routes,
             self.controller.engine,
