@@ -175,3 +175,17 @@ async def test_prometheus_metrics_with_baseten_names_for_a_metrics_key(platform:
     assert "# TYPE baseten_inference_requests_total counter" in response.text
     invoke = await make_key(client, "WORKSPACE_INVOKE")
     assert (await client.get("/metrics", headers=auth(invoke))).status_code == 403
+
+
+async def test_a_key_manager_cannot_mint_or_revoke_manage_keys(platform: Any) -> None:  # noqa: F811
+    client, _, _ = platform
+    manager = await make_key(client, "WORKSPACE_MANAGE_API_KEYS")
+    escalate = await client.post("/v1/api_keys", json={"type": "WORKSPACE_MANAGE_ALL"}, headers=auth(manager))
+    assert escalate.status_code == 403
+    assert "cannot create a WORKSPACE_MANAGE_ALL key" in escalate.json()["error"]
+    invoke = await client.post("/v1/api_keys", json={"type": "WORKSPACE_INVOKE"}, headers=auth(manager))
+    assert invoke.status_code == 200
+    first = [k for k in (await client.get("/v1/api_keys")).json()["keys"] if k["name"] == "platform"][0]
+    await make_key(client, "WORKSPACE_MANAGE_ALL")  # so that the first is not the last manage key
+    revoke = await client.delete(f"/v1/api_keys/{first['prefix']}", headers=auth(manager))
+    assert revoke.status_code == 403

@@ -22,8 +22,8 @@ from starlette.routing import Route
 
 from trestle.platform.edge.api import Handler, _errors, _json
 from trestle.platform.edge.auth import SCOPE_KEY
-from trestle.platform.errors import InvalidRequest
-from trestle.platform.store.keys import ApiKey, KeyStore, check_name, parse_type
+from trestle.platform.errors import Forbidden, InvalidRequest
+from trestle.platform.store.keys import MANAGING, ApiKey, KeyStore, KeyType, check_name, parse_type
 from trestle.platform.store.secrets import TEAM_NAME, SecretStore
 from trestle.platform.store.secrets import check_name as check_secret_name
 
@@ -37,6 +37,16 @@ def _route(path: str, handler: Handler, methods: list[str]) -> Route:
 def caller(request: Request) -> ApiKey | None:
     key = request.scope.get(SCOPE_KEY)
     return key if isinstance(key, ApiKey) else None
+
+
+def _check_escalation(key: ApiKey | None, wanted: KeyType, verb: str) -> None:
+    """A key-manager key (``WORKSPACE_MANAGE_API_KEYS``) cannot make or revoke keys that can do more
+    than it can: only a manage key handles manage keys."""
+    if key is not None and key.type not in MANAGING and wanted in MANAGING:
+        raise Forbidden(
+            f"this API key ({key.type.value}) cannot {verb} a {wanted.value} key: use a "
+            f"{KeyType.WORKSPACE_MANAGE_ALL.value} key"
+        )
 
 
 class ManagementApi:
@@ -60,6 +70,7 @@ class ManagementApi:
         if body.get("model_ids"):
             raise InvalidRequest("model_ids (keys scoped to some models) are not supported: leave it out")
         key_type = parse_type(body.get("type"))
+        _check_escalation(caller(request), key_type, "create")
         secret, _ = self.keys.create(key_type, check_name(body.get("name")))
         return JSONResponse({"api_key": secret})
 
@@ -67,7 +78,11 @@ class ManagementApi:
         return JSONResponse({"keys": [key.info() for key in self.keys.live()]})
 
     async def revoke_key(self, request: Request) -> Response:
-        key = self.keys.revoke(request.path_params["prefix"])
+        prefix = request.path_params["prefix"]
+        target = next((k for k in self.keys.live() if k.prefix == prefix.removeprefix("trk_").split(".")[0]), None)
+        if target is not None:
+            _check_escalation(caller(request), target.type, "revoke")
+        key = self.keys.revoke(prefix)
         return JSONResponse({"prefix": key.prefix})
 
     # secrets ---------------------------------------------------------------------------------
