@@ -34,6 +34,7 @@ USED = (
     "EnvironmentV1",
     "EnvironmentsV1",
     "GetLogsResponseV1",
+    "RetryDeploymentResponseV1",
 )
 
 

@@ -193,3 +193,20 @@ async def test_a_newer_published_deployment_scales_older_unpromoted_ones_to_zero
     woke = await client.post(f"/models/{older['model_id']}/deployment/{older['id']}/wake")
     assert woke.status_code == 202
     await wait_status(client, older["id"], "ACTIVE")  # still there: it comes back when asked for
+
+
+async def test_retry_a_failed_deployment(platform: Any, tmp_path: Path) -> None:  # noqa: F811
+    client, _, engine = platform
+    engine.fail_load = True
+    digest = await upload(client, make_truss(tmp_path / "t"))
+    dep = (await client.post("/v1/deployments", json={"artifact": digest})).json()
+    await wait_status(client, dep["id"], "DEPLOY_FAILED")
+    url = f"/v1/models/{dep['model_id']}/deployments/{dep['id']}/retry"
+    engine.fail_load = False
+    retried = await client.post(url)
+    validate(retried.json(), "RetryDeploymentResponseV1")
+    assert retried.json()["retried"] is True
+    await wait_status(client, dep["id"], "ACTIVE")
+    again = await client.post(url)
+    assert again.json()["retried"] is False
+    assert "ACTIVE" in again.json()["reason"]

@@ -6,7 +6,7 @@ GET    /v1/models/{m}                               ModelV1            DELETE: M
 GET    /v1/models/{m}/deployments                   DeploymentsV1
 GET    /v1/models/{m}/deployments/{d}               DeploymentV1       DELETE: DeploymentTombstoneV1
 PATCH  /v1/models/{m}/deployments/{d}               {name}
-POST   /v1/models/{m}/deployments/{d}/activate|deactivate|promote
+POST   /v1/models/{m}/deployments/{d}/activate|deactivate|promote|retry
 GET    /v1/models/{m}/deployments/{d}/logs          GetLogsResponseV1 (Baseten's filters: edge/log_search.py)
 PATCH  /v1/models/{m}/deployments/{d}/autoscaling_settings           {status: ACCEPTED|UNCHANGED, message}
 PATCH  /v1/models/{m}/deployments/{d}/request_backpressure_settings  {policy}
@@ -123,6 +123,7 @@ class ResourcesApi:
             _route(dep + "/activate", self.activate, ["POST"]),
             _route(dep + "/deactivate", self.deactivate, ["POST"]),
             _route(dep + "/promote", self.promote_deployment, ["POST"]),
+            _route(dep + "/retry", self.retry, ["POST"]),
             _route(dep + "/autoscaling_settings", self.deployment_autoscaling, ["PATCH"]),
             _route(dep + "/request_backpressure_settings", self.deployment_backpressure, ["PATCH"]),
             _route(dep + "/logs", self.deployment_logs, ["GET", "POST"]),
@@ -298,6 +299,17 @@ class ResourcesApi:
         _, dep = self._deployment(request)
         await self.ctrl.deactivate(dep.id)
         return JSONResponse({"success": True})
+
+    async def retry(self, request: Request) -> Response:
+        """``RetryDeploymentResponseV1``: a BUILD_FAILED or DEPLOY_FAILED deployment builds and deploys again."""
+        _, dep = self._deployment(request)
+        if dep.status not in (DeploymentStatus.BUILD_FAILED, DeploymentStatus.DEPLOY_FAILED):
+            reason = f"deployment {dep.id} is {dep.status.value}: only a failed build or deploy is retried"
+            return JSONResponse({"retried": False, "reason": reason, "deployment": self.deployment_view(dep)})
+        self.ctrl.log(dep.id, "retry requested")
+        self.ctrl.resume(dep.id)
+        dep = self.ctrl.store.get_deployment(dep.id)
+        return JSONResponse({"retried": True, "reason": None, "deployment": self.deployment_view(dep)})
 
     async def promote_deployment(self, request: Request) -> Response:
         _, dep = self._deployment(request)
