@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import time
 from pathlib import Path
 
-from tests.e2e.conftest import KEY, Platform, last_json, write_truss
+from tests.e2e.conftest import KEY, PYTHON, Platform, last_json, write_truss
 
 
 def test_models_then_delete_a_deployment_and_a_model(platform: Platform, tmp_path: Path) -> None:
@@ -101,3 +104,32 @@ def test_logs_with_baseten_filters(platform: Platform, tmp_path: Path) -> None:
     assert bad.returncode == 1
     assert "--since takes a duration" in bad.stderr
     platform.cli("delete", "--model", "logged", "--yes")
+
+
+def test_push_tail_streams_the_deployment_log(platform: Platform, tmp_path: Path) -> None:
+    truss = write_truss(tmp_path / "t", "tailed", tmp_path / "loads")
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "trestle", "push", str(truss), "--tail"],
+        env=platform.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    seen: list[str] = []
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+            if "] status: ACTIVE" in line and "[platform]" in line:
+                break
+        assert any("[platform] status: ACTIVE" in line for line in seen), "".join(seen)
+        assert proc.poll() is None  # still following after ACTIVE
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    platform.cli("delete", "--model", "tailed", "--yes")

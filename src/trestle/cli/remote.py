@@ -194,6 +194,7 @@ def login(url: str, api_key: str | None, name: str) -> None:
     help="Run this many replicas (a fixed count; `trestle scale` changes it or sets up autoscaling).",
 )
 @click.option("--publish", is_flag=True, help="Accepted as in Truss (a no-op: a push is published unless --watch).")
+@click.option("--tail", is_flag=True, help="Then stream the deployment's log (build, replicas, events) until Ctrl-C.")
 @click.option(
     "--deploy-timeout-minutes",
     type=click.IntRange(min=1, max=1440),
@@ -215,6 +216,7 @@ def push(
     preserve_previous_production_deployment: bool,
     replicas: int | None,
     publish: bool,
+    tail: bool,
     deploy_timeout_minutes: int | None,
     labels_json: str | None,
 ) -> None:
@@ -320,6 +322,11 @@ def push(
             )
         if watch:
             _watch_loop(client, dep["id"], target)
+        elif tail:
+            # Truss's --tail: the deployment's log (build, replicas, platform events), streamed until Ctrl-C
+            with contextlib.suppress(KeyboardInterrupt):
+                for line in client.follow_logs(dep["id"], 100):
+                    click.echo(line, err=quiet)
 
 
 def _watch_loop(client: PlatformClient, deployment_id: str, target: Path) -> None:
