@@ -35,6 +35,7 @@ USED = (
     "EnvironmentsV1",
     "GetLogsResponseV1",
     "RetryDeploymentResponseV1",
+    "GetModelMetricsResponseV1",
 )
 
 

@@ -210,3 +210,27 @@ async def test_retry_a_failed_deployment(platform: Any, tmp_path: Path) -> None:
     again = await client.post(url)
     assert again.json()["retried"] is False
     assert "ACTIVE" in again.json()["reason"]
+
+
+async def test_metrics_api_current_mode(platform: Any, tmp_path: Path) -> None:  # noqa: F811
+    client, _, _ = platform
+    dep = await push(client, make_truss(tmp_path / "t"), environment="production")
+    url = f"/v1/models/{dep['model_id']}/deployments/{dep['id']}/metrics"
+    body = (await client.get(url)).json()
+    validate(body, "GetModelMetricsResponseV1")
+    names = [d["name"] for d in body["metric_descriptors"]]
+    assert names == ["baseten_replicas_active", "baseten_inference_requests_total"]
+    assert body["metric_values"][0]["values"][0] == [1]
+    picked = (
+        await client.get(url, params={"metrics": "baseten_concurrent_requests,baseten_time_to_first_byte_seconds"})
+    ).json()
+    assert [d["name"] for d in picked["metric_descriptors"]] == ["baseten_concurrent_requests"]  # known, not measured
+    for params, words in [
+        ({"mode": "SERIES"}, "does not keep"),
+        ({"mode": "HOURLY"}, "mode must be"),
+        ({"metrics": "nope"}, "unknown metrics"),
+        ({"start_epoch_millis": "1"}, "snapshot"),
+    ]:
+        response = await client.get(url, params=params)
+        assert response.status_code == 400, params
+        assert words in response.json()["error"]

@@ -8,6 +8,7 @@ GET    /v1/models/{m}/deployments/{d}               DeploymentV1       DELETE: D
 PATCH  /v1/models/{m}/deployments/{d}               {name}
 POST   /v1/models/{m}/deployments/{d}/activate|deactivate|promote|retry
 GET    /v1/models/{m}/deployments/{d}/logs          GetLogsResponseV1 (Baseten's filters: edge/log_search.py)
+GET    /v1/models/{m}/deployments/{d}/metrics       GetModelMetricsResponseV1 (mode=CURRENT)
 PATCH  /v1/models/{m}/deployments/{d}/autoscaling_settings           {status: ACCEPTED|UNCHANGED, message}
 PATCH  /v1/models/{m}/deployments/{d}/request_backpressure_settings  {policy}
 GET    /v1/models/{m}/environments                  EnvironmentsV1 (plus the platform's own fields)
@@ -32,6 +33,7 @@ from trestle.platform.control.controller import Controller
 from trestle.platform.control.rules import DEPLOYMENT_NAME, check_environment_name
 from trestle.platform.edge import log_search
 from trestle.platform.edge.api import ControlApi, Handler, _errors, _json
+from trestle.platform.edge.metrics_export import current_metrics
 from trestle.platform.errors import Conflict, InvalidRequest, NotFound
 from trestle.platform.store.database import Deployment, Environment, Model
 from trestle.platform.store.scaling import Autoscaling
@@ -127,6 +129,7 @@ class ResourcesApi:
             _route(dep + "/autoscaling_settings", self.deployment_autoscaling, ["PATCH"]),
             _route(dep + "/request_backpressure_settings", self.deployment_backpressure, ["PATCH"]),
             _route(dep + "/logs", self.deployment_logs, ["GET", "POST"]),
+            _route(dep + "/metrics", self.deployment_metrics, ["GET"]),
             _route(base + "/environments", self.list_environments, ["GET"]),
             _route(base + "/environments", self.create_environment, ["POST"]),
             _route(env, self.get_environment, ["GET"]),
@@ -328,6 +331,17 @@ class ResourcesApi:
         _, dep = self._deployment(request)
         dep = await self._set_backpressure(dep, await _json(request))
         return JSONResponse(self.deployment_view(dep))
+
+    async def deployment_metrics(self, request: Request) -> Response:
+        """Baseten's metrics API, ``mode=CURRENT`` (``edge/metrics_export.py``)."""
+        _, dep = self._deployment(request)
+        params = request.query_params
+        windowed = params.get("start_epoch_millis") or params.get("end_epoch_millis")
+        if windowed and params.get("mode", "CURRENT") == "CURRENT":
+            raise InvalidRequest("mode=CURRENT is a snapshot now: leave out start_epoch_millis and end_epoch_millis")
+        names = [name for value in params.getlist("metrics") for name in value.split(",") if name]
+        body = current_metrics(self.ctrl.engine.replica_set(dep.id), params.get("mode", "CURRENT"), names)
+        return JSONResponse(body)
 
     async def deployment_logs(self, request: Request) -> Response:
         _, dep = self._deployment(request)
