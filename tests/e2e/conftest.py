@@ -43,6 +43,8 @@ class Platform:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / "platform.out"
+        self.api_key = KEY
+        """The key ``start`` registers with ``--api-key`` (a new one rotates the first key)."""
         self.env = {
             **os.environ,
             "HOME": str(home),
@@ -69,7 +71,7 @@ class Platform:
                 "--data-dir",
                 str(self.data_dir),
                 "--api-key",
-                KEY,
+                self.api_key,
                 "--gateway-wait-seconds",
                 "30",
                 *self.args,
@@ -101,13 +103,20 @@ class Platform:
         self.proc = None
 
     def run_cli(
-        self, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 180
+        self,
+        *args: str,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 180,
+        stdin: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """The CLI as a user runs it; ``env`` overrides the platform's environment (a key, a URL)."""
+        """The CLI as a user runs it; ``env`` overrides the platform's environment (a key, a URL);
+        ``stdin`` is piped in (else stdin is empty)."""
         return subprocess.run(
             [PYTHON, "-m", "trestle", *args],
             cwd=cwd,
             env={**self.env, **(env or {})},
+            input=stdin if stdin is not None else "",
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -21,6 +21,16 @@ from trestle.platform.store import packaging
 RC_ENV = "TRESTLE_RC"
 URL_ENV = "TRESTLE_REMOTE_URL"
 KEY_ENV = "TRESTLE_API_KEY"
+BASETEN_KEY_ENV = "BASETEN_API_KEY"
+"""Truss's variable, accepted when ``TRESTLE_API_KEY`` is not set."""
+
+
+def _env_key() -> tuple[str | None, str]:
+    for name in (KEY_ENV, BASETEN_KEY_ENV):
+        value = os.environ.get(name)
+        if value:
+            return value, name
+    return None, KEY_ENV
 
 
 def rc_path() -> Path:
@@ -37,29 +47,70 @@ class Remote:
     """Where the API key came from: ``TRESTLE_API_KEY``, the rc file's path, ``--api-key``."""
 
 
-def configured_remote() -> Remote | None:
-    """The remote from ``TRESTLE_REMOTE_URL``/``TRESTLE_API_KEY``, else from ``~/.trestlerc``."""
-    url = os.environ.get(URL_ENV)
-    key = os.environ.get(KEY_ENV)
-    if url and key:
-        return Remote(url.rstrip("/"), key, URL_ENV, KEY_ENV)
+REMOTE_ENV = "TRESTLE_REMOTE"
+"""The named remote to use (``~/.trestlerc`` section), like ``trestle --remote NAME``."""
+DEFAULT_REMOTE = "default"
+
+selected_remote: str | None = None
+"""Set by ``trestle --remote NAME`` (or ``push --remote NAME``): a section of ``~/.trestlerc``, or a URL."""
+
+
+def _read_rc(path: Path) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser()
+    try:
+        parser.read(path)
+    except configparser.Error as exc:
+        raise PlatformError(f"{path} is not a valid rc file ({exc}): run `trestle login` again") from None
+    return parser
+
+
+def remote_names() -> list[str]:
     path = rc_path()
-    if path.is_file():
-        parser = configparser.ConfigParser()
-        try:
-            parser.read(path)
-        except configparser.Error as exc:
-            raise PlatformError(f"{path} is not a valid rc file ({exc}): run `trestle login` again") from None
-        if parser.has_section("default"):
-            section = parser["default"]
-            rc_url, rc_key = section.get("remote_url"), section.get("api_key")
-            if rc_url and rc_key:
-                return Remote(
-                    (url or rc_url).rstrip("/"),
-                    key or rc_key,
-                    URL_ENV if url else str(path),
-                    KEY_ENV if key else str(path),
-                )
+    return _read_rc(path).sections() if path.is_file() else []
+
+
+def configured_remote(name: str | None = None) -> Remote | None:
+    """The remote to call. A name (``name``, else ``trestle --remote NAME``, else ``TRESTLE_REMOTE``)
+    picks that section of ``~/.trestlerc`` (Truss's named remotes; a URL instead of a name calls that
+    URL with the key from the environment or the section saved for it). Without one:
+    ``TRESTLE_REMOTE_URL`` + ``TRESTLE_API_KEY`` (or Truss's ``BASETEN_API_KEY``), else the rc file's
+    ``default`` section, each value overridable by its variable."""
+    name = name or selected_remote or os.environ.get(REMOTE_ENV) or None
+    url = os.environ.get(URL_ENV)
+    key, key_env = _env_key()
+    path = rc_path()
+    parser = _read_rc(path) if path.is_file() else configparser.ConfigParser()
+    if name is not None:
+        if "://" in name:
+            for saved in parser.sections():
+                if parser[saved].get("remote_url", "").rstrip("/") == name.rstrip("/") and not key:
+                    key, key_env = parser[saved].get("api_key"), str(path)
+            if not key:
+                raise PlatformError(f"no API key for {name}: set {KEY_ENV} or `trestle login --remote {name}`")
+            return Remote(name.rstrip("/"), key, "--remote", key_env)
+        if not parser.has_section(name):
+            known = ", ".join(parser.sections()) or "none"
+            raise PlatformError(
+                f"no remote named {name!r} in {path} (saved: {known}): "
+                f"`trestle login --remote URL --api-key KEY --name {name}`"
+            )
+        named = parser[name]
+        rc_url, rc_key = named.get("remote_url"), named.get("api_key")
+        if not rc_url or not rc_key:
+            raise PlatformError(f"remote {name!r} in {path} lacks remote_url or api_key: run `trestle login` again")
+        return Remote(rc_url.rstrip("/"), rc_key, f"{path} [{name}]", f"{path} [{name}]")
+    if url and key:
+        return Remote(url.rstrip("/"), key, URL_ENV, key_env)
+    if parser.has_section(DEFAULT_REMOTE):
+        section = parser[DEFAULT_REMOTE]
+        rc_url, rc_key = section.get("remote_url"), section.get("api_key")
+        if rc_url and rc_key:
+            return Remote(
+                (url or rc_url).rstrip("/"),
+                key or rc_key,
+                URL_ENV if url else str(path),
+                key_env if key else str(path),
+            )
     return None
 
 
@@ -84,14 +135,35 @@ def unauthorized_message(remote: Remote) -> str:
     )
 
 
-def save_remote(remote: Remote) -> Path:
+def save_remote(remote: Remote, name: str = DEFAULT_REMOTE) -> Path:
+    """Save ``remote`` as section ``name`` of the rc file (other remotes are kept), owner-only."""
     path = rc_path()
-    parser = configparser.ConfigParser()
-    parser["default"] = {"remote_url": remote.url, "api_key": remote.api_key}
+    parser = _read_rc(path) if path.is_file() else configparser.ConfigParser()
+    parser[name] = {"remote_provider": "trestle", "remote_url": remote.url, "api_key": remote.api_key}
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
         parser.write(handle)
     path.chmod(0o600)
+    return path
+
+
+def forget_remote(name: str | None = None) -> Path | None:
+    """Remove a saved remote (``trestle logout``): ``name``, else the selected one, else ``default``.
+    Returns the rc file's path, or None when there was nothing to remove."""
+    name = name or selected_remote or os.environ.get(REMOTE_ENV) or DEFAULT_REMOTE
+    path = rc_path()
+    if not path.is_file():
+        return None
+    parser = _read_rc(path)
+    if not parser.has_section(name):
+        return None
+    parser.remove_section(name)
+    if parser.sections():
+        with open(path, "w") as handle:
+            parser.write(handle)
+    else:
+        path.unlink()
     return path
 
 
@@ -112,6 +184,8 @@ class PlatformClient:
             raise PlatformError(unreachable_message(self.remote, exc), status=503) from None
         if response.status_code == 401:
             raise PlatformError(unauthorized_message(self.remote), status=401)
+        if response.status_code == 403 and method == "HEAD":
+            raise _error(self._send("GET", path, **kwargs))  # a HEAD answer has no body to say why
         return response
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -225,6 +299,51 @@ class PlatformClient:
 
     def manifest(self, deployment_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", f"/v1/deployments/{deployment_id}/manifest")
+        return result
+
+    # keys, secrets, the caller (edge/management.py) ------------------------------------------------
+
+    def create_key(self, key_type: str, name: str | None) -> str:
+        result: str = self._call("POST", "/v1/api_keys", json={"type": key_type, "name": name})["api_key"]
+        return result
+
+    def keys(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/v1/api_keys")["keys"]
+        return result
+
+    def revoke_key(self, prefix: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("DELETE", f"/v1/api_keys/{prefix}")
+        return result
+
+    def secrets(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/v1/secrets")["secrets"]
+        return result
+
+    def set_secret(self, name: str, value: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", "/v1/secrets", json={"name": name, "value": value})
+        return result
+
+    def delete_secret(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("DELETE", f"/v1/secrets/{name}")
+        return result
+
+    def search_logs(self, model_id: str, deployment_id: str, query: dict[str, Any]) -> list[dict[str, Any]]:
+        """Baseten's logs route, oldest line first."""
+        path = f"/v1/models/{model_id}/deployments/{deployment_id}/logs"
+        result: list[dict[str, Any]] = self._call("POST", path, json=query)["logs"]
+        return list(reversed(result)) if query.get("direction") == "desc" else result
+
+    def delete_model(self, model_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("DELETE", f"/v1/models/{model_id}", timeout=300)
+        return result
+
+    def delete_deployment(self, model_id: str, deployment_id: str) -> dict[str, Any]:
+        path = f"/v1/models/{model_id}/deployments/{deployment_id}"
+        result: dict[str, Any] = self._call("DELETE", path, timeout=300)
+        return result
+
+    def me(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/v1/users/me")
         return result
 
     def patch(self, deployment_id: str, prev_hash: str, files: dict[str, bytes | None]) -> dict[str, Any]:

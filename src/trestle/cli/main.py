@@ -1,5 +1,6 @@
 """``trestle``: the command group. Commands live in ``local`` (serve, init, predict) and ``remote``
-(the platform: platform start, login, push, watch, promote, ...)."""
+(the platform: platform start, login, push, watch, promote, ...) and ``manage`` (keys, secrets, whoami,
+logout, models)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import click
 
 from trestle import __version__
-from trestle.cli import async_requests, deploy, local, remote
+from trestle.cli import async_requests, client, deploy, local, manage, remote
 from trestle.errors import PlatformError
 
 
@@ -25,14 +26,23 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="trestle")
-def cli() -> None:
+@click.option(
+    "--remote",
+    "remote_name",
+    metavar="NAME",
+    help="Use this named remote of ~/.trestlerc (`trestle login --name NAME`), or a platform URL; also TRESTLE_REMOTE.",
+)
+def cli(remote_name: str | None) -> None:
     """Serve Truss models, fast: locally, or on a self-hosted platform."""
+    if remote_name:
+        client.selected_remote = remote_name
 
 
 local.register(cli)
 remote.register(cli)
 deploy.register(cli)
 async_requests.register(cli)
+manage.register(cli)
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ deployments are named the same way everywhere (``cli.targets``); waits show prog
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import time
@@ -103,6 +104,14 @@ def platform_group() -> None:
     is_flag=True,
     help="Let async webhooks go to loopback and private addresses (and plain http://); off by default (SSRF).",
 )
+@click.option(
+    "--cleanup-previous",
+    type=click.Choice(["SCALE_TO_ZERO", "DEACTIVATE", "KEEP"], case_sensitive=False),
+    default="SCALE_TO_ZERO",
+    show_default=True,
+    help="Once a published deployment is ACTIVE, what happens to the model's older published deployments that "
+    "serve no environment (Baseten's cleanup: scaled to zero, waking on a request).",
+)
 def platform_start(
     host: str,
     port: int,
@@ -116,6 +125,7 @@ def platform_start(
     ray_insecure: bool,
     pass_env: tuple[str, ...],
     allow_private_webhooks: bool,
+    cleanup_previous: str,
 ) -> None:
     """Start the platform in the foreground; prints its URL and, on first start, an API key."""
     from trestle.platform.edge.app import serve
@@ -141,23 +151,33 @@ def platform_start(
         replica_env_passthrough=pass_env,
         allow_private_webhooks=allow_private_webhooks,
         webhook_secret=os.environ.get("TRESTLE_WEBHOOK_SECRET") or None,
+        previous_deployment_cleanup=cleanup_previous.upper(),
     )
     serve(settings, api_key=api_key, announce=lambda text: click.echo(text, err=False))
 
 
 @click.command()
 @click.option("--remote", "url", required=True, help="Platform URL, e.g. http://127.0.0.1:8990")
-@click.option("--api-key", required=True)
-def login(url: str, api_key: str) -> None:
+@click.option("--api-key", help="The key (else TRESTLE_API_KEY or BASETEN_API_KEY, else a hidden prompt).")
+@click.option("--name", default="default", show_default=True, help="Save it as this named remote (`--remote NAME`).")
+def login(url: str, api_key: str | None, name: str) -> None:
     """Save the platform URL and API key to ~/.trestlerc (after checking them)."""
+    if not api_key:
+        api_key = os.environ.get("TRESTLE_API_KEY") or os.environ.get("BASETEN_API_KEY")
+    if not api_key:
+        api_key = str(click.prompt("API key", hide_input=True, err=True))
     remote = Remote(url.rstrip("/"), api_key)
     client = PlatformClient(remote)
     try:
         client.health()
     except PlatformError as exc:
         _fail(f"could not log in to {url}: {exc.message}")
-    path = save_remote(remote)
-    _say("ok", f"Logged in to {remote.url} (saved to {path})")
+    finally:
+        client.close()
+    if "://" in name or not name.replace("-", "").replace("_", "").isalnum():
+        _fail(f"a remote's name is letters, digits, - and _ (got {name!r})")
+    path = save_remote(remote, name)
+    _say("ok", f"Logged in to {remote.url} (saved to {path} as {name!r})")
 
 
 # push / watch -------------------------------------------------------------------------------------
@@ -181,10 +201,19 @@ def login(url: str, api_key: str) -> None:
     type=click.IntRange(min=1),
     help="Run this many replicas (a fixed count; `trestle scale` changes it or sets up autoscaling).",
 )
+@click.option("--publish", is_flag=True, help="Accepted as in Truss (a no-op: a push is published unless --watch).")
 @click.option(
     "--tail", is_flag=True, help="Stream the deployment's whole log while it builds and starts, then keep following it."
 )
 @click.option("--strict", is_flag=True, help="Refuse the push when the host lacks system_packages (else a warning).")
+@click.option(
+    "--deploy-timeout-minutes",
+    type=click.IntRange(min=1, max=1440),
+    help="How long to wait for the deployment to become ACTIVE, in minutes (instead of --timeout-seconds).",
+)
+@click.option(
+    "--labels", "labels_json", metavar="JSON", help='Labels for the deployment, a JSON object: \'{"team": "a"}\'.'
+)
 def push(
     target_directory: Path,
     watch: bool,
@@ -197,11 +226,27 @@ def push(
     output: str,
     preserve_previous_production_deployment: bool,
     replicas: int | None,
+    publish: bool,
     tail: bool,
     strict: bool,
+    deploy_timeout_minutes: int | None,
+    labels_json: str | None,
 ) -> None:
     """Package TARGET_DIRECTORY, upload it and create a deployment (published unless --watch)."""
     from trestle.config import load_config
+
+    if publish and watch:
+        _fail("--publish and --watch contradict each other: --watch makes the development deployment")
+    if deploy_timeout_minutes is not None:
+        timeout_seconds = deploy_timeout_minutes * 60.0
+    labels: dict[str, Any] | None = None
+    if labels_json is not None:
+        try:
+            labels = json.loads(labels_json)
+        except ValueError as exc:
+            _fail(f"--labels is not valid JSON: {exc}")
+        if not isinstance(labels, dict):
+            _fail('--labels must be a JSON object, e.g. \'{"team": "search"}\'')
 
     if watch and (promote or environment):
         _fail("--watch creates the development deployment; it cannot be combined with --promote or --environment")
@@ -240,6 +285,7 @@ def push(
             preserve_previous_production_deployment=preserve_previous_production_deployment,
             replicas=replicas,
             strict=strict,
+            **({"labels": labels} if labels is not None else {}),
         )
         for warning in dep.get("warnings", []):
             _say("warn", f"WARNING: {warning}", err=True)
@@ -290,12 +336,13 @@ def push(
             )
         if watch:
             _watch_loop(client, dep["id"], target)
-        elif tail and not quiet:
-            _say("info", "Following the deployment's log (Ctrl-C to stop).", err=True)
+        elif tail:
+            if not quiet:
+                _say("info", "Following the deployment's log (Ctrl-C to stop).", err=True)
             with contextlib.suppress(KeyboardInterrupt):
                 # after a wait its lines were shown already; with --no-wait, from the push on
                 for record in client.follow_logs(dep["id"], tail=0 if wait else 1000):
-                    click.echo(record.rstrip("\n"))
+                    click.echo(record.rstrip("\n"), err=quiet)
 
 
 def _watch_loop(client: PlatformClient, deployment_id: str, target: Path) -> None:
@@ -481,11 +528,39 @@ _CURRENT_HELP = _REF_HELP + (
 @deployment_option
 @click.option("--tail", is_flag=True, help="Keep streaming new lines.")
 @click.option("-n", "--lines", default=200, show_default=True, type=int)
-def logs(ref: str | None, model_option: str | None, deployment_option: str | None, tail: bool, lines: int) -> None:
+@click.option("--since", metavar="DURATION", help="Only lines of the last DURATION (30s, 10m, 2h, 1d).")
+@click.option("--start", metavar="TIME", help="Only lines from TIME (ISO 8601, or epoch milliseconds).")
+@click.option("--end", metavar="TIME", help="Only lines up to TIME (ISO 8601, or epoch milliseconds).")
+@click.option("--min-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option("--search", metavar="REGEX", help="Only lines matching this regular expression.")
+@click.option("--replica", metavar="ID", help="Only this replica's lines (its id or the start of it).")
+@click.option("--request-id", metavar="ID", help="Only the lines of this request.")
+def logs(
+    ref: str | None,
+    model_option: str | None,
+    deployment_option: str | None,
+    tail: bool,
+    lines: int,
+    since: str | None,
+    start: str | None,
+    end: str | None,
+    min_level: str | None,
+    search: str | None,
+    replica: str | None,
+    request_id: str | None,
+) -> None:
+    filters = log_filters(since, start, end, min_level, search, replica, request_id, lines)
+    if filters and tail:
+        _fail("--tail streams every new line: leave out the filters (or --tail)")
     client = _client()
     try:
         deployment_id = resolve_deployment(client, ref, model_option, deployment_option, pick="current")
-        if tail:
+        if filters:
+            model_id = client.deployment(deployment_id)["model_id"]
+            for entry in client.search_logs(model_id, deployment_id, filters):
+                when = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(int(entry["timestamp"]) / 1e9))
+                click.echo(f"{when} [{entry.get('replica') or '-'}] {entry['message']}")
+        elif tail:
             for line in client.follow_logs(deployment_id, lines):
                 click.echo(line)
         else:
@@ -494,6 +569,58 @@ def logs(ref: str | None, model_option: str | None, deployment_option: str | Non
         pass
     finally:
         client.close()
+
+
+def _epoch_ms(value: str, option: str) -> int:
+    if value.isdigit():
+        return int(value)
+    try:
+        moment = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        _fail(f"{option} takes ISO 8601 (2026-01-31T12:00:00) or epoch milliseconds, not {value!r}")
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    return int(moment.timestamp() * 1000)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def log_filters(
+    since: str | None,
+    start: str | None,
+    end: str | None,
+    min_level: str | None,
+    search: str | None,
+    replica: str | None,
+    request_id: str | None,
+    lines: int,
+) -> dict[str, Any]:
+    """The query of Baseten's logs route for ``trestle logs``'s filters (empty: none given)."""
+    query: dict[str, Any] = {}
+    if since and start:
+        _fail("give --since or --start, not both")
+    if since:
+        number, unit = since[:-1], since[-1:].lower()
+        if unit not in _UNITS or not number.isdigit():
+            _fail(f"--since takes a duration such as 30s, 10m, 2h or 1d, not {since!r}")
+        query["start_epoch_millis"] = int((time.time() - int(number) * _UNITS[unit]) * 1000)
+    if start:
+        query["start_epoch_millis"] = _epoch_ms(start, "--start")
+    if end:
+        query["end_epoch_millis"] = _epoch_ms(end, "--end")
+    for name, value in (
+        ("min_level", min_level.upper() if min_level else None),
+        ("search_pattern", search),
+        ("replica", replica),
+        ("request_id", request_id),
+    ):
+        if value:
+            query[name] = value
+    if query:
+        query["limit"] = max(1, min(lines, 1000))
+        query["direction"] = "desc"  # the newest N, printed oldest first
+    return query
 
 
 @click.command(help="Set a deployment's replicas: a fixed count (--replicas) or autoscaling settings." + _CURRENT_HELP)
@@ -575,10 +702,19 @@ def deactivate(ref: str | None, model_option: str | None, deployment_option: str
 @click.argument("ref", metavar="[DEPLOYMENT_OR_MODEL]", required=False)
 @model_option
 @deployment_option
-def activate(ref: str | None, model_option: str | None, deployment_option: str | None) -> None:
+@click.option("--wait", is_flag=True, help="Wait until it is ACTIVE again (build and status lines on stderr).")
+@click.option("--timeout-seconds", default=1800.0, show_default=True, type=float)
+def activate(
+    ref: str | None, model_option: str | None, deployment_option: str | None, wait: bool, timeout_seconds: float
+) -> None:
     with _session() as client:
         deployment_id = resolve_deployment(client, ref, model_option, deployment_option, pick="current")
+        started = time.time()
         dep = client.activate(deployment_id)
+        if wait:
+            dep = progress.wait(
+                client, deployment_id, timeout_seconds, until=("ACTIVE",), quiet=False, build_since=started
+            )
     _say("ok", f"{deployment_id} is {dep['status']}.")
 
 
@@ -604,7 +740,18 @@ def resolve_predict_target(
             name = model or model_name_from(target_dir)
             if not name:
                 _fail(f"{target_dir.resolve()} has no config.yaml with a model_name; name a model (MODEL or --model)")
-            info = client.model(name)
+            try:
+                info = client.model(name)
+            except PlatformError as exc:
+                if exc.status != 403:
+                    raise
+                # an invoke-only key may call models but not look them up: environment routes take names
+                if environment or published:
+                    return (
+                        client.remote.url + f"/models/{name}/environments/{environment or 'production'}/predict",
+                        dict(client.headers),
+                    )
+                _fail(f"{exc.message}; with an invoke key, name the target: --published or --environment NAME")
             if environment:
                 path = f"/models/{info['id']}/environments/{environment}/predict"
             elif published or not info.get("development_deployment_id"):

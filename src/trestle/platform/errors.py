@@ -5,6 +5,7 @@ to HTTP in one place (``trestle.platform.edge.errors``)::
 
     PlatformError
     ├── InvalidRequest      the request or the truss it names is malformed or not allowed
+    ├── Forbidden           the request's API key may not do this
     ├── NotFound            no model, deployment or artifact with that id or name
     ├── Conflict            the deployment's state does not allow it now (or a patch is stale)
     ├── TooLarge            an upload over the size limit
@@ -15,11 +16,18 @@ from __future__ import annotations
 
 from trestle.errors import PlatformError
 
-__all__ = ["Conflict", "InvalidRequest", "NotFound", "PlatformError", "TooLarge", "Unavailable"]
+__all__ = ["Conflict", "Forbidden", "InvalidRequest", "NotFound", "PlatformError", "TooLarge", "Unavailable"]
 
 
 class InvalidRequest(PlatformError):
     """The request, or the truss it names, is malformed or not allowed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class Forbidden(PlatformError):
+    """The request's API key may not do this (its type does not allow it)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

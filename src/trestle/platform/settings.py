@@ -65,6 +65,10 @@ class Settings:
     webhook_timeout_seconds: float = 10.0
     webhook_max_attempts: int = 5
     webhook_initial_delay_seconds: float = 1.0
+    previous_deployment_cleanup: str = "SCALE_TO_ZERO"
+    """What happens to a model's published deployments that serve no environment once a newer one is
+    ACTIVE (Baseten's ``promotion_cleanup_strategy`` values): ``SCALE_TO_ZERO`` (they wake on a request),
+    ``DEACTIVATE`` or ``KEEP``."""
 
     @property
     def artifact_key_path(self) -> Path:

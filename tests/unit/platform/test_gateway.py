@@ -290,7 +290,11 @@ async def test_a_silent_replica_gets_a_504_after_the_upstream_timeout(tmp_path: 
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
             response = await client.post("/production/predict", json={})
         assert response.status_code == 504
-        assert response.json() == {"error": "replica r did not answer within 0.5s"}
+        assert response.json() == {
+            "error": "replica r did not answer within 0.5s",
+            "error_code": "timeout",
+            "detail": "replica r did not answer within 0.5s",
+        }
     finally:
         upstream.server.shutdown()
         await gw.aclose()

@@ -251,6 +251,8 @@ class Controller:
                 dep = existing
                 self._cancel_pipeline(dep.id)
                 self.store.update_deployment(dep.id, artifact=request.artifact, truss_hash=truss_hash)
+                if request.labels is not None:
+                    dep = self.store.update_deployment(dep.id, info={**dep.info, "labels": request.labels})
                 if request.replicas is not None:
                     policy = Autoscaling.fixed(request.replicas, self.autoscaling_of(dep))
                     dep = self.store.update_deployment(dep.id, autoscaling=policy.to_dict(), replicas=request.replicas)
@@ -271,6 +273,7 @@ class Controller:
                     preserve_previous=request.preserve_previous,
                     replicas=policy.floor,
                     autoscaling=policy.to_dict(),
+                    info={"labels": request.labels} if request.labels is not None else None,
                 )
             target = self.settings.truss_dir(dep.id)
             generation = self._push_generation[dep.id] = self._push_generation.get(dep.id, 0) + 1
@@ -492,6 +495,33 @@ class Controller:
         dep = self.store.get_deployment(deployment_id)
         if dep.target_environment:
             self.spawn(self.promote(deployment_id, dep.target_environment, preserve_previous=dep.preserve_previous))
+        elif not dep.is_development and self.settings.previous_deployment_cleanup != "KEEP":
+            self.spawn(self.clean_up_previous(dep))
+
+    async def clean_up_previous(self, newest: Deployment) -> list[str]:
+        """The cleanup rule (``Settings.previous_deployment_cleanup``): once a published deployment is
+        ACTIVE, the model's older published deployments that serve no environment (and wait for none) are
+        scaled to zero (or deactivated), so plain pushes do not pile up running replicas."""
+        cleaned = []
+        for dep in self.store.deployments(newest.model_id):
+            if (
+                dep.id == newest.id
+                or dep.is_development
+                or dep.created_at > newest.created_at
+                or dep.target_environment
+                or dep.status not in (S.ACTIVE, S.UNHEALTHY)
+                or self.store.environments_of(dep.id)
+            ):
+                continue
+            self.log(dep.id, f"cleanup: {newest.id} is newer ({self.settings.previous_deployment_cleanup})")
+            if self.settings.previous_deployment_cleanup == "DEACTIVATE":
+                await self.deactivate(dep.id)
+            else:
+                await self.engine.stop(dep.id, drain=True)
+                self.store.update_deployment(dep.id, replicas=0)
+                self.set_status(dep.id, S.SCALED_TO_ZERO)
+            cleaned.append(dep.id)
+        return cleaned
 
     # environments -----------------------------------------------------------------------------
 
@@ -591,6 +621,38 @@ class Controller:
         self.set_status(dep.id, S.BUILDING)
         self._start_pipeline(dep.id)
         return self.store.get_deployment(deployment_id)
+
+    async def delete_deployment(self, deployment_id: str) -> Deployment:
+        """Stop a deployment's replicas (drained) and forget it and its files. The one an environment
+        serves is refused (promote another first, or delete the model)."""
+        dep = self.store.get_deployment(deployment_id)
+        serving = self.store.environments_of(deployment_id)
+        if serving:
+            raise Conflict(
+                f"deployment {dep.id} serves {', '.join(serving)}: promote another deployment there first, "
+                "or delete the model"
+            )
+        await self._forget(dep)
+        self.routes.rebuild(self.store)
+        return dep
+
+    async def delete_model(self, model_id: str) -> list[Deployment]:
+        """Stop and forget every deployment of a model, then the model (its name is free again)."""
+        deps = self.store.deployments(model_id)
+        for dep in deps:
+            await self._forget(dep, keep_row=True)
+        self.store.delete_model(model_id)
+        self.routes.rebuild(self.store)
+        terminal.info(f"delete: model {model_id} and its {len(deps)} deployment(s)")
+        return deps
+
+    async def _forget(self, dep: Deployment, *, keep_row: bool = False) -> None:
+        self._cancel_pipeline(dep.id)
+        await self.engine.stop(dep.id, drain=True)
+        self.autoscaler.forget(dep.id)
+        if not keep_row:
+            self.store.delete_deployment(dep.id)
+        await asyncio.to_thread(shutil.rmtree, self.settings.deployments_dir / dep.id, True)
 
     # scaling ----------------------------------------------------------------------------------
 

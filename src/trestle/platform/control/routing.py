@@ -22,6 +22,8 @@ class RouteTable:
     def __init__(self) -> None:
         self._models: dict[str, ModelRoutes] = {}
         self.status: dict[str, DeploymentStatus] = {}
+        self.reject_when_full: dict[str, int] = {}
+        """Deployments with the ``REJECT_ON_FULL`` backpressure policy: each replica's concurrency."""
 
     def rebuild(self, store: Store) -> None:
         models: dict[str, ModelRoutes] = {}
@@ -32,7 +34,10 @@ class RouteTable:
         for env in store.environments():
             by_id[env.model_id].environments[env.name] = env.deployment_id
         status: dict[str, DeploymentStatus] = {}
+        reject: dict[str, int] = {}
         for dep in store.deployments():
+            if dep.info.get("request_backpressure_policy") == "REJECT_ON_FULL":
+                reject[dep.id] = max(1, int(dep.info.get("backpressure_capacity") or 1))
             routes = by_id[dep.model_id]
             routes.deployments.add(dep.id)
             if dep.is_development:
@@ -43,6 +48,7 @@ class RouteTable:
         models.update(by_id)  # ids win over names when they collide
         self._models = models
         self.status = status
+        self.reject_when_full = reject
 
     def model(self, ref: str) -> ModelRoutes | None:
         return self._models.get(ref)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from typing import Any
 
 from trestle.platform.control.autoscaling import Autoscaling
 from trestle.platform.errors import InvalidRequest
@@ -33,6 +34,8 @@ class PushRequest:
     """A fixed replica count; None: the defaults for a new deployment, unchanged for the development one."""
     strict: bool = False
     """Refuse, rather than warn about, what the host lacks (missing ``system_packages``)."""
+    labels: dict[str, Any] | None = None
+    """User-provided key-value labels (Baseten's ``labels``), shown in the deployment's view."""
 
 
 def check_environment_name(name: str) -> str:

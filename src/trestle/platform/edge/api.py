@@ -87,6 +87,17 @@ def _opt_int(body: dict[str, Any], key: str) -> int | None:
     return value
 
 
+def _labels(body: dict[str, Any]) -> dict[str, Any] | None:
+    value = body.get("labels")
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
+        raise InvalidRequest("labels must be a JSON object")
+    if len(str(value)) > 16384:
+        raise InvalidRequest("labels must be at most 16 KiB")
+    return value
+
+
 def _route(path: str, handler: Handler, methods: list[str]) -> Route:
     return Route(path, _errors(handler), methods=methods)
 
@@ -184,6 +195,7 @@ class ControlApi:
             preserve_previous=_bool(body, "preserve_previous_production_deployment"),
             replicas=_opt_int(body, "replicas"),
             strict=_bool(body, "strict"),
+            labels=_labels(body),
         )
         dep, warnings = await self.ctrl.push(push)
         return JSONResponse({**self.view(request, dep), "warnings": warnings}, status_code=201)

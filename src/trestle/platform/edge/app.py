@@ -10,6 +10,7 @@ import socket
 import sys
 from typing import Any
 
+from starlette.routing import Router
 from starlette.types import Receive, Scope, Send
 
 from trestle.asgi.connections import guarded_protocol
@@ -19,11 +20,16 @@ from trestle.platform.control.controller import Controller, open_controller, ter
 from trestle.platform.control.recovery import recover
 from trestle.platform.edge.api import ControlApi
 from trestle.platform.edge.async_api import AsyncApi
-from trestle.platform.edge.auth import KeyChecker, generate_key, parse_authorization
+from trestle.platform.edge.auth import SCOPE_KEY, access_for, parse_authorization, refusal
 from trestle.platform.edge.gateway import Gateway, send_error
+from trestle.platform.edge.management import ManagementApi
+from trestle.platform.edge.metrics_export import MetricsExport
+from trestle.platform.edge.resources import ResourcesApi
 from trestle.platform.edge.urls import model_from_host, split_gateway_path
 from trestle.platform.settings import Settings
+from trestle.platform.store.keys import KeyStore
 from trestle.platform.store.lock import DataDirLock
+from trestle.platform.store.secrets import SecretStore
 
 ENGINE_ARTIFACTS = "/v1/engine-artifacts/"
 
@@ -32,8 +38,16 @@ class PlatformApp:
     def __init__(self, settings: Settings, controller: Controller | None = None) -> None:
         self.settings = settings
         self.controller = controller or open_controller(settings)
-        self.keys = KeyChecker(self.controller.store)
+        self.keys = KeyStore(self.controller.store)
+        self.secrets = SecretStore(self.controller.store, settings.secrets_dir)
         self.api = ControlApi(self.controller)
+        self.management = ManagementApi(self.keys, self.secrets)
+        self.resources = ResourcesApi(self.controller, self.api)
+        self.metrics = MetricsExport(self.controller)
+        # Baseten-shaped routes first (they answer where both match), then the platform's own
+        self.router = Router(
+            [*self.management.routes, *self.resources.routes, *self.metrics.routes, *self.api.router.routes]
+        )
         self.gateway = Gateway(
             self.controller.routes,
             self.controller.engine,
@@ -45,16 +59,9 @@ class PlatformApp:
         self.async_api = AsyncApi(settings, self.controller, self.gateway)  # async inference
 
     def ensure_key(self, key: str | None) -> str | None:
-        """Register ``key`` (or a generated one when the platform has none); returns a new key to show."""
-        if key is not None:
-            if not self.keys.check(key):
-                self.keys.add(key)
-            return None
-        if self.keys.has_keys:
-            return None
-        new = generate_key()
-        self.keys.add(new)
-        return new
+        """Register ``key`` as the platform's first (manage) key, revoking an earlier different one, or
+        generate one when the platform has none; returns a generated key to show (once)."""
+        return self.keys.register_bootstrap(key)
 
     async def startup(self) -> None:
         await recover(self.controller)
@@ -83,28 +90,38 @@ class PlatformApp:
                 authorization = value.decode("latin-1")
             elif name == b"host":
                 host = value.decode("latin-1")
-        if kind == "http" and scope["path"].startswith(ENGINE_ARTIFACTS):
+        path: str = scope["path"]
+        if kind == "http" and path.startswith(ENGINE_ARTIFACTS):
             await self.api.router(scope, receive, send)  # signed paths: the signature is the credential
             return
-        if not self.keys.check(parse_authorization(authorization)):
+        key = self.keys.lookup(parse_authorization(authorization))
+        if key is None:
             if kind == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
                 return
             await send_error(send, 401, "missing or invalid API key: send `Authorization: Api-Key <key>`")
             return
-        path: str = scope["path"]
         model_ref = model_from_host(host)
-        if kind == "http" and await self.async_api.handle(scope, receive, send, model_ref, path):
-            return  # async inference: edge/async_api.py
+        target: tuple[str, str] | None = None
         if model_ref is not None and not path.startswith("/v1/"):
-            await self.gateway(scope, receive, send, model_ref, path)
+            target = (model_ref, path)
+        else:
+            target = split_gateway_path(path)
+        refused = refusal(key, access_for(path, gateway=target is not None))
+        if refused is not None:
+            if kind == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            await send_error(send, 403, refused)
             return
-        split = split_gateway_path(path)
-        if split is not None:
-            await self.gateway(scope, receive, send, split[0], split[1])
+        if kind == "http" and await self.async_api.handle(scope, receive, send, model_ref, path):
+            return  # async inference: edge/async_api.py (after the key's access check)
+        if target is not None:
+            await self.gateway(scope, receive, send, target[0], target[1])
             return
         if kind == "http":
-            await self.api.router(scope, receive, send)
+            scope[SCOPE_KEY] = key
+            await self.router(scope, receive, send)
             return
         await send({"type": "websocket.close", "code": 1008})
 

@@ -1,25 +1,51 @@
-"""API keys: generated once, stored as sha256 hashes, checked in constant time.
+"""Who may do what: the API key a request carries, and what its type allows.
 
 Clients send ``Authorization: Api-Key <key>`` (Baseten's header); ``Bearer <key>`` is accepted too.
+Keys live in ``store/keys.py`` (hashed; the per-request lookup reads memory only, so a revocation
+counts from the next request). What each type may do (Baseten's key types):
+
+| request | allowed types |
+|---|---|
+| calling a model: gateway routes (predict, sync, async), ``.../async_request/...`` | manage, personal, invoke |
+| metrics: ``/metrics``, ``/v1/.../metrics`` | manage, personal, export-metrics |
+| ``/v1/api_keys`` | manage, personal, manage-api-keys |
+| ``/v1/health``, ``/v1/users/me`` (who am I) | any key |
+| everything else under ``/v1`` (push, promote, logs, secrets, scaling, ...) | manage, personal |
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
+import enum
 
-from trestle.platform.store.database import Store
+from trestle.platform.store.keys import MANAGING, ApiKey, KeyType
 
-KEY_PREFIX = "trk_"
-
-
-def generate_key() -> str:
-    return KEY_PREFIX + secrets.token_urlsafe(32)
+SCOPE_KEY = "trestle.api_key"
+"""Where the app leaves the request's ``ApiKey`` in the ASGI scope for the handlers."""
 
 
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+class Access(enum.Enum):
+    INVOKE = "call models"
+    METRICS = "read metrics"
+    KEYS = "manage API keys"
+    ANY = "check the platform"
+    MANAGE = "manage the platform"
+
+
+ALLOWED: dict[Access, frozenset[KeyType]] = {
+    Access.INVOKE: MANAGING | {KeyType.WORKSPACE_INVOKE},
+    Access.METRICS: MANAGING | {KeyType.WORKSPACE_EXPORT_METRICS},
+    Access.KEYS: MANAGING | {KeyType.WORKSPACE_MANAGE_API_KEYS},
+    Access.ANY: frozenset(KeyType),
+    Access.MANAGE: MANAGING,
+}
+
+_CAN = {
+    KeyType.WORKSPACE_INVOKE: "call models (predict, sync and async routes)",
+    KeyType.WORKSPACE_EXPORT_METRICS: "read metrics",
+    KeyType.WORKSPACE_MANAGE_API_KEYS: "manage API keys",
+}
+
+_ANY_KEY_PATHS = frozenset({"/v1/health", "/v1/users/me"})
 
 
 def parse_authorization(header: str | None) -> str | None:
@@ -32,26 +58,25 @@ def parse_authorization(header: str | None) -> str | None:
     return value.strip()
 
 
-class KeyChecker:
-    """Holds the key hashes in memory; ``check`` compares against every one in constant time."""
+def access_for(path: str, *, gateway: bool) -> Access:
+    """What a request needs, from where it goes."""
+    if gateway or "/async_request/" in path or path.startswith("/async_request/"):
+        return Access.INVOKE
+    if path == "/metrics" or path.startswith("/metrics/") or (path.startswith("/v1/") and path.endswith("/metrics")):
+        return Access.METRICS
+    if path == "/v1/api_keys" or path.startswith("/v1/api_keys/"):
+        return Access.KEYS
+    if path in _ANY_KEY_PATHS:
+        return Access.ANY
+    return Access.MANAGE
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._hashes = [h.encode() for h in store.api_key_hashes()]
 
-    @property
-    def has_keys(self) -> bool:
-        return bool(self._hashes)
-
-    def add(self, key: str) -> None:
-        self._store.add_api_key(hash_key(key))
-        self._hashes.append(hash_key(key).encode())
-
-    def check(self, key: str | None) -> bool:
-        if key is None:
-            return False
-        presented = hash_key(key).encode()
-        ok = False
-        for known in self._hashes:
-            ok |= hmac.compare_digest(presented, known)
-        return ok
+def refusal(key: ApiKey, access: Access) -> str | None:
+    """None when ``key`` may do it, else the 403 message saying what it may do and what is needed."""
+    if key.type in ALLOWED[access]:
+        return None
+    can = _CAN.get(key.type, "do this")
+    return (
+        f"this API key ({key.type.value}, prefix {key.prefix}) may only {can}; to {access.value} use a "
+        f"{KeyType.WORKSPACE_MANAGE_ALL.value} key"
+    )

@@ -7,13 +7,14 @@ from typing import Any
 from trestle.errors import PlatformError
 from trestle.platform.control.patching import PatchFailed, PatchRefused
 from trestle.platform.engines.builder import BuildFailed
-from trestle.platform.errors import Conflict, InvalidRequest, NotFound, TooLarge, Unavailable
+from trestle.platform.errors import Conflict, Forbidden, InvalidRequest, NotFound, TooLarge, Unavailable
 
 HTTP_STATUS: dict[type[PlatformError], int] = {
     PatchRefused: 409,
     PatchFailed: 422,
     BuildFailed: 500,
     InvalidRequest: 400,
+    Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
     TooLarge: 413,

@@ -23,7 +23,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from trestle.platform.control.routing import RouteTable
-from trestle.platform.edge.urls import UnknownRoute, parse_route
+from trestle.platform.edge.urls import WAKE, UnknownRoute, parse_route
 from trestle.platform.engines.base import Engine, NoReplica, Replica
 from trestle.platform.store.states import DeploymentStatus
 
@@ -55,10 +55,31 @@ S = DeploymentStatus
 
 
 class GatewayError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, code: str | None = None, retry_after: int | None = None) -> None:
         self.status = status
         self.message = message
+        self.code = code
+        self.retry_after = retry_after
+        """Baseten's ``error_code``; None: the one for ``status`` (``ERROR_CODES``)."""
         super().__init__(message)
+
+
+ERROR_CODES = {
+    400: "client_error",
+    401: "unauthorized",
+    403: "unauthorized",
+    404: "model_does_not_exist",
+    409: "model_unavailable",
+    413: "payload_too_large",
+    429: "rate_limited",
+    500: "internal_baseten_error",
+    502: "model_unavailable",
+    503: "model_not_ready",
+    504: "timeout",
+}
+"""Baseten's ``error_code`` for a gateway-made error of each status (its list: timeout, client_error,
+model_unavailable, model_not_ready, model_does_not_exist, rate_limited, payload_too_large,
+unauthorized, application_error, internal_baseten_error)."""
 
 
 class Target:
@@ -146,13 +167,25 @@ class Gateway:
         if status is S.INACTIVE:
             raise GatewayError(409, f"deployment {deployment_id} is INACTIVE; push or activate it to serve traffic")
         if status is S.BUILD_FAILED or status is S.DEPLOY_FAILED:
-            raise GatewayError(503, f"deployment {deployment_id} is {status.value}; see `trestle logs`")
+            raise GatewayError(
+                503, f"deployment {deployment_id} is {status.value}; see `trestle logs`", "model_unavailable"
+            )
         if status is S.SCALED_TO_ZERO:
             self.wake(deployment_id)
         rset = self.engine.replica_set(deployment_id)
         if rset is not None:
             replica = rset.pick()
             if replica is not None:
+                capacity = self.routes.reject_when_full.get(deployment_id)
+                if capacity is not None and replica.outstanding >= capacity:
+                    # REJECT_ON_FULL: the least busy replica is at its concurrency, so all of them are
+                    raise GatewayError(
+                        429,
+                        f"every replica of deployment {deployment_id} is at its concurrency ({capacity}) and its "
+                        "backpressure policy is REJECT_ON_FULL: retry later",
+                        "rate_limited",
+                        retry_after=1,
+                    )
                 return replica
         # bounded wait: the deployment is loading, waking up or restarting a replica
         loop = asyncio.get_running_loop()
@@ -160,7 +193,9 @@ class Gateway:
         while True:
             status = self.routes.status.get(deployment_id)
             if status in (S.INACTIVE, S.BUILD_FAILED, S.DEPLOY_FAILED):
-                raise GatewayError(503, f"deployment {deployment_id} is {status.value if status else '?'}")
+                raise GatewayError(
+                    503, f"deployment {deployment_id} is {status.value if status else '?'}", "model_unavailable"
+                )
             if status is S.SCALED_TO_ZERO:
                 # it was being scaled to zero when this request arrived: wake it again
                 self.wake(deployment_id)
@@ -213,6 +248,9 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send, model_ref: str, rest: str) -> None:
         try:
             target = self.resolve(model_ref, rest)
+            if target.path == WAKE:
+                await self._wake(scope, send, target.deployment_id)
+                return
             if scope["type"] == "websocket":
                 await self._websocket(scope, receive, send, target)
                 return
@@ -238,7 +276,16 @@ class Gateway:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1011 if exc.status >= 500 else 1008})
                 return
-            await send_error(send, exc.status, exc.message)
+            await send_error(send, exc.status, exc.message, exc.code, exc.retry_after)
+
+    async def _wake(self, scope: Scope, send: Send, deployment_id: str) -> None:
+        """Baseten's ``POST {target}/wake``: 202, and a scaled-to-zero deployment starts waking up."""
+        if scope["type"] != "http" or scope["method"] != "POST":
+            raise GatewayError(405, "wake takes POST")
+        if self.routes.status.get(deployment_id) is S.SCALED_TO_ZERO:
+            self.wake(deployment_id)
+        await send({"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
 
     async def _http(
         self, scope: Scope, receive: Receive, send: Send, replica: Replica, target: Target, body: bytes | BodyStream
@@ -452,17 +499,18 @@ async def _relay_websocket(receive: Receive, send: Send, upstream: Any) -> None:
         group.start_soon(run, upstream_to_client)
 
 
-async def send_error(send: Send, status: int, message: str) -> None:
-    body = orjson.dumps({"error": message})
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"x-trestle-error-source", b"gateway"),
-            ],
-        }
-    )
+async def send_error(
+    send: Send, status: int, message: str, code: str | None = None, retry_after: int | None = None
+) -> None:
+    """A gateway-made error in Baseten's body: ``{"error", "error_code", "detail"}``."""
+    error_code = code or ERROR_CODES.get(status, "internal_baseten_error")
+    body = orjson.dumps({"error": message, "error_code": error_code, "detail": message})
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-trestle-error-source", b"gateway"),
+    ]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

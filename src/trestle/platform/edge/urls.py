@@ -6,6 +6,7 @@ Under ``/models/{model id or name}`` (or with no prefix for a ``Host: model-{id}
     /production/predict                /production/sync/{path}
     /development/predict               /development/sync/{path}
     /deployment/{id}/predict           /deployment/{id}/sync/{path}
+    .../wake                           (POST: wake a scaled-to-zero deployment, 202)
 
 ``predict`` goes to the replica's predict route, ``sync/{path}`` to ``/{path}`` on the replica.
 """
@@ -18,6 +19,8 @@ from trestle.platform.store.states import DEVELOPMENT, PRODUCTION
 
 PREDICT_PATH = "/v1/models/model:predict"
 """Where ``.../predict`` goes on the replica (Truss's predict route)."""
+WAKE = "wake"
+"""``POST .../wake``: answered by the gateway itself (202), never sent to a replica."""
 
 
 class UnknownRoute(Exception):
@@ -75,6 +78,8 @@ def parse_route(rest: str) -> GatewayRoute:
         raise UnknownRoute(f"unknown gateway route {rest!r}")
     if tail == "predict":
         path = PREDICT_PATH
+    elif tail == WAKE:
+        path = WAKE
     elif tail == "sync":
         path = "/"
     elif tail.startswith("sync/"):

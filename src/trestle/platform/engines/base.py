@@ -127,6 +127,8 @@ class LoadMeter:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self.in_flight = 0
+        self.requests = 0
+        """Requests begun since the replica set was made (``baseten_inference_requests_total``)."""
         self._busy = 0.0
         self._since = clock()
         self._peak = 0
@@ -140,6 +142,7 @@ class LoadMeter:
     def begin(self) -> None:
         self._advance()
         self.in_flight += 1
+        self.requests += 1
         if self.in_flight > self._peak:
             self._peak = self.in_flight
 

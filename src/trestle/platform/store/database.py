@@ -1,4 +1,5 @@
-"""Platform metadata in SQLite: API keys, models, deployments and environments.
+"""Platform metadata in SQLite: models, deployments and environments (API keys: ``store/keys.py``,
+secrets: ``store/secrets.py``, on the same database).
 
 The store is the source of truth; everything in memory (routes, replica sets) is rebuilt from it at
 start. Calls are short and synchronous (SQLite in WAL mode on a local disk), made from the event loop.
@@ -150,17 +151,6 @@ class Store:
         with self._lock:
             row: sqlite3.Row | None = self._db.execute(sql, args).fetchone()
             return row
-
-    # API keys ---------------------------------------------------------------------------------
-
-    def add_api_key(self, key_hash: str) -> str:
-        key_id = new_id()
-        with self.transaction() as db:
-            db.execute("INSERT INTO api_keys VALUES (?, ?, ?)", (key_id, key_hash, time.time()))
-        return key_id
-
-    def api_key_hashes(self) -> list[str]:
-        return [row["key_hash"] for row in self._all("SELECT key_hash FROM api_keys")]
 
     # models -----------------------------------------------------------------------------------
 
@@ -349,6 +339,25 @@ class Store:
             )
             previous: str | None = row["deployment_id"]
             return previous
+
+    def delete_environment(self, model_id: str, name: str) -> None:
+        with self.transaction() as db:
+            gone = db.execute("DELETE FROM environments WHERE model_id = ? AND name = ?", (model_id, name)).rowcount
+        if not gone:
+            raise NotFound(f"model {model_id} has no environment {name!r}")
+
+    def delete_deployment(self, deployment_id: str) -> None:
+        """Forget a deployment (environments that named it are left without one)."""
+        with self.transaction() as db:
+            db.execute("UPDATE environments SET deployment_id = NULL WHERE deployment_id = ?", (deployment_id,))
+            db.execute("DELETE FROM deployments WHERE id = ?", (deployment_id,))
+
+    def delete_model(self, model_id: str) -> None:
+        """Forget a model, its environments and its deployments, in one transaction."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM environments WHERE model_id = ?", (model_id,))
+            db.execute("DELETE FROM deployments WHERE model_id = ?", (model_id,))
+            db.execute("DELETE FROM models WHERE id = ?", (model_id,))
 
     def environments_of(self, deployment_id: str) -> list[str]:
         rows = self._all("SELECT name FROM environments WHERE deployment_id = ? ORDER BY name", deployment_id)
