@@ -100,16 +100,18 @@ class InstantEngine:
         pass
 
 
+async def fake_build(
+    requirements: list[str], truss_dir: Path, log: Callable[[str], None], python_version: str | None = None
+) -> BuildResult:
+    """The builder's stand-in: this interpreter, built at once."""
+    return BuildResult(Path(sys.executable), "k", True, 0.0)
+
+
 @pytest.fixture
 async def platform(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, PlatformApp, InstantEngine]]:
     engine = InstantEngine()
     settings = Settings(data_dir=tmp_path / "data", gateway_wait_seconds=0.2)
     ctrl = open_controller(settings, engine=engine)
-
-    async def fake_build(
-        requirements: list[str], truss_dir: Path, log: Callable[[str], None], python_version: str | None = None
-    ) -> BuildResult:
-        return BuildResult(Path(sys.executable), "k", True, 0.0)
 
     ctrl.builder.build = fake_build  # type: ignore[method-assign]
     app = PlatformApp(settings, ctrl)

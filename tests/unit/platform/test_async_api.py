@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
-import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +17,10 @@ from aiohttp import web
 
 from tests.support.trusses import make_truss
 from tests.support.webhooks import Receiver, arrived, signatures_valid, webhook_receiver
-from tests.unit.platform.test_api import KEY, InstantEngine, upload, wait_status
+from tests.unit.platform.test_api import KEY, InstantEngine, fake_build, upload, wait_status
 from trestle.platform.control.controller import open_controller
 from trestle.platform.edge.app import PlatformApp
 from trestle.platform.engines.base import Replica, ReplicaSet
-from trestle.platform.engines.builder import BuildResult
 from trestle.platform.settings import Settings
 
 pytestmark = pytest.mark.anyio
@@ -136,9 +134,6 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
         webhook_max_attempts=3,
     )
     ctrl = open_controller(settings, engine=engine)
-
-    async def fake_build(requirements: list[str], truss_dir: Path, log: Callable[[str], None]) -> BuildResult:
-        return BuildResult(Path(sys.executable), "k", True, 0.0)
 
     ctrl.builder.build = fake_build  # type: ignore[method-assign]
     app = PlatformApp(settings, ctrl)
