@@ -107,18 +107,22 @@ async def fake_build(
     return BuildResult(Path(sys.executable), "k", True, 0.0)
 
 
-@pytest.fixture
-async def platform(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, PlatformApp, InstantEngine]]:
-    engine = InstantEngine()
-    settings = Settings(data_dir=tmp_path / "data", gateway_wait_seconds=0.2)
+async def started_platform(settings: Settings, engine: Any) -> tuple[PlatformApp, httpx.AsyncClient]:
+    """A platform app on ``engine`` with the fake builder and ``KEY``, started, and an in-process client."""
     ctrl = open_controller(settings, engine=engine)
-
     ctrl.builder.build = fake_build  # type: ignore[method-assign]
     app = PlatformApp(settings, ctrl)
     app.ensure_key(KEY)
     await app.startup()
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://platform", headers=AUTH) as client:
+    return app, httpx.AsyncClient(transport=transport, base_url="http://platform", headers=AUTH)
+
+
+@pytest.fixture
+async def platform(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, PlatformApp, InstantEngine]]:
+    engine = InstantEngine()
+    app, client = await started_platform(Settings(data_dir=tmp_path / "data", gateway_wait_seconds=0.2), engine)
+    async with client:
         yield client, app, engine
     await app.shutdown()
 

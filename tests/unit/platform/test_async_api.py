@@ -17,8 +17,7 @@ from aiohttp import web
 
 from tests.support.trusses import make_truss
 from tests.support.webhooks import Receiver, arrived, signatures_valid, webhook_receiver
-from tests.unit.platform.test_api import KEY, InstantEngine, fake_build, upload, wait_status
-from trestle.platform.control.controller import open_controller
+from tests.unit.platform.test_api import InstantEngine, started_platform, upload, wait_status
 from trestle.platform.edge.app import PlatformApp
 from trestle.platform.engines.base import Replica, ReplicaSet
 from trestle.platform.settings import Settings
@@ -133,16 +132,9 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
         webhook_initial_delay_seconds=0.02,
         webhook_max_attempts=3,
     )
-    ctrl = open_controller(settings, engine=engine)
-
-    ctrl.builder.build = fake_build  # type: ignore[method-assign]
-    app = PlatformApp(settings, ctrl)
-    app.ensure_key(KEY)
-    await app.startup()
-    transport = httpx.ASGITransport(app=app)
-    auth = {"Authorization": f"Api-Key {KEY}"}
+    app, platform_client = await started_platform(settings, engine)
     with webhook_receiver() as hooks:
-        async with httpx.AsyncClient(transport=transport, base_url="http://platform", headers=auth) as client:
+        async with platform_client as client:
             hooks.secrets = [(await client.get("/v1/webhooks/secret")).json()["secret"]]
             digest = await upload(client, make_truss(tmp_path / "t"))
             dep = (await client.post("/v1/deployments", json={"artifact": digest, "environment": "production"})).json()

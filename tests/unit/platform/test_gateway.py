@@ -121,30 +121,14 @@ class OneSet:
 async def test_refused_connection_is_retried_on_another_replica(
     gateway: tuple[Gateway, dict[str, str]], tmp_path: Path
 ) -> None:
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     import httpx
 
     from trestle.platform.engines.base import Replica
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers["content-length"]))
-            body = b'{"served": true}'
-            self.send_response(200)
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    upstream = Upstream()
     gw, ids = gateway
     rset = ReplicaSet(ids["pub"], ServerRoutes())
-    dead, alive = Replica("dead", free_port()), Replica("alive", server.server_address[1])
+    dead, alive = Replica("dead", free_port()), Replica("alive", upstream.server.server_address[1])
     rset.replicas = [dead, alive]
     dead.ready = alive.ready = True
     rset.refresh()
@@ -158,11 +142,12 @@ async def test_refused_connection_is_retried_on_another_replica(
             for _ in range(4):
                 response = await client.post("/production/predict", json={})
                 assert response.status_code == 200, response.text
-                assert response.json() == {"served": True}
+                assert response.json() == {"bytes": 2}  # served by the live one: it got the `{}`
         assert not dead.ready  # out of rotation until its supervisor sees it ready again
         assert alive.outstanding == dead.outstanding == 0
+        assert len(upstream.received) == 4
     finally:
-        server.shutdown()
+        upstream.server.shutdown()
         await gw.aclose()
 
 
