@@ -13,6 +13,9 @@ import pytest
 from tests.support.server import ServerHandle, metric, run_server, wait_until, write_truss
 from tests.support.sockets import open_request, read_until, wait_for_file
 
+NOTICE_SECONDS = 10.0
+"""How long a model may take to notice (start, finally, a disconnect); a proxy in front (Ray) gets more."""
+
 MODEL = """
 import asyncio, os, pathlib, threading, time
 import fastapi
@@ -102,7 +105,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, markers: Path) -> Iterator[
 def _leave_once_started(server: ServerHandle, markers: Path, path: str, body: dict[str, str]) -> None:
     """Send a request and hang up once the model has started on it (as a client that timed out)."""
     sock = open_request(server.url, path, body)
-    wait_for_file(markers / f"{body['tag']}-started", 10)
+    wait_for_file(markers / f"{body['tag']}-started", NOTICE_SECONDS)
     sock.close()
 
 
@@ -114,7 +117,7 @@ def test_client_closing_mid_stream_runs_finally_and_frees_the_slot(
     sock = open_request(server.url, path, {"mode": mode, "tag": tag})
     assert b"200 OK" in read_until(sock, b";")
     sock.close()
-    wait_for_file(markers / f"{tag}-finally", 10)
+    wait_for_file(markers / f"{tag}-finally", NOTICE_SECONDS)
     # predict_concurrency is 1 and the generator would run for minutes: only a freed slot lets this in
     r = httpx.post(server.url + "/predict", json={"mode": "sleep", "seconds": 0, "tag": f"{tag}-next"}, timeout=10)
     assert r.status_code == 200
@@ -122,22 +125,22 @@ def test_client_closing_mid_stream_runs_finally_and_frees_the_slot(
 
 def test_client_timeout_cancels_a_long_async_call(server: ServerHandle, markers: Path) -> None:
     _leave_once_started(server, markers, "/v1/chat/completions", {"mode": "async_sleep", "tag": "atimeout"})
-    wait_for_file(markers / "atimeout-cancelled", 10)
+    wait_for_file(markers / "atimeout-cancelled", NOTICE_SECONDS)
 
 
 def test_client_timeout_sets_the_flag_of_a_long_sync_call(server: ServerHandle, markers: Path) -> None:
     _leave_once_started(server, markers, "/predict", {"mode": "sync_sleep_flag", "tag": "sflag"})
-    wait_for_file(markers / "sflag-flag", 10)
+    wait_for_file(markers / "sflag-flag", NOTICE_SECONDS)
 
 
 def test_watch_disconnect_from_a_worker_thread(server: ServerHandle, markers: Path) -> None:
     _leave_once_started(server, markers, "/predict", {"mode": "watch_thread", "tag": "watch"})
-    wait_for_file(markers / "watch-watched", 10)
+    wait_for_file(markers / "watch-watched", NOTICE_SECONDS)
 
 
 def test_is_disconnected_in_async_code(server: ServerHandle, markers: Path) -> None:
     _leave_once_started(server, markers, "/v1/chat/completions", {"mode": "poll_disconnected", "tag": "poll"})
-    wait_for_file(markers / "poll-noticed", 10)
+    wait_for_file(markers / "poll-noticed", NOTICE_SECONDS)
 
 
 def test_a_queued_request_whose_client_left_never_starts(server: ServerHandle, markers: Path) -> None:
@@ -147,7 +150,7 @@ def test_a_queued_request_whose_client_left_never_starts(server: ServerHandle, m
         kwargs={"json": {"mode": "hold", "tag": "busy"}, "timeout": 60},
     )
     busy.start()
-    wait_for_file(markers / "busy-started", 10)
+    wait_for_file(markers / "busy-started", NOTICE_SECONDS)
     sock = open_request(server.url, "/predict", {"mode": "sleep", "seconds": 0, "tag": "queued"})
     wait_until(lambda: metric(server, "trestle_requests_queued") == 1, "the request to queue")
     sock.close()
@@ -200,7 +203,7 @@ def test_streaming_read_timeout_aborts_and_cancels_the_producer(tmp_path: Path) 
 
         with pytest.raises(httpx.RemoteProtocolError):  # cut after 1 s; the model would stall for 30
             read()
-        wait_for_file(markers / "stall-finally", 10)
+        wait_for_file(markers / "stall-finally", NOTICE_SECONDS)
         assert "streaming_read_timeout" in server.log()
 
 
@@ -212,7 +215,7 @@ def test_request_timeout_is_504_and_cancels_the_work(tmp_path: Path) -> None:
         r = httpx.post(server.url + "/predict", json={"mode": "sleep", "tag": "deadline"}, timeout=10)
         assert r.status_code == 504
         assert "request_timeout_seconds" in r.json()["error"]
-        wait_for_file(markers / "deadline-cancelled", 10)
+        wait_for_file(markers / "deadline-cancelled", NOTICE_SECONDS)
 
 
 def test_sigterm_with_open_streams_drains_then_cancels(tmp_path: Path) -> None:
@@ -266,7 +269,7 @@ def test_cancellation_reaches_preprocess_and_postprocess(tmp_path: Path) -> None
         for stage, marker in (("pre", "pre-cancelled"), ("post", "post-flagged")):
             with pytest.raises(httpx.ReadTimeout):
                 httpx.post(server.url + "/predict", json={"stage": stage}, timeout=0.3)
-            wait_for_file(markers / marker, 10)
+            wait_for_file(markers / marker, NOTICE_SECONDS)
         metrics = httpx.get(server.url + "/metrics/trestle").text
         assert 'trestle_cancellations_total{reason="disconnect"} 2.0' in metrics
         assert 'trestle_request_duration_seconds_count{route="predict",status="499"} 2.0' in metrics
