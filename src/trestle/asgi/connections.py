@@ -130,6 +130,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if len(self.headers) > self.limits.max_headers:
             self._reject = (431, f"more than {self.limits.max_headers} header fields")
             raise _Rejected
+        if self._head_scope is self.scope:  # this head came in several reads: it may have crossed the limit
+            size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+            if size > self.limits.max_header_bytes:
+                self._reject = (431, f"request head larger than {self.limits.max_header_bytes} bytes")
+                raise _Rejected
         super().on_headers_complete()
 
     def send_400_response(self, msg: str) -> None:

@@ -69,6 +69,17 @@ def test_a_huge_header_gets_431_and_the_connection_is_closed(server: ServerHandl
     _still_serves(server)
 
 
+def test_a_head_over_the_limit_that_completes_in_a_later_read_gets_431(server: ServerHandle) -> None:
+    sock = _connect(server)
+    sock.sendall(b"GET /v1/models/model HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 10_000)  # under 16 KiB so far
+    time.sleep(0.2)  # a separate read on the server
+    sock.sendall(b"a" * 10_000 + b"\r\n\r\n")  # 20 KB in all, complete in this read
+    answer = _read_all(sock)
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    _still_serves(server)
+
+
 def test_too_many_headers_get_431(server: ServerHandle) -> None:
     headers = {f"x-h{i}": "1" for i in range(150)}
     response = httpx.get(server.url + "/v1/models/model", headers=headers, timeout=10)
