@@ -76,7 +76,12 @@ class LoopWatchdog:
         while frame is not None:
             filename = frame.f_code.co_filename
             if filename.startswith(self.user_dir):
-                name = getattr(frame.f_code, "co_qualname", frame.f_code.co_name)
+                name = getattr(frame.f_code, "co_qualname", None)  # 3.11+
+                if name is None:  # 3.10: the class from the frame's ``self``
+                    owner = frame.f_locals.get("self")
+                    name = (
+                        f"{type(owner).__name__}.{frame.f_code.co_name}" if owner is not None else frame.f_code.co_name
+                    )
                 rel = Path(filename).relative_to(self.user_dir)
                 return f" in {name} ({rel}:{frame.f_lineno})"
             frame = frame.f_back

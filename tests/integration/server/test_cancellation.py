@@ -78,6 +78,7 @@ class Model:
             try:
                 while not await request.is_disconnected():
                     await asyncio.sleep(0.005)
+                mark(f"{tag}-noticed")  # the poll saw it before Trestle cancelled the call
             except asyncio.CancelledError:
                 # Trestle cancels the task first; Starlette's API then agrees the client is gone.
                 if await request.is_disconnected():

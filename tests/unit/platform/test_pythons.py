@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -39,4 +40,7 @@ def test_pyenv_versions_are_found(tmp_path: Path) -> None:
     found = pythons.find((3, 10))
     if found is None:
         pytest.skip("no Python 3.10 on this machine")
-    assert "3.10" in found.name
+    version = subprocess.run(
+        [str(found), "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True
+    )
+    assert version.stdout.strip() == "(3, 10)"  # the interpreter found is a 3.10, whatever its file name
