@@ -58,6 +58,16 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
+async def queue_one_behind_a_running_batch(model: Any, batcher: Batcher) -> tuple[Any, Any]:
+    """Submits 0 (runs alone, held), then 1 while it runs; releases the model; returns both futures."""
+    first = asyncio.ensure_future(batcher.submit(0, FakeCall()))
+    await settle()
+    second = asyncio.ensure_future(batcher.submit(1, FakeCall()))
+    await settle()
+    model.gate.set()
+    return first, second
+
+
 async def test_a_request_at_an_idle_model_runs_at_once_alone() -> None:
     model = Model()
     batcher = make(model, max_wait_ms=60_000)
@@ -82,11 +92,7 @@ async def test_arrivals_while_a_batch_runs_form_the_next_batch_in_order() -> Non
 async def test_a_request_queued_behind_a_batch_waits_for_companions() -> None:
     model = Model(hold=True)
     batcher = make(model, max_batch_size=2, max_wait_ms=60_000)
-    first = asyncio.ensure_future(batcher.submit(0, FakeCall()))
-    await settle()
-    second = asyncio.ensure_future(batcher.submit(1, FakeCall()))
-    await settle()
-    model.gate.set()
+    first, second = await queue_one_behind_a_running_batch(model, batcher)
     await first
     await settle()
     assert model.batches == [[0]]  # [1] arrived while the model was busy: it waits for a companion
@@ -98,11 +104,7 @@ async def test_a_request_queued_behind_a_batch_waits_for_companions() -> None:
 async def test_max_wait_bounds_the_wait_for_companions() -> None:
     model = Model(hold=True)
     batcher = make(model, max_batch_size=4, max_wait_ms=20)
-    first = asyncio.ensure_future(batcher.submit(0, FakeCall()))
-    await settle()
-    second = asyncio.ensure_future(batcher.submit(1, FakeCall()))
-    await settle()
-    model.gate.set()
+    first, second = await queue_one_behind_a_running_batch(model, batcher)
     assert await asyncio.wait_for(asyncio.gather(first, second), 5) == [0, 2]
     assert model.batches == [[0], [1]]
     assert batcher.stats.waits.count == 2
