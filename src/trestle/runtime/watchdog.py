@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import threading
 import time
@@ -26,6 +27,7 @@ class LoopWatchdog:
     def __init__(self, loop: asyncio.AbstractEventLoop, user_dir: Path, threshold: float = 1.0) -> None:
         self.loop = loop
         self.user_dir = str(user_dir.resolve())
+        self._user_prefix = self.user_dir.rstrip("/\\") + os.sep  # /truss/ (not /truss-other)
         self.threshold = threshold
         self.blocks = 0
         """How many times the loop was seen blocked (for tests and metrics)."""
@@ -75,7 +77,7 @@ class LoopWatchdog:
         frame: FrameType | None = sys._current_frames().get(self._loop_thread or -1)
         while frame is not None:
             filename = frame.f_code.co_filename
-            if filename.startswith(self.user_dir):
+            if filename.startswith(self._user_prefix):
                 name = getattr(frame.f_code, "co_qualname", None)  # 3.11+
                 if name is None:  # 3.10: the class from the frame's ``self``
                     owner = frame.f_locals.get("self")
