@@ -106,3 +106,21 @@ def test_an_older_database_gains_the_new_columns(tmp_path: Path) -> None:
     assert store.get_deployment(new.id).autoscaling == {"max_replicas": 3}
     store.update_deployment(new.id, autoscaling={"max_replicas": 4}, replicas=3)
     assert (store.get_deployment(new.id).autoscaling, store.get_deployment(new.id).replicas) == ({"max_replicas": 4}, 3)
+
+
+def test_commits_do_not_wait_for_the_disk_unless_durable(tmp_path: Path) -> None:
+    store = Store(tmp_path / "p.db")
+
+    def synchronous() -> int:
+        row = store.fetch_one("PRAGMA synchronous")
+        assert row is not None
+        return int(row[0])
+
+    assert synchronous() == 1  # NORMAL: written from the event loop, no fsync per commit
+    with store.transaction(durable=True) as db:
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL for this commit
+    assert synchronous() == 1
+    with pytest.raises(RuntimeError), store.transaction(durable=True):
+        raise RuntimeError("rolled back")
+    assert synchronous() == 1  # restored after a rollback too
+    store.close()

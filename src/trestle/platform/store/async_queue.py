@@ -26,10 +26,7 @@ import dataclasses
 import enum
 import json
 import secrets
-import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from trestle.platform.errors import Conflict
@@ -185,23 +182,7 @@ class AsyncQueue:
     def __init__(self, store: Store, *, aging_seconds: float = 60.0) -> None:
         self.store = store
         self.aging_seconds = aging_seconds
-        with store._lock:
-            store._db.executescript(_SCHEMA)
-            (self._synchronous,) = store._db.execute("PRAGMA synchronous").fetchone()
-
-    @contextmanager
-    def _quick(self) -> Iterator[sqlite3.Connection]:
-        """A transaction committed without waiting for the disk (``synchronous=NORMAL`` in WAL mode:
-        safe against a killed process, not a power cut). For every move after the submit: losing one
-        to a power cut only runs a request or sends a webhook again, which at-least-once allows. The
-        submit (the 201 a client was given) is committed with the store's full sync, off the loop."""
-        with self.store._lock:
-            self.store._db.execute("PRAGMA synchronous=NORMAL")
-            try:
-                with self.store.transaction() as db:
-                    yield db
-            finally:
-                self.store._db.execute(f"PRAGMA synchronous={int(self._synchronous)}")
+        store.ensure_schema(_SCHEMA)
 
     # submit, read, cancel --------------------------------------------------------------------
 
@@ -217,7 +198,7 @@ class AsyncQueue:
         over ``max_queued``."""
         now = time.time() if now is None else now
         ids: list[str | None] = []
-        with self.store.transaction() as db:
+        with self.store.transaction(durable=True) as db:
             (pending,) = db.execute(
                 "SELECT COUNT(*) FROM async_requests WHERE status IN ('QUEUED', 'IN_PROGRESS')"
             ).fetchone()
@@ -254,14 +235,14 @@ class AsyncQueue:
         return [None if request_id is None else self.get(request_id) for request_id in ids]
 
     def get(self, request_id: str) -> AsyncRequest | None:
-        row = self.store._one("SELECT * FROM async_requests WHERE id = ?", request_id)
+        row = self.store.fetch_one("SELECT * FROM async_requests WHERE id = ?", request_id)
         return None if row is None else _request(row)
 
     def cancel(self, request_id: str, now: float | None = None) -> bool:
         """QUEUED → CANCELED (its webhook is not sent); False when it is not queued any more. Waits for
         the disk (the answer promises it will not run): call it off the event loop."""
         now = time.time() if now is None else now
-        with self.store.transaction() as db:
+        with self.store.transaction(durable=True) as db:
             cur = db.execute(
                 "UPDATE async_requests SET status = 'CANCELED', status_at = ?,"
                 " webhook_status = CASE webhook_status WHEN 'PENDING' THEN 'CANCELED' ELSE webhook_status END"
@@ -272,7 +253,7 @@ class AsyncQueue:
 
     def counts(self, deployment_id: str) -> tuple[int, int]:
         """(queued, in progress) of one deployment."""
-        rows = self.store._all(
+        rows = self.store.fetch_all(
             "SELECT status, COUNT(*) AS n FROM async_requests WHERE deployment_id = ?"
             " AND status IN ('QUEUED', 'IN_PROGRESS') GROUP BY status",
             deployment_id,
@@ -283,7 +264,7 @@ class AsyncQueue:
     def queued_by_deployment(self, now: float | None = None) -> dict[str, int]:
         """Per deployment, the QUEUED requests that may run now (past their back-off)."""
         now = time.time() if now is None else now
-        rows = self.store._all(
+        rows = self.store.fetch_all(
             "SELECT deployment_id, COUNT(*) AS n FROM async_requests WHERE status = 'QUEUED' AND not_before <= ?"
             " GROUP BY deployment_id",
             now,
@@ -292,7 +273,7 @@ class AsyncQueue:
 
     def sizes(self) -> dict[tuple[str, str], int]:
         """(deployment id, status) → count, for the queue-size gauge."""
-        rows = self.store._all(
+        rows = self.store.fetch_all(
             "SELECT deployment_id, status, COUNT(*) AS n FROM async_requests"
             " WHERE status IN ('QUEUED', 'IN_PROGRESS') GROUP BY deployment_id, status"
         )
@@ -306,7 +287,7 @@ class AsyncQueue:
         error = json.dumps(
             [{"code": "MODEL_NOT_READY", "message": "the request waited longer than its max_time_in_queue_seconds"}]
         )
-        with self._quick() as db:
+        with self.store.transaction() as db:
             ids = [
                 row["id"]
                 for row in db.execute(
@@ -326,7 +307,7 @@ class AsyncQueue:
         if limit <= 0:
             return []
         now = time.time() if now is None else now
-        with self._quick() as db:
+        with self.store.transaction() as db:
             ids = [
                 row["id"]
                 for row in db.execute(
@@ -358,7 +339,7 @@ class AsyncQueue:
         now: float | None,
     ) -> None:
         now = time.time() if now is None else now
-        with self._quick() as db:
+        with self.store.transaction() as db:
             db.execute(
                 "UPDATE async_requests SET status = ?, status_at = ?, errors = ?, result = ?, webhook_next_at = ?"
                 " WHERE id = ? AND status = 'IN_PROGRESS'",
@@ -370,7 +351,7 @@ class AsyncQueue:
     ) -> None:
         """IN_PROGRESS → QUEUED again, not before ``delay`` seconds from now."""
         now = time.time() if now is None else now
-        with self._quick() as db:
+        with self.store.transaction() as db:
             db.execute(
                 "UPDATE async_requests SET status = 'QUEUED', status_at = ?, not_before = ?, errors = ?"
                 " WHERE id = ? AND status = 'IN_PROGRESS'",
@@ -379,7 +360,7 @@ class AsyncQueue:
 
     def requeue_in_progress(self) -> int:
         """At start: what was running when the platform stopped runs again (its attempt is given back)."""
-        with self._quick() as db:
+        with self.store.transaction() as db:
             cur = db.execute(
                 "UPDATE async_requests SET status = 'QUEUED', attempts = MAX(0, attempts - 1), not_before = 0"
                 " WHERE status = 'IN_PROGRESS'"
@@ -390,7 +371,7 @@ class AsyncQueue:
 
     def webhooks_due(self, limit: int, exclude: set[str], now: float | None = None) -> list[AsyncRequest]:
         now = time.time() if now is None else now
-        rows = self.store._all(
+        rows = self.store.fetch_all(
             "SELECT * FROM async_requests WHERE webhook_status = 'PENDING' AND webhook_next_at <= ?"
             " AND status IN ('SUCCEEDED', 'FAILED', 'EXPIRED') ORDER BY webhook_next_at LIMIT ?",
             now,
@@ -401,7 +382,7 @@ class AsyncQueue:
 
     def webhook_done(self, request_id: str, delivered: bool, now: float | None = None) -> None:
         now = time.time() if now is None else now
-        with self._quick() as db:
+        with self.store.transaction() as db:
             if delivered:
                 db.execute(
                     "UPDATE async_requests SET webhook_status = 'SUCCEEDED', webhook_attempts = webhook_attempts + 1"
@@ -417,7 +398,7 @@ class AsyncQueue:
                 )
 
     def webhook_retry(self, request_id: str, at: float) -> None:
-        with self._quick() as db:
+        with self.store.transaction() as db:
             db.execute(
                 "UPDATE async_requests SET webhook_attempts = webhook_attempts + 1, webhook_next_at = ? WHERE id = ?",
                 (at, request_id),
@@ -426,7 +407,7 @@ class AsyncQueue:
     def purge(self, keep_seconds: float, now: float | None = None) -> int:
         """Drop finished requests (and their results) older than ``keep_seconds`` whose webhook is settled."""
         now = time.time() if now is None else now
-        with self._quick() as db:
+        with self.store.transaction() as db:
             cur = db.execute(
                 "DELETE FROM async_requests WHERE status NOT IN ('QUEUED', 'IN_PROGRESS')"
                 " AND webhook_status != 'PENDING' AND status_at <= ?",
@@ -439,7 +420,7 @@ class AsyncQueue:
     def webhook_secrets(self, now: float | None = None, grace: float = 86400.0) -> list[str]:
         """The current secret first, then those retired less than ``grace`` seconds ago."""
         now = time.time() if now is None else now
-        rows = self.store._all(
+        rows = self.store.fetch_all(
             "SELECT secret FROM webhook_secrets WHERE retired_at IS NULL OR retired_at > ?"
             " ORDER BY retired_at IS NOT NULL, created_at DESC",
             now - grace,
@@ -450,7 +431,7 @@ class AsyncQueue:
         """Make ``secret`` the current one; the old one is kept (signing too) for the grace period when
         ``retire_current``, else dropped."""
         now = time.time() if now is None else now
-        with self.store.transaction() as db:
+        with self.store.transaction(durable=True) as db:
             if retire_current:
                 db.execute("UPDATE webhook_secrets SET retired_at = ? WHERE retired_at IS NULL", (now,))
             else:

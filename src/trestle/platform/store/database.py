@@ -2,7 +2,8 @@
 secrets: ``store/secrets.py``, on the same database).
 
 The store is the source of truth; everything in memory (routes, replica sets) is rebuilt from it at
-start. Calls are short and synchronous (SQLite in WAL mode on a local disk), made from the event loop.
+start. Calls are short and synchronous (SQLite in WAL mode on a local disk, commits not waiting for the
+disk), made from the event loop; ``transaction(durable=True)`` waits for it, off the loop.
 """
 
 from __future__ import annotations
@@ -121,6 +122,11 @@ class Store:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: a commit does not wait for the disk (it survives a killed process, and a power cut
+        # loses at most the last commits); the store is written from the event loop, where an fsync per
+        # status change would stall every proxied request. ``transaction(durable=True)`` waits for the disk
+        # for the few writes that promise something to a client (an async request's 201), off the loop.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
         present = {row["name"] for row in self._db.execute("PRAGMA table_info(deployments)")}
@@ -133,21 +139,34 @@ class Store:
             self._db.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """One write transaction; ``durable`` waits for the disk at commit (``synchronous=FULL``): call
+        such a one off the event loop."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            if durable:
+                self._db.execute("PRAGMA synchronous=FULL")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            finally:
+                if durable:
+                    self._db.execute("PRAGMA synchronous=NORMAL")
 
-    def _all(self, sql: str, *args: Any) -> list[sqlite3.Row]:
+    def ensure_schema(self, script: str) -> None:
+        """Create the tables of a slice of the platform that keeps its own (``CREATE ... IF NOT EXISTS``)."""
+        with self._lock:
+            self._db.executescript(script)
+
+    def fetch_all(self, sql: str, *args: Any) -> list[sqlite3.Row]:
         with self._lock:
             return list(self._db.execute(sql, args).fetchall())
 
-    def _one(self, sql: str, *args: Any) -> sqlite3.Row | None:
+    def fetch_one(self, sql: str, *args: Any) -> sqlite3.Row | None:
         with self._lock:
             row: sqlite3.Row | None = self._db.execute(sql, args).fetchone()
             return row
@@ -167,13 +186,13 @@ class Store:
 
     def find_model(self, ref: str) -> Model:
         """A model by id or by name; 404 when neither matches."""
-        row = self._one("SELECT * FROM models WHERE id = ? OR name = ? ORDER BY id = ? DESC", ref, ref, ref)
+        row = self.fetch_one("SELECT * FROM models WHERE id = ? OR name = ? ORDER BY id = ? DESC", ref, ref, ref)
         if row is None:
             raise NotFound(f"no model with id or name {ref!r}")
         return _model(row)
 
     def models(self) -> list[Model]:
-        return [_model(row) for row in self._all("SELECT * FROM models ORDER BY created_at")]
+        return [_model(row) for row in self.fetch_all("SELECT * FROM models ORDER BY created_at")]
 
     # deployments ------------------------------------------------------------------------------
 
@@ -235,20 +254,20 @@ class Store:
         return dep
 
     def get_deployment(self, deployment_id: str) -> Deployment:
-        row = self._one("SELECT * FROM deployments WHERE id = ?", deployment_id)
+        row = self.fetch_one("SELECT * FROM deployments WHERE id = ?", deployment_id)
         if row is None:
             raise NotFound(f"no deployment with id {deployment_id!r}")
         return _deployment(row)
 
     def deployments(self, model_id: str | None = None) -> list[Deployment]:
         if model_id is None:
-            rows = self._all("SELECT * FROM deployments ORDER BY created_at")
+            rows = self.fetch_all("SELECT * FROM deployments ORDER BY created_at")
         else:
-            rows = self._all("SELECT * FROM deployments WHERE model_id = ? ORDER BY created_at", model_id)
+            rows = self.fetch_all("SELECT * FROM deployments WHERE model_id = ? ORDER BY created_at", model_id)
         return [_deployment(row) for row in rows]
 
     def development_deployment(self, model_id: str) -> Deployment | None:
-        row = self._one(
+        row = self.fetch_one(
             "SELECT * FROM deployments WHERE model_id = ? AND kind = ? ORDER BY created_at DESC LIMIT 1",
             model_id,
             DeploymentKind.DEVELOPMENT.value,
@@ -303,13 +322,13 @@ class Store:
 
     def environments(self, model_id: str | None = None) -> list[Environment]:
         if model_id is None:
-            rows = self._all("SELECT * FROM environments ORDER BY created_at")
+            rows = self.fetch_all("SELECT * FROM environments ORDER BY created_at")
         else:
-            rows = self._all("SELECT * FROM environments WHERE model_id = ? ORDER BY created_at", model_id)
+            rows = self.fetch_all("SELECT * FROM environments WHERE model_id = ? ORDER BY created_at", model_id)
         return [_environment(row) for row in rows]
 
     def get_environment(self, model_id: str, name: str) -> Environment | None:
-        row = self._one("SELECT * FROM environments WHERE model_id = ? AND name = ?", model_id, name)
+        row = self.fetch_one("SELECT * FROM environments WHERE model_id = ? AND name = ?", model_id, name)
         return None if row is None else _environment(row)
 
     def ensure_environment(self, model_id: str, name: str) -> Environment:
@@ -360,7 +379,7 @@ class Store:
             db.execute("DELETE FROM models WHERE id = ?", (model_id,))
 
     def environments_of(self, deployment_id: str) -> list[str]:
-        rows = self._all("SELECT name FROM environments WHERE deployment_id = ? ORDER BY name", deployment_id)
+        rows = self.fetch_all("SELECT name FROM environments WHERE deployment_id = ? ORDER BY name", deployment_id)
         return [row["name"] for row in rows]
 
 
