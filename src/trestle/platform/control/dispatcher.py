@@ -20,7 +20,6 @@ MODEL_INVALID_INPUT (not retried); 5xx, 502/503/504 and an unavailable replica â
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import math
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from trestle.platform.control.ticker import Ticker
 from trestle.platform.errors import Unavailable
 from trestle.platform.store.async_queue import AsyncQueue, AsyncRequest
 from trestle.platform.store.states import DeploymentStatus
@@ -92,7 +92,7 @@ def classify(outcome: Outcome) -> tuple[str, bool]:
     return "MODEL_PREDICT_ERROR", True
 
 
-class Dispatcher:
+class Dispatcher(Ticker):
     def __init__(
         self,
         ctrl: Controller,
@@ -102,29 +102,15 @@ class Dispatcher:
         interval: float = 0.25,
         on_finish: Callable[[AsyncRequest, str, float], None] = lambda request, outcome, queued_s: None,
     ) -> None:
+        super().__init__(interval)
         self.ctrl = ctrl
         self.queue = queue
         self.run_one = run
-        self.interval = interval
         self.on_finish = on_finish
         """Called after each attempt: (request, "success"|"failure"|"retry"|"expired", seconds it queued)."""
-        self.kick = asyncio.Event()
         self.running: dict[str, int] = {}
         """Per deployment, the async requests claimed and not finished."""
-        self._tasks: set[asyncio.Task[None]] = set()
         self._scaled_at: dict[str, float] = {}
-
-    async def run(self) -> None:
-        while True:
-            try:
-                self.tick()
-            except Exception as exc:  # the loop outlives any one deployment's trouble
-                logger.exception("async dispatcher tick failed: %r", exc)
-            try:
-                await asyncio.wait_for(self.kick.wait(), self.interval)
-            except asyncio.TimeoutError:
-                pass
-            self.kick.clear()
 
     def tick(self) -> None:
         for request in self.queue.expire():
@@ -159,9 +145,7 @@ class Dispatcher:
             return
         for request in self.queue.claim(deployment_id, min(free, waiting)):
             self.running[deployment_id] = self.running.get(deployment_id, 0) + 1
-            task = asyncio.get_running_loop().create_task(self._run(request))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self.start(self._run(request))
 
     def _scale_up(self, deployment_id: str, waiting: int) -> None:
         now = time.monotonic()
@@ -211,7 +195,3 @@ class Dispatcher:
             return
         self.queue.fail(request.id, errors)
         self.on_finish(request, "failure", queued)
-
-    async def aclose(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()

@@ -35,6 +35,7 @@ import orjson
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
+from trestle.platform.control.ticker import Ticker
 from trestle.platform.errors import InvalidRequest
 from trestle.platform.store.async_queue import AsyncQueue, AsyncRequest
 
@@ -183,7 +184,7 @@ class PublicResolver(AbstractResolver):
 # delivery ---------------------------------------------------------------------------------------
 
 
-class WebhookSender:
+class WebhookSender(Ticker):
     """Delivers the webhooks the queue holds as PENDING, a few at a time, with back-off."""
 
     def __init__(
@@ -199,6 +200,7 @@ class WebhookSender:
         concurrency: int = 32,
         observe: Callable[[str, float], None] = lambda outcome, seconds: None,
     ) -> None:
+        super().__init__(0.5)
         self.queue = queue
         self.keeper = keeper
         self.allow_private = allow_private
@@ -211,8 +213,6 @@ class WebhookSender:
         """Called with ``("success" | "failure", seconds)`` after each try (metrics)."""
         self._session: aiohttp.ClientSession | None = None
         self._sending: set[str] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.kick = asyncio.Event()
 
     @property
     def http(self) -> aiohttp.ClientSession:
@@ -225,27 +225,13 @@ class WebhookSender:
             )
         return self._session
 
-    async def run(self) -> None:
-        while True:
-            try:
-                self.tick()
-            except Exception as exc:  # the loop outlives any one request's trouble
-                logger.exception("webhook tick failed: %r", exc)
-            try:
-                await asyncio.wait_for(self.kick.wait(), 0.5)
-            except asyncio.TimeoutError:
-                pass
-            self.kick.clear()
-
     def tick(self) -> None:
         room = self.concurrency - len(self._sending)
         if room <= 0:
             return
         for request in self.queue.webhooks_due(room, self._sending):
             self._sending.add(request.id)
-            task = asyncio.get_running_loop().create_task(self._deliver(request))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self.start(self._deliver(request))
 
     async def _deliver(self, request: AsyncRequest) -> None:
         try:
@@ -287,8 +273,7 @@ class WebhookSender:
         return ok
 
     async def aclose(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
+        await super().aclose()
         if self._session is not None:
             await self._session.close()
             self._session = None
