@@ -7,17 +7,16 @@ every user of the host would see it in ``ps``.
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
 from trestle.cli.client import PlatformClient, forget_remote
+from trestle.cli.listing import OUTPUT, show
 from trestle.cli.remote import _fail, _say, _session
 from trestle.errors import PlatformError
 
 KEY_TYPES = ("WORKSPACE_MANAGE_ALL", "WORKSPACE_INVOKE", "WORKSPACE_EXPORT_METRICS", "WORKSPACE_MANAGE_API_KEYS")
-_OUTPUT = click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 
 
 # keys ---------------------------------------------------------------------------------------------
@@ -47,17 +46,20 @@ def keys_create(key_type: str, name: str | None) -> None:
 
 
 @keys_group.command("list")
-@_OUTPUT
+@OUTPUT
 def keys_list(output: str) -> None:
     """List the live keys: prefix, type, name (never the keys themselves)."""
     with _session() as client:
         keys = client.keys()
-    if output == "json":
-        click.echo(json.dumps(keys, indent=2))
-        return
-    click.echo(f"{'PREFIX':<10} {'TYPE':<26} NAME")
-    for key in keys:
-        click.echo(f"{key['prefix']:<10} {key['type']:<26} {key.get('name') or '-'}")
+    show(
+        keys,
+        output,
+        [
+            ("PREFIX", 10, lambda k: k["prefix"]),
+            ("TYPE", 26, lambda k: k["type"]),
+            ("NAME", 0, lambda k: k.get("name") or "-"),
+        ],
+    )
 
 
 @keys_group.command("revoke")
@@ -100,17 +102,12 @@ def secrets_set(name: str) -> None:
 
 
 @secrets_group.command("list")
-@_OUTPUT
+@OUTPUT
 def secrets_list(output: str) -> None:
     """List the secrets' names and creation times (values are never readable back)."""
     with _session() as client:
         secrets = client.secrets()
-    if output == "json":
-        click.echo(json.dumps(secrets, indent=2))
-        return
-    click.echo(f"{'NAME':<40} CREATED")
-    for secret in secrets:
-        click.echo(f"{secret['name']:<40} {secret['created_at']}")
+    show(secrets, output, [("NAME", 40, lambda s: s["name"]), ("CREATED", 0, lambda s: s["created_at"])])
 
 
 @secrets_group.command("delete")
@@ -148,20 +145,22 @@ def logout() -> None:
 
 
 @click.command()
-@_OUTPUT
+@OUTPUT
 def models(output: str) -> None:
     """List the platform's models with their production and development deployments."""
     with _session() as client:
         found = client.models()
-    if output == "json":
-        click.echo(json.dumps(found, indent=2))
-        return
-    click.echo(f"{'ID':<10} {'NAME':<32} {'PRODUCTION':<11} {'DEVELOPMENT':<11} DEPLOYMENTS")
-    for model in found:
-        click.echo(
-            f"{model['id']:<10} {model['name']:<32} {model.get('production_deployment_id') or '-':<11} "
-            f"{model.get('development_deployment_id') or '-':<11} {model.get('deployments_count', '-')}"
-        )
+    show(
+        found,
+        output,
+        [
+            ("ID", 10, lambda m: m["id"]),
+            ("NAME", 32, lambda m: m["name"]),
+            ("PRODUCTION", 11, lambda m: m.get("production_deployment_id") or "-"),
+            ("DEVELOPMENT", 11, lambda m: m.get("development_deployment_id") or "-"),
+            ("DEPLOYMENTS", 0, lambda m: m.get("deployments_count", "-")),
+        ],
+    )
 
 
 @click.command()

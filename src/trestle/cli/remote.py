@@ -19,6 +19,7 @@ import click
 
 from trestle.cli import progress
 from trestle.cli.client import PlatformClient, Remote, configured_remote, save_remote
+from trestle.cli.listing import OUTPUT, Column, show
 from trestle.cli.targets import deployment_option, model_name_from, model_option, model_ref, resolve_deployment
 from trestle.errors import ConfigError, PlatformError
 from trestle.platform.store import packaging
@@ -194,7 +195,7 @@ def login(url: str, api_key: str | None, name: str) -> None:
 @click.option(
     "--model", "--model-name", "model_name", metavar="MODEL", help="Use this model name instead of config.yaml's."
 )
-@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@OUTPUT
 @click.option("--preserve-previous-production-deployment", is_flag=True, help="With --promote: keep the old one up.")
 @click.option(
     "--replicas",
@@ -431,32 +432,32 @@ def _when(stamp: float) -> str:
 @click.command()
 @click.argument("model", required=False)
 @model_option
-@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@OUTPUT
 def deployments(model: str | None, model_option: str | None, output: str) -> None:
     """List MODEL's deployments (MODEL or --model; default: the model of the truss in the current directory)."""
     ref = model_ref(model, model_option)
     with _session() as client:
         rows = client.deployments(ref)
-    if output == "json":
-        click.echo(json.dumps(rows, indent=2))
-        return
-    click.echo(f"{'ID':<10} {'NAME':<16} {'STATUS':<21} {'REPLICAS':<12} {'ENVIRONMENTS':<24} CREATED")
-    for dep in rows:
-        name = dep["name"] or ("(development)" if dep["is_development"] else "")
-        envs = ",".join(dep["environments"]) or "-"
-        replicas = _replicas_text(dep)
-        click.echo(
-            f"{dep['id']:<10} {name:<16} {dep['status']:<21} {replicas:<12} {envs:<24} {_when(dep['created_at'])}"
-        )
-        if dep.get("waiting"):
-            click.echo(f"{'':<10} {dep['waiting']}")
+
+    def below(dep: dict[str, Any]) -> list[str]:
+        lines = [dep["waiting"]] if dep.get("waiting") else []
         if dep["status"] in ("BUILD_FAILED", "DEPLOY_FAILED") and dep.get("error"):
-            for line in str(dep["error"]).rstrip().splitlines()[-6:]:
-                click.echo(f"{'':<10} {line}")
+            lines += str(dep["error"]).rstrip().splitlines()[-6:]
+        return lines
+
+    columns: list[Column] = [
+        ("ID", 10, lambda d: d["id"]),
+        ("NAME", 16, lambda d: d["name"] or ("(development)" if d["is_development"] else "")),
+        ("STATUS", 21, lambda d: d["status"]),
+        ("REPLICAS", 12, _replicas_text),
+        ("ENVIRONMENTS", 24, lambda d: ",".join(d["environments"]) or "-"),
+        ("CREATED", 0, lambda d: _when(d["created_at"])),
+    ]
+    show(rows, output, columns, below, indent=11)
 
 
 @click.command()
-@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@OUTPUT
 def gpus(output: str) -> None:
     """List the platform host's GPUs: which deployment's replica holds each, memory used, utilization."""
     with _session() as client:
@@ -500,7 +501,7 @@ def _replicas_text(dep: dict[str, Any]) -> str:
 @click.command()
 @click.argument("model", required=False)
 @model_option
-@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@OUTPUT
 def environments(model: str | None, model_option: str | None, output: str) -> None:
     """List MODEL's environments and the deployment each one serves (MODEL or --model)."""
     ref = model_ref(model, model_option)
