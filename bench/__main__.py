@@ -90,7 +90,10 @@ def write_outputs(results: dict[str, object], json_path: Path, md_path: Path, ch
         )
         if p.returncode:
             envs.log(f"chart failed: {p.stderr[-500:]}")
-    md_path.write_text(report.render(results, json_path, png if png.exists() else None, md_path.parent))
+    text = report.render(results, json_path, png if png.exists() else None, md_path.parent)
+    if md_path.exists():  # sections other scripts write (bench/gpus.py) survive a new run
+        text = report.keep_marked_sections(md_path.read_text(), text)
+    md_path.write_text(text)
     envs.log(f"wrote {json_path}, {md_path}" + (f", {png}" if png.exists() else ""))
 
 

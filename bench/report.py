@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -750,6 +751,19 @@ def setup_section(res: Results) -> str:
     for label, vers in d.get("versions", {}).items():
         out.append(f"| {label} | " + ", ".join(f"{k} {v}" for k, v in vers.items()) + " |")
     return "\n".join(out) + "\n"
+
+
+_MARKED = re.compile(r"<!-- (\w+):begin -->.*?<!-- \1:end -->\n?", re.S)
+
+
+def keep_marked_sections(old: str, new: str) -> str:
+    """``new`` with the ``<!-- NAME:begin --> ... <!-- NAME:end -->`` sections of ``old`` that it lacks
+    appended: those are written by other scripts (``bench/gpus.py``), not by this run."""
+    names = {m.group(1) for m in _MARKED.finditer(new)}
+    kept = [m.group(0) for m in _MARKED.finditer(old) if m.group(1) not in names]
+    if not kept:
+        return new
+    return new.rstrip("\n") + "\n\n" + "\n".join(section.rstrip("\n") + "\n" for section in kept)
 
 
 def render(data: dict[str, Any], json_path: Path, png: Path | None, md_dir: Path) -> str:

@@ -46,3 +46,13 @@ def test_push_stall_is_the_per_round_p99_ratio_and_a_goal() -> None:
     assert report.push_stall_ratios(res) == [3.0]  # raw (per-request) p99s: 3.0 ms / 1.0 ms
     [goal] = [g for g in report.goals(res) if g.goal.startswith("A big push")]
     assert goal.status == "missed" and goal.measured.startswith("max 3.00×")
+
+
+def test_sections_written_by_other_scripts_survive_a_new_report() -> None:
+    old = "# Old\n\nstale numbers\n\n<!-- gpus:begin -->\n## GPUs\nmeasured on an H100\n<!-- gpus:end -->\n"
+    new = report.keep_marked_sections(old, "# New\n\nfresh numbers\n")
+    assert new == "# New\n\nfresh numbers\n\n<!-- gpus:begin -->\n## GPUs\nmeasured on an H100\n<!-- gpus:end -->\n"
+    assert "stale numbers" not in new
+    # a section the new report writes itself is not duplicated
+    mine = "# New\n<!-- gpus:begin -->\nnew\n<!-- gpus:end -->\n"
+    assert report.keep_marked_sections(old, mine) == mine
