@@ -98,7 +98,8 @@ def _labels(body: dict[str, Any]) -> dict[str, Any] | None:
     return value
 
 
-def _route(path: str, handler: Handler, methods: list[str]) -> Route:
+def route(path: str, handler: Handler, methods: list[str]) -> Route:
+    """A control-API route whose platform errors become HTTP answers in the one mapping (``edge/errors.py``)."""
     return Route(path, _errors(handler), methods=methods)
 
 
@@ -106,26 +107,26 @@ class ControlApi:
     def __init__(self, controller: Controller) -> None:
         self.ctrl = controller
         routes = [
-            _route("/v1/health", self.health, methods=["GET"]),
-            _route("/v1/artifacts/{digest}", self.artifact_exists, methods=["HEAD", "GET"]),
-            _route("/v1/artifacts/{digest}", self.upload_artifact, methods=["PUT"]),
-            _route("/v1/engine-artifacts/{digest}/{file}", self.engine_artifact, methods=["GET"]),
-            _route("/v1/deployments", self.push, methods=["POST"]),
-            _route("/v1/deployments", self.list_deployments, methods=["GET"]),
-            _route("/v1/deployments/{id}", self.get_deployment, methods=["GET"]),
-            _route("/v1/deployments/{id}/promote", self.promote, methods=["POST"]),
-            _route("/v1/deployments/{id}/deactivate", self.deactivate, methods=["POST"]),
-            _route("/v1/deployments/{id}/activate", self.activate, methods=["POST"]),
-            _route("/v1/deployments/{id}/scale", self.scale, methods=["POST"]),
-            _route("/v1/deployments/{id}/logs", self.logs, methods=["GET"]),
-            _route("/v1/deployments/{id}/manifest", self.manifest, methods=["GET"]),
-            _route("/v1/deployments/{id}/patch", self.patch, methods=["POST"]),
-            _route("/v1/models", self.list_models, methods=["GET"]),
-            _route("/v1/models/{ref}", self.get_model, methods=["GET"]),
-            _route("/v1/models/{ref}/deployments", self.model_deployments, methods=["GET"]),
-            _route("/v1/models/{ref}/environments", self.model_environments, methods=["GET"]),
-            _route("/v1/gpus", self.gpus, methods=["GET"]),
-            _route("/v1/metrics", self.metrics, methods=["GET"]),
+            route("/v1/health", self.health, methods=["GET"]),
+            route("/v1/artifacts/{digest}", self.artifact_exists, methods=["HEAD", "GET"]),
+            route("/v1/artifacts/{digest}", self.upload_artifact, methods=["PUT"]),
+            route("/v1/engine-artifacts/{digest}/{file}", self.engine_artifact, methods=["GET"]),
+            route("/v1/deployments", self.push, methods=["POST"]),
+            route("/v1/deployments", self.list_deployments, methods=["GET"]),
+            route("/v1/deployments/{id}", self.get_deployment, methods=["GET"]),
+            route("/v1/deployments/{id}/promote", self.promote, methods=["POST"]),
+            route("/v1/deployments/{id}/deactivate", self.deactivate, methods=["POST"]),
+            route("/v1/deployments/{id}/activate", self.activate, methods=["POST"]),
+            route("/v1/deployments/{id}/scale", self.scale, methods=["POST"]),
+            route("/v1/deployments/{id}/logs", self.logs, methods=["GET"]),
+            route("/v1/deployments/{id}/manifest", self.manifest, methods=["GET"]),
+            route("/v1/deployments/{id}/patch", self.patch, methods=["POST"]),
+            route("/v1/models", self.list_models, methods=["GET"]),
+            route("/v1/models/{ref}", self.get_model, methods=["GET"]),
+            route("/v1/models/{ref}/deployments", self.model_deployments, methods=["GET"]),
+            route("/v1/models/{ref}/environments", self.model_environments, methods=["GET"]),
+            route("/v1/gpus", self.gpus, methods=["GET"]),
+            route("/v1/metrics", self.metrics, methods=["GET"]),
         ]
         self.router = Router(routes)
 

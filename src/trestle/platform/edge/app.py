@@ -19,7 +19,7 @@ from trestle.errors import PlatformError
 from trestle.platform.control.controller import Controller, open_controller, terminal
 from trestle.platform.control.recovery import recover
 from trestle.platform.edge.api import ControlApi
-from trestle.platform.edge.async_api import AsyncApi
+from trestle.platform.edge.async_api import AsyncApi, is_async_path
 from trestle.platform.edge.auth import SCOPE_KEY, access_for, parse_authorization, refusal
 from trestle.platform.edge.gateway import Gateway, send_error
 from trestle.platform.edge.management import ManagementApi
@@ -114,7 +114,11 @@ class PlatformApp:
                 return
             await send_error(send, 403, refused)
             return
-        if kind == "http" and await self.async_api.handle(scope, receive, send, model_ref, path):
+        if (
+            kind == "http"
+            and is_async_path(path)
+            and await self.async_api.handle(scope, receive, send, model_ref, path)
+        ):
             return  # async inference: edge/async_api.py (after the key's access check)
         if target is not None:
             await self.gateway(scope, receive, send, target[0], target[1])

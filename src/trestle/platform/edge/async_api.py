@@ -27,10 +27,13 @@ from typing import Any
 import orjson
 from starlette.types import Receive, Scope, Send
 
+from trestle.asgi import read_body
+from trestle.errors import ClientDisconnected, PayloadTooLarge, PlatformError
 from trestle.platform.control.async_metrics import AsyncMetrics
 from trestle.platform.control.controller import Controller
 from trestle.platform.control.dispatcher import Dispatcher, Outcome
 from trestle.platform.control.webhooks import SecretKeeper, WebhookSender, check_webhook_host, check_webhook_url
+from trestle.platform.edge.errors import http_status
 from trestle.platform.edge.gateway import Gateway, GatewayError, send_error
 from trestle.platform.edge.urls import PREDICT_PATH
 from trestle.platform.errors import InvalidRequest, Unavailable
@@ -111,22 +114,21 @@ async def _send_json(send: Send, status: int, body: Any) -> None:
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
-    for name, value in scope["headers"]:
-        if name == b"content-length" and value.isdigit() and int(value) > limit:
-            raise GatewayError(413, f"async_predict body of {int(value)} bytes is over the limit of {limit}")
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise GatewayError(413, f"async_predict body over the limit of {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    """The ``async_predict`` body (``asgi.read_body``: a ``Content-Length`` over ``limit`` is refused
+    before reading); None when the client left."""
+    length = next((value for name, value in scope["headers"] if name == b"content-length"), b"")
+    try:
+        return await read_body(receive, limit, int(length) if length.isdigit() else -1, "async_max_payload_bytes")
+    except PayloadTooLarge as exc:
+        raise GatewayError(413, str(exc)) from None
+    except ClientDisconnected:
+        return None
+
+
+def is_async_path(path: str) -> bool:
+    """Whether ``path`` may be one of the async routes (``AsyncApi.handle`` decides): a cheap test so
+    every proxied request does not pay for the async router."""
+    return "/async" in path or path.startswith("/v1/webhooks/")
 
 
 class _GroupCommit:
@@ -272,8 +274,8 @@ class AsyncApi:
         except GatewayError as exc:
             await send_error(send, exc.status, exc.message)
             return True
-        except InvalidRequest as exc:
-            await send_error(send, 400, exc.message)
+        except PlatformError as exc:  # bad fields, unknown ids, ...: the one mapping (edge/errors.py)
+            await send_error(send, http_status(exc), exc.message)
             return True
         return False
 

@@ -212,6 +212,17 @@ class Gateway:
             except NoReplica:
                 continue
 
+    def _out_of_rotation(self, replica: Replica, deployment_id: str) -> None:
+        """A replica that refused a connection (dying or restarting) takes no more requests until its
+        supervisor sees it pass readiness again."""
+        replica.ready = False
+        rset = self.engine.replica_set(deployment_id)
+        if rset is not None:
+            rset.refresh()
+
+    def _silent(self, replica: Replica) -> GatewayError:
+        return GatewayError(504, f"replica {replica.id} did not answer within {self.upstream_timeout:g}s")
+
     # async requests (edge/async_api.py) -------------------------------------------------------
 
     async def call(self, deployment_id: str, path: str, body: bytes) -> tuple[int, bytes, str]:
@@ -228,17 +239,11 @@ class Gateway:
                 async with self.http.post(url, data=body, headers={"Content-Type": "application/json"}) as response:
                     return response.status, await response.read(), response.headers.get("Content-Type", "")
             except aiohttp.ClientConnectorError:
-                replica.ready = False
-                if rset is not None:
-                    rset.refresh()
+                self._out_of_rotation(replica, deployment_id)
             except aiohttp.ServerTimeoutError:
-                raise GatewayError(
-                    504, f"replica {replica.id} did not answer within {self.upstream_timeout:g}s"
-                ) from None
+                raise self._silent(replica) from None
             except aiohttp.ClientError as exc:
-                raise GatewayError(
-                    502, f"replica {replica.id} failed before answering ({type(exc).__name__})"
-                ) from None
+                raise _failed(replica, exc) from None
             finally:
                 replica.end()
         raise GatewayError(503, f"no replica of deployment {deployment_id} accepted the request")
@@ -265,10 +270,7 @@ class Gateway:
                 except _Unreachable:
                     # the request never reached it (the replica died or is restarting): try again, as long
                     # as no byte of the body has been taken from the client
-                    replica.ready = False
-                    rset = self.engine.replica_set(target.deployment_id)
-                    if rset is not None:
-                        rset.refresh()
+                    self._out_of_rotation(replica, target.deployment_id)
                     if isinstance(body, BodyStream) and body.started:
                         break
             raise GatewayError(503, f"no replica of deployment {target.deployment_id} accepted the request; retry")
@@ -326,7 +328,8 @@ class Gateway:
                 # raised from here (not returned): the caller retries on another replica
                 raise _Unreachable from None
             except aiohttp.ServerTimeoutError:
-                await send_error(send, 504, f"replica {replica.id} did not answer within {self.upstream_timeout:g}s")
+                error = self._silent(replica)
+                await send_error(send, error.status, error.message, error.code)
                 return
             except aiohttp.ClientError as exc:
                 if isinstance(exc.__cause__, GatewayError):  # the client's body broke a limit mid-upload
@@ -335,10 +338,9 @@ class Gateway:
                     return
                 # it may have run the request, so no retry; take the replica out of rotation until its
                 # supervisor sees it pass readiness again (it is probably dying)
-                replica.ready = False
-                if rset is not None:
-                    rset.refresh()
-                await send_error(send, 502, f"replica {replica.id} failed before answering ({type(exc).__name__})")
+                self._out_of_rotation(replica, target.deployment_id)
+                error = _failed(replica, exc)
+                await send_error(send, error.status, error.message, error.code)
                 return
             complete = False
             try:
@@ -395,6 +397,10 @@ class Gateway:
                 await _relay_websocket(receive, send, upstream)
         finally:
             replica.end()
+
+
+def _failed(replica: Replica, exc: Exception) -> GatewayError:
+    return GatewayError(502, f"replica {replica.id} failed before answering ({type(exc).__name__})")
 
 
 class _Unreachable(Exception):

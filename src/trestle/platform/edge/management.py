@@ -18,9 +18,8 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
-from trestle.platform.edge.api import Handler, _errors, _json
+from trestle.platform.edge.api import _json, route
 from trestle.platform.edge.auth import SCOPE_KEY
 from trestle.platform.errors import Forbidden, InvalidRequest
 from trestle.platform.store.keys import MANAGING, ApiKey, KeyStore, KeyType, check_name, parse_type
@@ -28,10 +27,6 @@ from trestle.platform.store.secrets import TEAM_NAME, SecretStore
 from trestle.platform.store.secrets import check_name as check_secret_name
 
 WORKSPACE = "trestle"
-
-
-def _route(path: str, handler: Handler, methods: list[str]) -> Route:
-    return Route(path, _errors(handler), methods=methods)
 
 
 def caller(request: Request) -> ApiKey | None:
@@ -54,13 +49,13 @@ class ManagementApi:
         self.keys = keys
         self.secrets = secrets
         self.routes = [
-            _route("/v1/api_keys", self.create_key, methods=["POST"]),
-            _route("/v1/api_keys", self.list_keys, methods=["GET"]),
-            _route("/v1/api_keys/{prefix}", self.revoke_key, methods=["DELETE"]),
-            _route("/v1/secrets", self.list_secrets, methods=["GET"]),
-            _route("/v1/secrets", self.upsert_secret, methods=["POST"]),
-            _route("/v1/secrets/{name}", self.delete_secret, methods=["DELETE"]),
-            _route("/v1/users/me", self.me, methods=["GET"]),
+            route("/v1/api_keys", self.create_key, methods=["POST"]),
+            route("/v1/api_keys", self.list_keys, methods=["GET"]),
+            route("/v1/api_keys/{prefix}", self.revoke_key, methods=["DELETE"]),
+            route("/v1/secrets", self.list_secrets, methods=["GET"]),
+            route("/v1/secrets", self.upsert_secret, methods=["POST"]),
+            route("/v1/secrets/{name}", self.delete_secret, methods=["DELETE"]),
+            route("/v1/users/me", self.me, methods=["GET"]),
         ]
 
     # API keys --------------------------------------------------------------------------------

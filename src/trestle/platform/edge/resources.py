@@ -27,16 +27,15 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from trestle.platform.control.controller import Controller
 from trestle.platform.control.rules import DEPLOYMENT_NAME, check_environment_name
 from trestle.platform.edge import log_search
-from trestle.platform.edge.api import ControlApi, Handler, _errors, _json
+from trestle.platform.edge.api import ControlApi, _json, route
 from trestle.platform.edge.metrics_export import current_metrics
 from trestle.platform.errors import Conflict, InvalidRequest, NotFound
 from trestle.platform.store.database import Deployment, Environment, Model
-from trestle.platform.store.scaling import Autoscaling
+from trestle.platform.store.scaling import MAX_REPLICAS, Autoscaling
 from trestle.platform.store.states import DEVELOPMENT, PRODUCTION, DeploymentStatus
 
 TEAM_NAME = "default"
@@ -47,8 +46,8 @@ BACKPRESSURE_POLICIES = ("QUEUE_ON_FULL", "REJECT_ON_FULL")
 
 # Baseten's autoscaling fields: (our setting, lowest, highest or None, default shown when unset)
 _AUTOSCALING: dict[str, tuple[str | None, int, int | None]] = {
-    "min_replica": ("min_replicas", 0, 64),
-    "max_replica": ("max_replicas", 1, 64),
+    "min_replica": ("min_replicas", 0, MAX_REPLICAS),
+    "max_replica": ("max_replicas", 1, MAX_REPLICAS),
     "autoscaling_window": ("autoscaling_window", 10, 3600),
     "scale_down_delay": ("scale_down_delay", 0, 3600),
     "concurrency_target": ("concurrency_target", 1, None),
@@ -60,10 +59,6 @@ TARGET_UTILIZATION_DEFAULT = 70
 
 def iso(epoch: float) -> str:
     return datetime.datetime.fromtimestamp(epoch, tz=datetime.timezone.utc).isoformat()
-
-
-def _route(path: str, handler: Handler, methods: list[str]) -> Route:
-    return Route(path, _errors(handler), methods=methods)
 
 
 def autoscaling_settings(info: dict[str, Any], policy: Autoscaling) -> dict[str, Any]:
@@ -115,28 +110,28 @@ class ResourcesApi:
         dep = base + "/deployments/{dep}"
         env = base + "/environments/{env}"
         self.routes = [
-            _route("/v1/models", self.list_models, ["GET"]),
-            _route(base, self.get_model, ["GET"]),
-            _route(base, self.delete_model, ["DELETE"]),
-            _route(base + "/deployments", self.list_deployments, ["GET"]),
-            _route(dep, self.get_deployment, ["GET"]),
-            _route(dep, self.delete_deployment, ["DELETE"]),
-            _route(dep, self.rename_deployment, ["PATCH"]),
-            _route(dep + "/activate", self.activate, ["POST"]),
-            _route(dep + "/deactivate", self.deactivate, ["POST"]),
-            _route(dep + "/promote", self.promote_deployment, ["POST"]),
-            _route(dep + "/retry", self.retry, ["POST"]),
-            _route(dep + "/autoscaling_settings", self.deployment_autoscaling, ["PATCH"]),
-            _route(dep + "/request_backpressure_settings", self.deployment_backpressure, ["PATCH"]),
-            _route(dep + "/logs", self.deployment_logs, ["GET", "POST"]),
-            _route(dep + "/metrics", self.deployment_metrics, ["GET"]),
-            _route(base + "/environments", self.list_environments, ["GET"]),
-            _route(base + "/environments", self.create_environment, ["POST"]),
-            _route(env, self.get_environment, ["GET"]),
-            _route(env, self.update_environment, ["PATCH"]),
-            _route(env, self.delete_environment, ["DELETE"]),
-            _route(env + "/promote", self.promote_to_environment, ["POST"]),
-            _route(env + "/logs", self.environment_logs, ["GET", "POST"]),
+            route("/v1/models", self.list_models, ["GET"]),
+            route(base, self.get_model, ["GET"]),
+            route(base, self.delete_model, ["DELETE"]),
+            route(base + "/deployments", self.list_deployments, ["GET"]),
+            route(dep, self.get_deployment, ["GET"]),
+            route(dep, self.delete_deployment, ["DELETE"]),
+            route(dep, self.rename_deployment, ["PATCH"]),
+            route(dep + "/activate", self.activate, ["POST"]),
+            route(dep + "/deactivate", self.deactivate, ["POST"]),
+            route(dep + "/promote", self.promote_deployment, ["POST"]),
+            route(dep + "/retry", self.retry, ["POST"]),
+            route(dep + "/autoscaling_settings", self.deployment_autoscaling, ["PATCH"]),
+            route(dep + "/request_backpressure_settings", self.deployment_backpressure, ["PATCH"]),
+            route(dep + "/logs", self.deployment_logs, ["GET", "POST"]),
+            route(dep + "/metrics", self.deployment_metrics, ["GET"]),
+            route(base + "/environments", self.list_environments, ["GET"]),
+            route(base + "/environments", self.create_environment, ["POST"]),
+            route(env, self.get_environment, ["GET"]),
+            route(env, self.update_environment, ["PATCH"]),
+            route(env, self.delete_environment, ["DELETE"]),
+            route(env + "/promote", self.promote_to_environment, ["POST"]),
+            route(env + "/logs", self.environment_logs, ["GET", "POST"]),
         ]
 
     # lookups ---------------------------------------------------------------------------------
