@@ -10,11 +10,11 @@ another Python, or watch a load fail by hand (Serve retries failed replicas itse
 queued-request metric and health answered at once beside a long predict: on Ray every request to
 a replica, health routes included, waits in Serve's router for a free slot
 (``max_ongoing_requests = predict_concurrency``), so it never reaches Trestle's own queue
-(``docs/09-engines.md``, *Differences*). Also left out: ``test_is_disconnected_in_async_code`` and
-``test_cancellation_reaches_preprocess_and_postprocess``: a client's disconnect reaches the replica
-through Serve's proxy as a cancellation of its call, not always as an ASGI ``http.disconnect``, so
-``request.is_disconnected()`` polling and the disconnect count of a cancelled pre/postprocess were seen
-(in a clean-clone CI run, twice) not to happen within 60 s (the cancellation tests that remain pass).
+(``docs/09-engines.md``, *Differences*). A client's disconnect reaches the replica through Serve's
+proxy as a cancellation of its call, not always as an ASGI ``http.disconnect``; the replica turns
+one into the other (``serving/ray_replica.py``), which the disconnect tests here check: without it
+the disconnect event of a sync call, ``request.is_disconnected()`` and the cancellation of pre- and
+postprocess never fire (seen in clean-clone CI runs).
 """
 
 from __future__ import annotations
@@ -37,9 +37,11 @@ from tests.integration.server import test_schema_and_requests as schema
 from tests.integration.server import test_streaming as streaming
 from tests.integration.server.test_cancellation import (  # noqa: F401 (collected here)
     server,
+    test_cancellation_reaches_preprocess_and_postprocess,
     test_client_closing_mid_stream_runs_finally_and_frees_the_slot,
     test_client_timeout_cancels_a_long_async_call,
     test_client_timeout_sets_the_flag_of_a_long_sync_call,
+    test_is_disconnected_in_async_code,
     test_request_timeout_is_504_and_cancels_the_work,
     test_streaming_read_timeout_aborts_and_cancels_the_producer,
     test_watch_disconnect_from_a_worker_thread,

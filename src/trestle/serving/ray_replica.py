@@ -4,9 +4,12 @@ The platform's Ray engine deploys each deployment as a Serve application whose `
 this module's ``app`` builder. Ray unpacks the deployment's truss archive (its ``working_dir``) and
 starts each replica there; the replica builds Trestle's ``ModelServer`` on that directory and hands
 its ASGI app to Serve, so the whole Truss wire contract, streaming, websockets and cancellation on
-disconnect behave as on the local engine. Replica start waits until the model is loaded (a failed
-load fails the replica, which Serve reports as DEPLOY_FAILED); the environment's dynamic config
-arrives as ``user_config`` and is written to the file the model server watches.
+disconnect behave as on the local engine. A client that leaves reaches the replica as Serve's
+cancellation of its call; :class:`_Call` hands that to Trestle's app as ``http.disconnect``, the
+one signal its cancellation listens for (the app keeps running on the local engine's terms).
+Replica start waits until the model is loaded (a failed load fails the replica, which Serve
+reports as DEPLOY_FAILED); the environment's dynamic config arrives as ``user_config`` and is
+written to the file the model server watches.
 """
 
 from __future__ import annotations
@@ -24,6 +27,47 @@ Scope = dict[str, Any]
 ASGIApp = Any
 
 _LOAD_POLL_SECONDS = 0.05
+_DISCONNECT = {"type": "http.disconnect"}
+
+
+class _Call:
+    """One HTTP request on the replica, as Trestle's app sees it.
+
+    Serve cancels the replica's call when its client leaves (``http.disconnect`` is not always
+    delivered). The app's call runs shielded from that; ``leave()`` turns it into what uvicorn
+    would say: ``receive`` answers ``http.disconnect`` (a pending one at once) and ``send`` is
+    dropped. So the app's own cancellation runs (the disconnect event, ``is_disconnected()``, a
+    cancelled task) instead of a bare ``CancelledError`` that leaves model threads unaware.
+    """
+
+    __slots__ = ("_receive", "_send", "gone", "pending")
+
+    def __init__(self, receive: Any, send: Any) -> None:
+        self._receive, self._send = receive, send
+        self.gone = False
+        self.pending: asyncio.Future[Any] | None = None
+
+    async def receive(self) -> dict[str, Any]:
+        if self.gone:
+            return _DISCONNECT
+        pending = self.pending = asyncio.ensure_future(self._receive())
+        try:
+            return await pending  # type: ignore[no-any-return]
+        except asyncio.CancelledError:
+            if self.gone:
+                return _DISCONNECT
+            raise
+        finally:
+            self.pending = None
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if not self.gone:
+            await self._send(message)
+
+    def leave(self) -> None:
+        self.gone = True
+        if self.pending is not None:
+            self.pending.cancel()
 
 
 def _model_server(truss_dir: Path, environment_file: Path) -> Any:
@@ -51,6 +95,7 @@ class _Mounted:
     def __init__(self, server: Any) -> None:
         self.server = server
         self.inner: ASGIApp = server.app
+        self.running: set[asyncio.Future[None]] = set()  # calls whose client left, still finishing
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -60,7 +105,25 @@ class _Mounted:
         path = scope.get("path", "")
         if root and path.startswith(root):
             scope = dict(scope, path=path[len(root) :] or "/", root_path="")
-        await self.inner(scope, receive, send)
+        if scope["type"] != "http":
+            await self.inner(scope, receive, send)
+            return
+        call = _Call(receive, send)
+        task = asyncio.ensure_future(self.inner(scope, call.receive, call.send))
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                call.leave()
+                self.running.add(task)
+                task.add_done_callback(self._finished)
+            raise
+
+    def _finished(self, task: asyncio.Future[None]) -> None:
+        """A call whose client left has ended: forget it (its error was logged by the app, if any)."""
+        self.running.discard(task)
+        if not task.cancelled():
+            task.exception()
 
     async def _lifespan(self, scope: Scope, receive: Any, send: Any) -> None:
         to_inner: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
