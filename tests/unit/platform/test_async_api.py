@@ -368,3 +368,15 @@ async def test_queue_size_is_a_metric(env: Env) -> None:
     await env.submit({"n": 2})
     metrics = (await env.client.get("/metrics/async")).text
     assert f'trestle_async_queue_size{{deployment_id="{env.dep}",status="QUEUED"}} 2.0' in metrics
+
+
+async def test_request_metrics_tell_async_runs_from_sync_calls(env: Env) -> None:
+    sync = await env.client.post("/models/echo/production/predict", json={"sync": 7})
+    assert sync.json() == {"n": 7}
+    await env.until(await env.submit({"n": 1}), "SUCCEEDED")
+    await env.until(await env.submit({"n": 2}), "SUCCEEDED")
+    text = (await env.client.get("/metrics")).text
+    rows = [line for line in text.splitlines() if line.startswith("baseten_inference_requests_total{")]
+    assert len(rows) == 2
+    assert any('is_async="false"}' in row and row.endswith(" 1") for row in rows), rows
+    assert any('is_async="true"}' in row and row.endswith(" 2") for row in rows), rows

@@ -235,6 +235,8 @@ class Gateway:
             rset = self.engine.replica_set(deployment_id)
             url = replica.url + (rset.routes.translate(path) if rset is not None else path)
             replica.begin()
+            if replica.meter is not None:
+                replica.meter.async_requests += 1
             try:
                 async with self.http.post(url, data=body, headers={"Content-Type": "application/json"}) as response:
                     return response.status, await response.read(), response.headers.get("Content-Type", "")

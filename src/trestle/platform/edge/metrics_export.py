@@ -7,7 +7,7 @@ when scraped (nothing is added to a request's path beyond the counter the load m
 | ``baseten_replicas_active`` | gauge | ready replicas |
 | ``baseten_replicas_starting`` | gauge | replicas not ready yet (loading, restarting) |
 | ``baseten_concurrent_requests`` | gauge | requests in flight at the gateway |
-| ``baseten_inference_requests_total`` | counter | requests proxied since the replicas started |
+| ``baseten_inference_requests_total`` | counter | requests sent to the replicas since they started, by ``is_async`` |
 
 A ``WORKSPACE_EXPORT_METRICS`` key may read it (``edge/auth.py``).
 """
@@ -52,6 +52,7 @@ _KNOWN_ELSEWHERE = frozenset(
     }
 )
 """Baseten metric names this platform does not measure: valid in a query, left out of the answer."""
+_REQUESTS = "baseten_inference_requests_total"
 DEFAULT_METRICS = ("baseten_replicas_active", "baseten_inference_requests_total")
 
 
@@ -115,9 +116,15 @@ class MetricsExport:
                 f'model_id="{dep.model_id}",model_name="{_label(names.get(dep.model_id, ""))}",'
                 f'deployment_id="{dep.id}",environment="{_label(",".join(envs))}"'
             )
-            values = values_of(self.ctrl.engine.replica_set(dep.id))
+            rset = self.ctrl.engine.replica_set(dep.id)
+            values = values_of(rset)
             for name, value in values.items():
-                rows[name].append(f"{name}{{{labels}}} {value}")
+                if name == _REQUESTS:  # split by is_async, as Baseten labels its request metrics
+                    runs = rset.meter.async_requests if rset is not None else 0
+                    rows[name].append(f'{name}{{{labels},is_async="false"}} {value - runs}')
+                    rows[name].append(f'{name}{{{labels},is_async="true"}} {runs}')
+                else:
+                    rows[name].append(f"{name}{{{labels}}} {value}")
         out: list[str] = []
         for name, kind, help_text in _METRICS:
             out += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", *rows[name]]

@@ -129,6 +129,8 @@ class LoadMeter:
         self.in_flight = 0
         self.requests = 0
         """Requests begun since the replica set was made (``baseten_inference_requests_total``)."""
+        self.async_requests = 0
+        """Of those, the async queue's runs (the gateway's ``call``; ``is_async="true"``)."""
         self._busy = 0.0
         self._since = clock()
         self._peak = 0
