@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -28,6 +29,10 @@ ASGIApp = Any
 
 _LOAD_POLL_SECONDS = 0.05
 _DISCONNECT = {"type": "http.disconnect"}
+_LEFT_GRACE_SECONDS = 10.0
+"""How long a call whose client left may run on after ``http.disconnect`` before it is cancelled."""
+
+logger = logging.getLogger("trestle")
 
 
 class _Call:
@@ -37,7 +42,8 @@ class _Call:
     delivered). The app's call runs shielded from that; ``leave()`` turns it into what uvicorn
     would say: ``receive`` answers ``http.disconnect`` (a pending one at once) and ``send`` is
     dropped. So the app's own cancellation runs (the disconnect event, ``is_disconnected()``, a
-    cancelled task) instead of a bare ``CancelledError`` that leaves model threads unaware.
+    cancelled task) instead of a bare ``CancelledError`` that leaves model threads unaware. A
+    ``receive`` of Serve's that raises means the same: the client is gone.
     """
 
     __slots__ = ("_receive", "_send", "gone", "pending")
@@ -45,20 +51,27 @@ class _Call:
     def __init__(self, receive: Any, send: Any) -> None:
         self._receive, self._send = receive, send
         self.gone = False
-        self.pending: asyncio.Future[Any] | None = None
+        self.pending: set[asyncio.Future[Any]] = set()
 
     async def receive(self) -> dict[str, Any]:
         if self.gone:
             return _DISCONNECT
-        pending = self.pending = asyncio.ensure_future(self._receive())
+        pending = asyncio.ensure_future(self._receive())
+        self.pending.add(pending)
         try:
             return await pending  # type: ignore[no-any-return]
         except asyncio.CancelledError:
             if self.gone:
                 return _DISCONNECT
             raise
+        except Exception as exc:
+            # Serve's receive raises (once, then never answers again) when its proxy lost the
+            # request in a way other than a clean disconnect: for the app, the client is gone.
+            logger.info("Serve's receive failed (%r): the client is taken to be gone.", exc)
+            self.gone = True
+            return _DISCONNECT
         finally:
-            self.pending = None
+            self.pending.discard(pending)
 
     async def send(self, message: dict[str, Any]) -> None:
         if not self.gone:
@@ -66,8 +79,8 @@ class _Call:
 
     def leave(self) -> None:
         self.gone = True
-        if self.pending is not None:
-            self.pending.cancel()
+        for pending in list(self.pending):
+            pending.cancel()
 
 
 def _model_server(truss_dir: Path, environment_file: Path) -> Any:
@@ -96,6 +109,7 @@ class _Mounted:
         self.server = server
         self.inner: ASGIApp = server.app
         self.running: set[asyncio.Future[None]] = set()  # calls whose client left, still finishing
+        self.grace = _LEFT_GRACE_SECONDS
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -117,7 +131,14 @@ class _Mounted:
                 call.leave()
                 self.running.add(task)
                 task.add_done_callback(self._finished)
+                asyncio.get_running_loop().call_later(self.grace, self._overdue, task)
             raise
+
+    def _overdue(self, task: asyncio.Future[None]) -> None:
+        """A safety net: the app has not ended its call ``grace`` s after its client left."""
+        if not task.done():
+            logger.warning("A request whose client left %.0f s ago is still running; cancelling it.", self.grace)
+            task.cancel()
 
     def _finished(self, task: asyncio.Future[None]) -> None:
         """A call whose client left has ended: forget it (its error was logged by the app, if any)."""

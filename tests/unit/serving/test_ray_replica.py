@@ -80,3 +80,71 @@ def test_an_uncancelled_call_passes_through() -> None:
         return sent
 
     assert asyncio.run(main()) == [{"type": "http.response.body", "body": b"hi"}]
+
+
+def test_a_failing_serve_receive_is_a_disconnect() -> None:
+    async def main() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        seen: list[dict[str, Any]] = []
+        calls = 0
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            seen.append(await receive())  # the body
+            seen.append(await receive())  # Serve's receive raises here
+            seen.append(await receive())  # and every later one answers the same
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+
+        async def serve_receive() -> dict[str, Any]:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                return {"type": "http.request", "body": b"{}", "more_body": False}
+            if calls == 2:
+                raise RuntimeError("the proxy lost the request")
+            await asyncio.Event().wait()  # Serve's receive never answers after raising once
+            raise AssertionError("unreachable")
+
+        sent: list[dict[str, Any]] = []
+
+        async def serve_send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await asyncio.wait_for(
+            _Mounted(_Server(app))({"type": "http", "path": "/predict"}, serve_receive, serve_send), 5
+        )
+        return seen, sent
+
+    seen, sent = asyncio.run(main())
+    assert seen[1:] == [{"type": "http.disconnect"}] * 2
+    assert sent == []
+
+
+def test_a_call_that_ignores_the_disconnect_is_cancelled_after_the_grace() -> None:
+    async def main() -> bool:
+        cancelled = asyncio.Event()
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            await receive()
+            try:
+                await asyncio.sleep(60)  # never listens for the disconnect
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+        async def serve_receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"{}", "more_body": False}
+
+        async def serve_send(message: dict[str, Any]) -> None:
+            pass
+
+        mounted = _Mounted(_Server(app))
+        mounted.grace = 0.05
+        call = asyncio.ensure_future(mounted({"type": "http", "path": "/predict"}, serve_receive, serve_send))
+        await asyncio.sleep(0.02)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        await asyncio.wait_for(cancelled.wait(), 5)
+        await asyncio.sleep(0)
+        return not mounted.running
+
+    assert asyncio.run(main())
