@@ -17,6 +17,15 @@ class _Server:
         self.app = app
 
 
+async def _call_then_leave(mounted: _Mounted, receive: Any, send: Any) -> None:
+    """Call the replica, then cancel the call once the app runs, as Serve does when its client leaves."""
+    call = asyncio.ensure_future(mounted({"type": "http", "path": "/predict"}, receive, send))
+    await asyncio.sleep(0.02)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+
+
 def test_a_cancelled_call_hands_the_app_a_disconnect_and_drops_its_sends() -> None:
     seen: list[dict[str, Any]] = []
 
@@ -45,12 +54,8 @@ def test_a_cancelled_call_hands_the_app_a_disconnect_and_drops_its_sends() -> No
             sent.append(message)
 
         mounted = _Mounted(_Server(app))
-        call = asyncio.ensure_future(mounted({"type": "http", "path": "/predict"}, serve_receive, serve_send))
-        await body_sent.wait()
-        await asyncio.sleep(0.01)
-        call.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await call
+        await _call_then_leave(mounted, serve_receive, serve_send)
+        assert body_sent.is_set()
         await asyncio.wait_for(finished.wait(), 5)
         await asyncio.sleep(0)
         assert seen[1] == {"type": "http.disconnect"}
@@ -138,11 +143,7 @@ def test_a_call_that_ignores_the_disconnect_is_cancelled_after_the_grace() -> No
 
         mounted = _Mounted(_Server(app))
         mounted.grace = 0.05
-        call = asyncio.ensure_future(mounted({"type": "http", "path": "/predict"}, serve_receive, serve_send))
-        await asyncio.sleep(0.02)
-        call.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await call
+        await _call_then_leave(mounted, serve_receive, serve_send)
         await asyncio.wait_for(cancelled.wait(), 5)
         await asyncio.sleep(0)
         return not mounted.running
