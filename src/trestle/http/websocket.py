@@ -6,7 +6,8 @@ import logging
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from trestle._types import Receive, Scope, Send
+from trestle._types import Message, Receive, Scope, Send
+from trestle.asgi.memory import after_oversized_message
 from trestle.runtime import FATAL, ModelRuntime, log_user_error
 
 logger = logging.getLogger("trestle.http")
@@ -25,7 +26,12 @@ async def _close(ws: WebSocket, code: int, reason: str = "") -> None:
 
 
 async def serve_websocket(runtime: ModelRuntime, scope: Scope, receive: Receive, send: Send) -> None:
-    ws = WebSocket(scope, receive, send)
+    async def receive_watched() -> Message:
+        message = await receive()
+        after_oversized_message(message)
+        return message
+
+    ws = WebSocket(scope, receive_watched, send)
     if scope["path"] != "/v1/websocket":
         await ws.close(code=1008, reason="Not Found")
         return

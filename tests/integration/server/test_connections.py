@@ -3,8 +3,10 @@ hundred. Each answer is the right status, and the server keeps serving everyone 
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -169,3 +171,38 @@ def test_a_websocket_message_that_decompresses_past_the_limit_is_refused(tmp_pat
         with connect(url) as ws:  # and the server goes on serving
             ws.send("ok")
             assert ws.recv() == "2"
+
+
+def test_websocket_bombs_do_not_keep_their_memory(tmp_path: Path) -> None:
+    """Rounds of messages that inflate past the limit: what each inflated is given back (asgi/memory.py)."""
+    import psutil
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    truss = write_truss(tmp_path / "ws", WEBSOCKET_ECHO)
+    with run_server(truss, env={"TRESTLE_WS_MAX_BYTES": str(16 << 20)}) as server:
+        url = server.url.replace("http", "ws") + "/v1/websocket"
+        process = psutil.Process(server.process.pid)
+
+        codes: list[int | None] = []
+
+        def bomb() -> None:
+            with connect(url, compression="deflate", max_size=None) as ws:
+                ws.send("a" * (64 << 20))  # 64 KiB on the wire, 16 MiB inflated before the 1009
+                with contextlib.suppress(ConnectionClosed, TimeoutError):
+                    ws.recv(timeout=30)
+                codes.append(ws.close_code)
+
+        bomb()  # the first round's memory may stay with the allocator: measure from after it
+        time.sleep(2)
+        start = process.memory_info().rss
+        for _ in range(3):
+            threads = [threading.Thread(target=bomb) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+            time.sleep(2)  # the collection runs a second after the close
+        grown = (process.memory_info().rss - start) >> 20
+        assert codes == [1009] * 13
+        assert grown < 48, f"{grown} MiB kept after 12 bombed sockets of 16 MiB each"

@@ -22,6 +22,7 @@ from starlette.types import Message, Receive, Scope, Send
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
+from trestle.asgi.memory import after_oversized_message
 from trestle.platform.control.routing import RouteTable
 from trestle.platform.edge.urls import WAKE, UnknownRoute, parse_route
 from trestle.platform.engines.base import Engine, NoReplica, Replica
@@ -476,6 +477,7 @@ async def _relay_websocket(receive: Receive, send: Send, upstream: Any) -> None:
         while True:
             message: Message = await receive()
             if message["type"] == "websocket.disconnect":
+                after_oversized_message(message)
                 await upstream.close(code=message.get("code", 1000))
                 return
             if message.get("bytes") is not None:
