@@ -5,6 +5,8 @@ websocket echo, then measures what an operator would want to know (issue 12's fi
 
 * **load held**: another client's predict latency through the gateway (c=1, keep-alive, per-request
   timing), idle and while the attacks below run; errors are counted, never retried;
+* **load held during a big push**: the same latency while a truss with ``--push-mib`` MiB of ``data/``
+  is uploaded and deployed as another model (the goal: p99 within 2x idle);
 * **connections held**: ``--idle`` sockets that send nothing and ``--slow`` that send a request head one
   header line a second (slowloris), all open at once; how many the platform has closed after its
   header deadline, and the latency above while they are held;
@@ -47,6 +49,7 @@ from bench.targets import MODELS
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "bench-attacks"
+NAME = "bench-async"
 BEGIN, END = "<!-- attacks:begin -->", "<!-- attacks:end -->"
 WS_MODEL = """
 class Model:
@@ -226,6 +229,42 @@ def big_bodies(port: int, path: str, count: int = 4, mib: int = 99) -> dict[str,
     return {"uploads": count, "mib": mib, "statuses": sorted(statuses)}
 
 
+def pack_big(root: Path, mib: int) -> tuple[Path, str]:
+    """A truss with ``mib`` MiB of ``data/``, packed into an archive file: (path, digest)."""
+    from trestle.platform.store import packaging
+
+    shutil.copytree(MODELS / "async", root, ignore=shutil.ignore_patterns("__pycache__"))
+    config = root / "config.yaml"
+    config.write_text(config.read_text().replace(NAME, "bench-big").replace("python_version: py311\n", ""))
+    (root / "data").mkdir(exist_ok=True)
+    with open(root / "data" / "weights.bin", "wb") as out:
+        for _ in range(mib):
+            out.write(os.urandom(1 << 20))
+    archive = packaging.pack(root)
+    path = root.with_suffix(".tar")
+    path.write_bytes(archive)
+    return path, packaging.digest(archive)
+
+
+def big_push(port: int, archive: Path, digest: str) -> dict[str, Any]:
+    """Upload the archive with curl (its own process, so the measuring client keeps its core's share)
+    and deploy it as a model of its own."""
+    t0 = time.monotonic()
+    url = f"http://127.0.0.1:{port}/v1/artifacts/{digest}"
+    curl = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-T", str(archive), "-H", "Expect:"]
+    upload = subprocess.run([*curl, "-H", f"Authorization: Api-Key {KEY}", url], capture_output=True, text=True)
+    if upload.returncode != 0:
+        raise RuntimeError(f"curl failed: {upload.stderr.strip()}")
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    body = json.dumps({"artifact": digest}).encode()
+    headers = {"Authorization": f"Api-Key {KEY}", "Content-Type": "application/json"}
+    conn.request("POST", "/v1/deployments", body=body, headers=headers)
+    deploy = conn.getresponse().status
+    conn.close()
+    mib = archive.stat().st_size >> 20
+    return {"mib": mib, "upload": upload.stdout, "deploy": deploy, "s": round(time.monotonic() - t0, 1)}
+
+
 def declared_too_big(port: int, path: str) -> dict[str, Any]:
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
     t0 = time.perf_counter()
@@ -286,6 +325,7 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=18992)
     parser.add_argument("--idle", type=int, default=1000)
     parser.add_argument("--slow", type=int, default=1000)
+    parser.add_argument("--push-mib", type=int, default=1024, help="Size of the big push's data/.")
     parser.add_argument("--ws-rounds", type=int, default=5, help="Rounds of websocket bombs (at least 2).")
     parser.add_argument("--no-write", action="store_true", help="Print the result only.")
     args = parser.parse_args()
@@ -304,6 +344,10 @@ def main() -> int:
         config = echo / "config.yaml"
         config.write_text(config.read_text().replace("python_version: py311\n", ""))
         push(env, echo, "--promote")
+        upload = work / "upload"  # the big bodies go to a model of their own
+        shutil.copytree(echo, upload)
+        (upload / "config.yaml").write_text((echo / "config.yaml").read_text().replace(NAME, "bench-upload"))
+        push(env, upload, "--promote")
         ws = work / "ws"
         (ws / "model").mkdir(parents=True)
         (ws / "config.yaml").write_text("model_name: bench-ws\n")
@@ -314,9 +358,12 @@ def main() -> int:
         port, pid = args.port, platform.pid
         result: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "revision": _revision()}
         result["idle"] = measure(port, path, 5)
+        archive, digest = pack_big(work / "big", args.push_mib)
+        result["push"] = measure(port, path, 0, lambda: big_push(port, archive, digest))
         result["connections"] = measure(port, path, 0, lambda: hold_connections(port, args.idle, args.slow, 15, path))
         with rss_peak(pid) as used:
-            result["bodies"] = measure(port, path, 0, lambda: big_bodies(port, path))
+            uploads = "/models/bench-upload/environments/production/predict"
+            result["bodies"] = measure(port, path, 0, lambda: big_bodies(port, uploads))
         result["bodies"]["rss_mib"] = {k: round(v / (1 << 20), 1) for k, v in used.items()}
         result["declared_2gib"] = declared_too_big(port, path)
         with rss_peak(pid) as used:
@@ -365,6 +412,12 @@ def write(result: dict[str, Any]) -> None:
     rows = [
         ("idle", "another model's predict through the gateway, c=1", lat(result["idle"])),
         (
+            "big push",
+            f"a truss with {result['push']['mib']} MiB of `data/` uploaded and deployed as another model "
+            f"(answers {result['push']['upload']}, {result['push']['deploy']}, {result['push']['s']} s)",
+            lat(result["push"]),
+        ),
+        (
             "connections held",
             f"{conn['idle']} silent + {conn['slow']} slowloris sockets for {conn['held_s']} s; the platform "
             f"closed {conn['closed_idle']} silent and {conn['closed_slow']} slowloris",
@@ -372,7 +425,7 @@ def write(result: dict[str, Any]) -> None:
         ),
         (
             "big bodies",
-            f"{bodies['uploads']} × {bodies['mib']} MiB uploads streamed through the gateway "
+            f"{bodies['uploads']} × {bodies['mib']} MiB uploads streamed through the gateway to a third model "
             f"(answers {bodies['statuses']}); {mem(bodies)}",
             lat(bodies),
         ),
