@@ -45,12 +45,12 @@ import httpx
 import psutil
 
 from bench.gpus import _ok, _wait
+from bench.report import put_marked_section
 from bench.targets import MODELS
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "bench-attacks"
 NAME = "bench-async"
-BEGIN, END = "<!-- attacks:begin -->", "<!-- attacks:end -->"
 WS_MODEL = """
 class Model:
     async def websocket(self, websocket):
@@ -455,7 +455,6 @@ def write(result: dict[str, Any]) -> None:
         ),
     ]
     lines = [
-        BEGIN,
         "## The platform port under attack (issue 12)",
         "",
         f"`python -m bench.attacks` on {result['date']} at {result['revision']} ([raw]({out.relative_to(ROOT)})): "
@@ -466,15 +465,8 @@ def write(result: dict[str, Any]) -> None:
         "|---|---|---|",
         *[f"| {a} | {b} | {c} |" for a, b, c in rows],
         "",
-        END,
     ]
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text()
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + "\n".join(lines) + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
-    path.write_text(text)
+    put_marked_section(ROOT / "BENCHMARKS.md", "attacks", lines)
 
 
 if __name__ == "__main__":

@@ -30,9 +30,10 @@ from typing import Any
 
 import httpx
 
+from bench.report import put_marked_section
+
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "bench-gpus"
-BEGIN, END = "<!-- gpus:begin -->", "<!-- gpus:end -->"
 MODEL = """
 import os
 
@@ -164,7 +165,6 @@ def write(result: dict[str, Any]) -> None:
     out = ROOT / "bench" / "results" / f"gpus-{result['date']}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     lines = [
-        BEGIN,
         "## GPUs on the local engine (issue 10)",
         "",
         f"`python -m bench.gpus` on {result['date']} ([raw]({out.relative_to(ROOT)})): " + "; ".join(result["banner"]),
@@ -173,14 +173,8 @@ def write(result: dict[str, Any]) -> None:
         "|---|---|",
     ]
     lines += [f"| {text} | {'ok' if ok else 'FAILED'} |" for ok, text in result["checks"]]
-    lines += ["", END]
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text()
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + "\n".join(lines) + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
-    path.write_text(text)
+    lines += [""]
+    put_marked_section(ROOT / "BENCHMARKS.md", "gpus", lines)
 
 
 def _ok(http: httpx.Client) -> bool:

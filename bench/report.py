@@ -766,6 +766,19 @@ def keep_marked_sections(old: str, new: str) -> str:
     return new.rstrip("\n") + "\n\n" + "\n".join(section.rstrip("\n") + "\n" for section in kept)
 
 
+def put_marked_section(path: Path, name: str, lines: list[str]) -> None:
+    """Write ``lines`` as the ``<!-- NAME:begin --> ... <!-- NAME:end -->`` section of ``path``, in place of
+    the one there or appended (``bench/gpus.py`` and ``bench/attacks.py``; ``bench/run`` keeps them)."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    block = "\n".join([begin, *lines, end])
+    text = path.read_text()
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
 def render(data: dict[str, Any], json_path: Path, png: Path | None, md_dir: Path) -> str:
     res = Results(data)
     rel = os.path.relpath(json_path, md_dir)

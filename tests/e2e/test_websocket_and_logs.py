@@ -12,6 +12,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from tests.e2e.conftest import KEY, PYTHON, Platform, last_json
+from tests.support.sockets import websocket_bombs
 
 WS_MODEL = """
 from fastapi import WebSocket
@@ -104,35 +105,8 @@ def test_logs_tail_streams_new_lines(platform: Platform, echo: dict[str, str], t
 
 def test_websocket_bombs_through_the_gateway_do_not_keep_their_memory(platform: Platform, echo: dict[str, str]) -> None:
     """Messages that inflate past the platform's limit (16 MiB): closed with 1009, memory given back."""
-    import threading
-
-    import psutil
-
     url = platform.url.replace("http://", "ws://") + "/models/wsecho/environments/production/sync/v1/websocket"
-    auth = {"Authorization": f"Api-Key {KEY}"}
     assert platform.proc is not None
-    process = psutil.Process(platform.proc.pid)
-    codes: list[int | None] = []
-
-    def bomb() -> None:
-        with connect(url, additional_headers=auth, compression="deflate", max_size=None, open_timeout=30) as ws:
-            ws.send("a" * (64 << 20))  # 64 KiB on the wire
-            try:
-                ws.recv(timeout=30)
-            except (ConnectionClosed, TimeoutError):
-                pass
-            codes.append(ws.close_code)
-
-    bomb()  # the first round's memory may stay with the allocator: measure from after it
-    time.sleep(2)
-    start = process.memory_info().rss
-    for _ in range(3):
-        threads = [threading.Thread(target=bomb) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
-        time.sleep(2)
-    grown = (process.memory_info().rss - start) >> 20
+    codes, grown = websocket_bombs(url, platform.proc.pid, {"Authorization": f"Api-Key {KEY}"})
     assert codes == [1009] * 13
     assert grown < 48, f"{grown} MiB kept after 12 bombed sockets of 16 MiB each"

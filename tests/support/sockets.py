@@ -1,9 +1,11 @@
-"""Raw-socket HTTP helpers for tests where the disconnect itself is the point."""
+"""Raw-socket HTTP helpers for tests where the disconnect itself is the point, and websocket bombs."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -43,3 +45,35 @@ def wait_for_file(path: Path, timeout: float = 5.0) -> float:
             return time.monotonic() - start
         time.sleep(0.005)
     raise TimeoutError(f"{path} did not appear within {timeout}s")
+
+
+def websocket_bombs(url: str, pid: int, headers: dict[str, str] | None = None) -> tuple[list[int | None], int]:
+    """One websocket, then 3 rounds of 4 at once, each sending one compressed message that inflates to
+    64 MiB (64 KiB on the wire): the close codes they got and how many MiB the process at ``pid`` grew
+    from after the first one (whose memory may stay with the allocator) to 2 s after the last round."""
+    import psutil
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    process = psutil.Process(pid)
+    codes: list[int | None] = []
+
+    def bomb() -> None:
+        extra = {"additional_headers": headers} if headers else {}
+        with connect(url, compression="deflate", max_size=None, open_timeout=30, **extra) as ws:
+            ws.send("a" * (64 << 20))
+            with contextlib.suppress(ConnectionClosed, TimeoutError):
+                ws.recv(timeout=30)
+            codes.append(ws.close_code)
+
+    bomb()
+    time.sleep(2)
+    start = process.memory_info().rss
+    for _ in range(3):
+        threads = [threading.Thread(target=bomb) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        time.sleep(2)  # the collection runs a second after the close
+    return codes, (process.memory_info().rss - start) >> 20

@@ -3,10 +3,8 @@ hundred. Each answer is the right status, and the server keeps serving everyone 
 
 from __future__ import annotations
 
-import contextlib
 import select
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +13,7 @@ import httpx
 import pytest
 
 from tests.support.server import ServerHandle, run_server, write_truss
+from tests.support.sockets import websocket_bombs
 
 ECHO = "class Model:\n    def predict(self, model_input):\n        return model_input\n"
 LIMITS = {
@@ -175,34 +174,8 @@ def test_a_websocket_message_that_decompresses_past_the_limit_is_refused(tmp_pat
 
 def test_websocket_bombs_do_not_keep_their_memory(tmp_path: Path) -> None:
     """Rounds of messages that inflate past the limit: what each inflated is given back (asgi/memory.py)."""
-    import psutil
-    from websockets.exceptions import ConnectionClosed
-    from websockets.sync.client import connect
-
     truss = write_truss(tmp_path / "ws", WEBSOCKET_ECHO)
     with run_server(truss, env={"TRESTLE_WS_MAX_BYTES": str(16 << 20)}) as server:
-        url = server.url.replace("http", "ws") + "/v1/websocket"
-        process = psutil.Process(server.process.pid)
-
-        codes: list[int | None] = []
-
-        def bomb() -> None:
-            with connect(url, compression="deflate", max_size=None) as ws:
-                ws.send("a" * (64 << 20))  # 64 KiB on the wire, 16 MiB inflated before the 1009
-                with contextlib.suppress(ConnectionClosed, TimeoutError):
-                    ws.recv(timeout=30)
-                codes.append(ws.close_code)
-
-        bomb()  # the first round's memory may stay with the allocator: measure from after it
-        time.sleep(2)
-        start = process.memory_info().rss
-        for _ in range(3):
-            threads = [threading.Thread(target=bomb) for _ in range(4)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(60)
-            time.sleep(2)  # the collection runs a second after the close
-        grown = (process.memory_info().rss - start) >> 20
-        assert codes == [1009] * 13
-        assert grown < 48, f"{grown} MiB kept after 12 bombed sockets of 16 MiB each"
+        codes, grown = websocket_bombs(server.url.replace("http", "ws") + "/v1/websocket", server.process.pid)
+    assert codes == [1009] * 13
+    assert grown < 48, f"{grown} MiB kept after 12 bombed sockets of 16 MiB each"
