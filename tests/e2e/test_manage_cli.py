@@ -133,3 +133,28 @@ def test_push_tail_streams_the_deployment_log(platform: Platform, tmp_path: Path
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
     platform.cli("delete", "--model", "tailed", "--yes")
+
+
+def test_a_terminated_replica_is_replaced(platform: Platform, tmp_path: Path) -> None:
+    """``DELETE .../deployments/{d}/replicas/{id}`` (Baseten's terminate-replica): it stops now, another
+    starts in its place (a second load), and the deployment keeps serving."""
+    truss = write_truss(tmp_path / "t", "terminable", tmp_path / "loads")
+    pushed = last_json(platform.cli("push", str(truss), "--output", "json"))
+    dep_id = pushed["deployment_id"]
+    view = platform.deployment(dep_id)
+    old = view["replica_states"][0]["id"]
+    url = f"/v1/models/{view['model_id']}/deployments/{dep_id}/replicas/{old}"
+    response = platform.http.delete(url)
+    assert response.status_code == 200 and response.json() == {"success": True}
+
+    def replaced() -> bool:
+        states = platform.deployment(dep_id)["replica_states"]
+        return len(states) == 1 and states[0]["id"] != old and states[0]["ready"]
+
+    platform.wait_for(replaced, timeout=60)
+    answer = platform.http.post(pushed["predict_url"], json={"x": 1}, timeout=30).json()
+    assert answer["loads"] == 2  # the new replica loaded the model again
+    again = platform.http.delete(url)
+    assert again.status_code == 404
+    assert old in again.json()["error"]
+    assert "terminated on request" in platform.logs(dep_id)

@@ -36,6 +36,7 @@ USED = (
     "GetLogsResponseV1",
     "RetryDeploymentResponseV1",
     "GetModelMetricsResponseV1",
+    "TerminateReplicaResponseV1",
 )
 
 

@@ -80,6 +80,17 @@ class InstantEngine:
     def replica_set(self, deployment_id: str) -> ReplicaSet | None:
         return self.sets.get(deployment_id)
 
+    async def terminate(self, deployment_id: str, replica_id: str) -> bool:
+        rset = self.sets.get(deployment_id)
+        if rset is None or replica_id not in [replica.id for replica in rset.replicas]:
+            return False
+        rset.replicas = [replica for replica in rset.replicas if replica.id != replica_id]
+        replacement = Replica(f"{replica_id}.next", 1, rset.meter)
+        replacement.ready = True
+        rset.replicas.append(replacement)
+        rset.refresh()
+        return True
+
     async def hot_reload(self, deployment_id: str) -> list[HotReloadResult]:
         self.reloads.append(deployment_id)
         if self.reload_results:

@@ -234,3 +234,21 @@ async def test_metrics_api_current_mode(platform: Any, tmp_path: Path) -> None: 
         response = await client.get(url, params=params)
         assert response.status_code == 400, params
         assert words in response.json()["error"]
+
+
+async def test_terminate_replica(platform: Any, tmp_path: Path) -> None:  # noqa: F811
+    client, _, _ = platform
+    dep = await push(client, make_truss(tmp_path / "t"))
+    replica = (await client.get(f"/v1/deployments/{dep['id']}")).json()["replica_states"][0]["id"]
+    url = f"/v1/models/{dep['model_id']}/deployments/{dep['id']}/replicas/{replica}"
+    done = await client.delete(url)
+    assert done.status_code == 200
+    validate(done.json(), "TerminateReplicaResponseV1")
+    states = (await client.get(f"/v1/deployments/{dep['id']}")).json()["replica_states"]
+    assert [s["id"] for s in states] == [f"{replica}.next"]
+    missing = await client.delete(url)
+    assert missing.status_code == 404 and replica in missing.json()["error"]
+    invoke = (await client.post("/v1/api_keys", json={"type": "WORKSPACE_INVOKE"})).json()["api_key"]
+    auth = {"Authorization": f"Api-Key {invoke}"}
+    refused = await client.delete(url.replace(replica, f"{replica}.next"), headers=auth)
+    assert refused.status_code == 403

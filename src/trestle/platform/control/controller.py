@@ -44,7 +44,7 @@ from trestle.platform.engines.builder import Builder, BuildFailed
 from trestle.platform.engines.gpu_allocator import GpuAllocator
 from trestle.platform.engines.gpu_inventory import detect as detect_gpus
 from trestle.platform.engines.limits import ResourceLimiter
-from trestle.platform.errors import Conflict, InvalidRequest
+from trestle.platform.errors import Conflict, InvalidRequest, NotFound
 from trestle.platform.settings import Settings
 from trestle.platform.store import packaging
 from trestle.platform.store.artifacts import ArtifactStore
@@ -610,6 +610,12 @@ class Controller:
         await self.engine.stop(deployment_id, drain=True)
         self.set_status(dep.id, S.INACTIVE)
         return self.store.get_deployment(deployment_id)
+
+    async def terminate_replica(self, deployment_id: str, replica_id: str) -> None:
+        """Stop one replica at once; its engine starts a replacement (Baseten's terminate-replica)."""
+        dep = self.store.get_deployment(deployment_id)
+        if not await self.engine.terminate(dep.id, replica_id):
+            raise NotFound(f"deployment {dep.id} has no replica {replica_id!r}")
 
     async def activate(self, deployment_id: str) -> Deployment:
         dep = self.store.get_deployment(deployment_id)

@@ -121,6 +121,7 @@ class ResourcesApi:
             route(dep + "/deactivate", self.deactivate, ["POST"]),
             route(dep + "/promote", self.promote_deployment, ["POST"]),
             route(dep + "/retry", self.retry, ["POST"]),
+            route(dep + "/replicas/{replica_id}", self.terminate_replica, ["DELETE"]),
             route(dep + "/autoscaling_settings", self.deployment_autoscaling, ["PATCH"]),
             route(dep + "/request_backpressure_settings", self.deployment_backpressure, ["PATCH"]),
             route(dep + "/logs", self.deployment_logs, ["GET", "POST"]),
@@ -296,6 +297,12 @@ class ResourcesApi:
     async def deactivate(self, request: Request) -> Response:
         _, dep = self._deployment(request)
         await self.ctrl.deactivate(dep.id)
+        return JSONResponse({"success": True})
+
+    async def terminate_replica(self, request: Request) -> Response:
+        """``TerminateReplicaResponseV1``: the replica stops now and another takes its place."""
+        _, dep = self._deployment(request)
+        await self.ctrl.terminate_replica(dep.id, request.path_params["replica_id"])
         return JSONResponse({"success": True})
 
     async def retry(self, request: Request) -> Response:

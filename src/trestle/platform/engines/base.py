@@ -332,6 +332,10 @@ class Engine(Protocol):
     async def stop(self, deployment_id: str, *, drain: bool = True) -> None:
         """Stop a deployment's replicas; with ``drain`` in-flight requests finish first."""
 
+    async def terminate(self, deployment_id: str, replica_id: str) -> bool:
+        """Stop one replica now (not drained) and start a replacement, so the count stays (Baseten's
+        terminate-replica). False when the deployment has no such replica."""
+
     def replica_set(self, deployment_id: str) -> ReplicaSet | None:
         """The deployment's replicas as the gateway routes to them; None when none are placed."""
 

@@ -401,6 +401,20 @@ class LocalEngine:
             for sup in surplus:
                 self._background(sup.stop(drain=True))
 
+    async def terminate(self, deployment_id: str, replica_id: str) -> bool:
+        rset = self._sets.get(deployment_id)
+        group = self._groups.get(id(rset)) if rset is not None else None
+        sup = next((s for s in group.supervisors if s.replica.id == replica_id), None) if group else None
+        if rset is None or group is None or sup is None:
+            return False
+        group.supervisors.remove(sup)
+        rset.replicas.remove(sup.replica)
+        rset.refresh()
+        self.logs.write(deployment_id, "platform", f"replica {replica_id} terminated on request; starting another")
+        self._launch(group.add(self, 1))
+        await sup.stop(drain=False)
+        return True
+
     def _background(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)

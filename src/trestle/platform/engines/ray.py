@@ -278,6 +278,12 @@ class RayEngine:
         self._replicas.pop(deployment_id, None)
         self.replica_logs.stop(deployment_id)
 
+    async def terminate(self, deployment_id: str, replica_id: str) -> bool:
+        raise InvalidRequest(
+            "terminating one replica is not supported on the Ray engine: Serve owns its replicas "
+            "(stop the replica's actor with Ray's own tools, and Serve starts another)"
+        )
+
     def replica_set(self, deployment_id: str) -> ReplicaSet | None:
         return self._sets.get(deployment_id)
 

@@ -83,6 +83,10 @@ class SplitEngine:
         for one in engines:
             await one.stop(deployment_id, drain=drain)
 
+    async def terminate(self, deployment_id: str, replica_id: str) -> bool:
+        engine = self._placed.get(deployment_id)
+        return await engine.terminate(deployment_id, replica_id) if engine is not None else False
+
     def replica_set(self, deployment_id: str) -> ReplicaSet | None:
         engine = self._placed.get(deployment_id)
         return engine.replica_set(deployment_id) if engine is not None else None
