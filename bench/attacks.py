@@ -33,7 +33,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -44,8 +43,8 @@ from typing import Any
 import httpx
 import psutil
 
-from bench.gpus import _ok, _wait
 from bench.report import put_marked_section
+from bench.scratch_platform import scratch_platform, wait_until
 from bench.targets import MODELS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -198,6 +197,15 @@ def hold_connections(port: int, idle: int, slow: int, hold_s: float, path: str) 
     return held
 
 
+def at_once(fn: Callable[[], None], count: int, timeout: float) -> None:
+    """``count`` threads running ``fn`` together; returns when all have ended (or ``timeout`` each)."""
+    threads = [threading.Thread(target=fn) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+
+
 def big_bodies(port: int, path: str, count: int = 4, mib: int = 99) -> dict[str, Any]:
     statuses: list[int] = []
     chunk = b"x" * (1 << 20)
@@ -221,11 +229,7 @@ def big_bodies(port: int, path: str, count: int = 4, mib: int = 99) -> dict[str,
         finally:
             conn.close()
 
-    threads = [threading.Thread(target=upload) for _ in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(600)
+    at_once(upload, count, 600)
     return {"uploads": count, "mib": mib, "statuses": sorted(statuses)}
 
 
@@ -264,7 +268,9 @@ def deploy_big(http_client: httpx.Client, digest: str) -> dict[str, Any]:
     t0 = time.monotonic()
     dep = http_client.post("/v1/deployments", json={"artifact": digest}, timeout=600).json()
     final = ("ACTIVE", "BUILD_FAILED", "DEPLOY_FAILED")
-    view = _wait(lambda: (v := http_client.get(f"/v1/deployments/{dep['id']}").json())["status"] in final and v, 600)
+    view = wait_until(
+        lambda: (v := http_client.get(f"/v1/deployments/{dep['id']}").json())["status"] in final and v, 600
+    )
     return {"status": view["status"], "s": round(time.monotonic() - t0, 1)}
 
 
@@ -301,11 +307,7 @@ def websocket_bombs(url: str, count: int = 4, mib: int = 64) -> dict[str, Any]:
         except (OSError, ConnectionClosed) as exc:
             codes.append(getattr(getattr(exc, "rcvd", None), "code", None))
 
-    threads = [threading.Thread(target=bomb) for _ in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    at_once(bomb, count, 120)
     return {"sockets": count, "inflates_to_mib": mib, "close_codes": codes}
 
 
@@ -332,16 +334,8 @@ def main() -> int:
     parser.add_argument("--ws-rounds", type=int, default=5, help="Rounds of websocket bombs (at least 2).")
     parser.add_argument("--no-write", action="store_true", help="Print the result only.")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="trestle-bench-attacks-"))
-    env = {**os.environ, "TRESTLE_REMOTE_URL": f"http://127.0.0.1:{args.port}"}
-    env.update(TRESTLE_API_KEY=KEY, HOME=str(work))
-    cmd = [sys.executable, "-m", "trestle", "platform", "start", "--port", str(args.port)]
-    cmd += ["--data-dir", str(work / "data"), "--api-key", KEY]
-    log = (work / "platform.out").open("wb")
-    platform = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    http_client = httpx.Client(base_url=f"http://127.0.0.1:{args.port}", headers={"Authorization": f"Api-Key {KEY}"})
-    try:
-        _wait(lambda: _ok(http_client), 60)
+    with scratch_platform(args.port, KEY, "trestle-bench-attacks-") as plat:
+        work, env, http_client = plat.work, plat.env, plat.http
         echo = work / "echo"
         shutil.copytree(MODELS / "async", echo, ignore=shutil.ignore_patterns("__pycache__"))
         config = echo / "config.yaml"
@@ -358,7 +352,7 @@ def main() -> int:
         ws_dep = push(env, ws)["deployment_id"]
         path = "/models/bench-async/environments/production/predict"
         ws_url = f"ws://127.0.0.1:{args.port}/models/bench-ws/deployment/{ws_dep}/sync/v1/websocket"
-        port, pid = args.port, platform.pid
+        port, pid = args.port, plat.process.pid
         result: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "revision": _revision()}
         result["idle"] = measure(port, path, 5)
         archive, digest = pack_big(work / "big", args.push_mib)
@@ -381,12 +375,6 @@ def main() -> int:
         result["after"] = measure(port, path, 5)
         time.sleep(10)  # the bombed sockets' close handshakes and the collector have had their time
         result["settled_rss_mib"] = round(rss(pid)[0] / (1 << 20), 1)
-    finally:
-        http_client.close()
-        platform.terminate()
-        platform.wait(90)
-        log.close()
-        shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(result, indent=2))
     if not args.no_write:
         write(result)

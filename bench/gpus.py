@@ -20,10 +20,8 @@ import argparse
 import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from typing import Any
 import httpx
 
 from bench.report import put_marked_section
+from bench.scratch_platform import scratch_platform, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "bench-gpus"
@@ -75,30 +74,9 @@ def main() -> int:
     if not detect({k: v for k, v in os.environ.items() if k != "TRESTLE_FAKE_GPUS"}).gpus:
         print("bench.gpus needs a GPU machine: NVML and nvidia-smi found no GPU", file=sys.stderr)
         return 2
-    work = Path(tempfile.mkdtemp(prefix="trestle-bench-gpus-"))
-    env = {k: v for k, v in os.environ.items() if k != "TRESTLE_FAKE_GPUS"}
-    env.update(TRESTLE_REMOTE_URL=f"http://127.0.0.1:{args.port}", TRESTLE_API_KEY=KEY, HOME=str(work))
-    cmd = [
-        sys.executable,
-        "-m",
-        "trestle",
-        "platform",
-        "start",
-        "--port",
-        str(args.port),
-        "--data-dir",
-        str(work / "data"),
-        "--api-key",
-        KEY,
-    ]
-    log = (work / "platform.out").open("wb")
-    platform = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    http = httpx.Client(
-        base_url=f"http://127.0.0.1:{args.port}", headers={"Authorization": f"Api-Key {KEY}"}, timeout=120
-    )
-    try:
-        _wait(lambda: _ok(http), 60)
-        banner = (work / "platform.out").read_text()
+    with scratch_platform(args.port, KEY, "trestle-bench-gpus-", drop_env=("TRESTLE_FAKE_GPUS",)) as plat:
+        work, env, http = plat.work, plat.env, plat.http
+        banner = plat.output()
         deployments = {}
         for name, gpu in (("gpu-one", True), ("gpu-two", True), ("cpu-only", False)):
             out = subprocess.run(
@@ -125,12 +103,6 @@ def main() -> int:
             "gpus": http.get("/v1/gpus").json(),
         }
         result["checks"] = checks(result)
-    finally:
-        http.close()
-        platform.terminate()
-        platform.wait(90)
-        log.close()
-        shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(result, indent=2))
     if not args.no_write:
         write(result)
@@ -177,27 +149,10 @@ def write(result: dict[str, Any]) -> None:
     put_marked_section(ROOT / "BENCHMARKS.md", "gpus", lines)
 
 
-def _ok(http: httpx.Client) -> bool:
-    try:
-        return http.get("/v1/health").status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def _settle(http: httpx.Client, dep_id: str) -> dict[str, Any]:
     """The deployment once it is ACTIVE, failed, or waiting for a GPU."""
     final = ("ACTIVE", "BUILD_FAILED", "DEPLOY_FAILED", "WAITING_FOR_RESOURCES")
-    return _wait(lambda: (view := http.get(f"/v1/deployments/{dep_id}").json())["status"] in final and view, 900)
-
-
-def _wait(check: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise TimeoutError(f"not done in {timeout:.0f}s")
+    return wait_until(lambda: (view := http.get(f"/v1/deployments/{dep_id}").json())["status"] in final and view, 900)
 
 
 if __name__ == "__main__":
