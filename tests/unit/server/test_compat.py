@@ -177,8 +177,8 @@ async def test_a_failed_load_writes_truss_crash_marker(tmp_path: Path, monkeypat
         assert r.status_code == 503
         assert r.json()["error"] == "Model failed to load: ValueError: weights are missing"
         for _ in range(200):  # written off the event loop, right after the failure
-            if crash_marker_path().exists():
-                break
+            if crash_marker_path().exists() and crash_marker_path().read_text():
+                break  # created, then written: wait for its text, not only the file
             await __import__("asyncio").sleep(0.01)
         assert "weights are missing" in crash_marker_path().read_text()
         for _ in range(500):  # the failed load ends the server with status 1 (set right after the marker)
