@@ -113,6 +113,12 @@ def platform_group() -> None:
     help="Once a published deployment is ACTIVE, what happens to the model's older published deployments that "
     "serve no environment (Baseten's cleanup: scaled to zero, waking on a request).",
 )
+@click.option(
+    "--dashboard-port",
+    type=click.IntRange(1, 65535),
+    envvar="TRESTLE_DASHBOARD_PORT",
+    help="Serve the web dashboard on this port of --host (signed in with an API key); off by default.",
+)
 def platform_start(
     host: str,
     port: int,
@@ -127,6 +133,7 @@ def platform_start(
     pass_env: tuple[str, ...],
     allow_private_webhooks: bool,
     cleanup_previous: str,
+    dashboard_port: int | None,
 ) -> None:
     """Start the platform in the foreground; prints its URL and, on first start, an API key."""
     from trestle.platform.edge.app import serve
@@ -153,6 +160,7 @@ def platform_start(
         allow_private_webhooks=allow_private_webhooks,
         webhook_secret=os.environ.get("TRESTLE_WEBHOOK_SECRET") or None,
         previous_deployment_cleanup=cleanup_previous.upper(),
+        dashboard_port=dashboard_port,
     )
     serve(settings, api_key=api_key, announce=lambda text: click.echo(text, err=False))
 

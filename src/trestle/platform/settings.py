@@ -65,6 +65,8 @@ class Settings:
     webhook_timeout_seconds: float = 10.0
     webhook_max_attempts: int = 5
     webhook_initial_delay_seconds: float = 1.0
+    dashboard_port: int | None = None
+    """The web dashboard's own port on ``host`` (``edge/dashboard/``); None: no dashboard."""
     previous_deployment_cleanup: str = "SCALE_TO_ZERO"
     """What happens to a model's published deployments that serve no environment once a newer one is
     ACTIVE (Baseten's ``promotion_cleanup_strategy`` values): ``SCALE_TO_ZERO`` (they wake on a request),

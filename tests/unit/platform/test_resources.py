@@ -213,23 +213,33 @@ async def test_retry_a_failed_deployment(platform: Any, tmp_path: Path) -> None:
 
 
 async def test_metrics_api_current_mode(platform: Any, tmp_path: Path) -> None:  # noqa: F811
-    client, _, _ = platform
+    client, app, _ = platform
     dep = await push(client, make_truss(tmp_path / "t"), environment="production")
+    app.controller.traffic.of(dep["id"]).finish(200, 0.01, 0.005)
+    app.controller.traffic.of(dep["id"]).finish(503, 0.02, 0.02)
     url = f"/v1/models/{dep['model_id']}/deployments/{dep['id']}/metrics"
     body = (await client.get(url)).json()
     validate(body, "GetModelMetricsResponseV1")
     names = [d["name"] for d in body["metric_descriptors"]]
-    assert names == ["baseten_replicas_active", "baseten_inference_requests_total"]
-    assert body["metric_values"][0]["values"][0] == [1]
+    assert names == [  # Baseten's default set
+        "baseten_replicas_active",
+        "baseten_inference_requests_total",
+        "baseten_end_to_end_response_time_seconds",
+    ]
+    values = body["metric_values"][0]["values"]
+    assert values[0] == [1]
+    assert values[1] == [1, 0, 0, 1]  # since the start, by status class 2xx..5xx
     picked = (
-        await client.get(url, params={"metrics": "baseten_concurrent_requests,baseten_time_to_first_byte_seconds"})
+        await client.get(url, params={"metrics": "baseten_concurrent_requests,baseten_request_size_bytes"})
     ).json()
     assert [d["name"] for d in picked["metric_descriptors"]] == ["baseten_concurrent_requests"]  # known, not measured
     for params, words in [
-        ({"mode": "SERIES"}, "does not keep"),
         ({"mode": "HOURLY"}, "mode must be"),
         ({"metrics": "nope"}, "unknown metrics"),
         ({"start_epoch_millis": "1"}, "snapshot"),
+        ({"mode": "SERIES", "start_epoch_millis": "5", "end_epoch_millis": "4"}, "must be after"),
+        ({"mode": "SERIES", "start_epoch_millis": "0", "end_epoch_millis": str(8 * 86400 * 1000)}, "7 days"),
+        ({"mode": "SUMMARY", "end_epoch_millis": "soon"}, "integers"),
     ]:
         response = await client.get(url, params=params)
         assert response.status_code == 400, params

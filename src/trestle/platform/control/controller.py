@@ -49,6 +49,7 @@ from trestle.platform.settings import Settings
 from trestle.platform.store import packaging
 from trestle.platform.store.artifacts import ArtifactStore
 from trestle.platform.store.database import Deployment, Store
+from trestle.platform.store.events import EventKind, EventLog
 from trestle.platform.store.logs import LogHub
 from trestle.platform.store.states import DEVELOPMENT, PRODUCTION, DeploymentKind, DeploymentStatus
 from trestle.platform.store.truss import TrussSpec, read_truss
@@ -184,6 +185,8 @@ class Controller:
         self.builder = builder
         self.routes = routes
         self.engine = engine
+        self.events = EventLog(store)
+        """The events feed (``store/events.py``): what ``event`` prints on the terminal, as rows."""
         engine.attach(self.on_replica_event)
         self._pipelines: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
@@ -213,6 +216,19 @@ class Controller:
 
     def log(self, deployment_id: str, text: str) -> None:
         self.logs.write(deployment_id, "platform", text)
+
+    def event(self, kind: EventKind, deployment_id: str, text: str, *, warning: bool = False) -> None:
+        """An event an operator watches for: one terminal line (``text`` after the deployment's label) and
+        a row of the events feed."""
+        label = self._label(deployment_id)
+        (terminal.warning if warning else terminal.info)(f"{kind.value}: {label}{text}")
+        try:
+            model_id: str | None = self.store.get_deployment(deployment_id).model_id
+        except PlatformError:
+            model_id = None
+        self.events.record(
+            kind, label + text, model_id=model_id, deployment_id=deployment_id, level="warning" if warning else "info"
+        )
 
     def _label(self, deployment_id: str) -> str:
         """``model NAME (ID) deployment ID`` for the terminal."""
@@ -286,7 +302,7 @@ class Controller:
         self.log(dep.id, f"pushed artifact {request.artifact[:12]} (truss hash {truss_hash[:12]})")
         kind = "development" if request.development else "published"
         into = f", into {request.environment}" if request.environment else ""
-        terminal.info(f"push: {self._label(dep.id)} ({kind}{into})")
+        self.event(EventKind.PUSH, dep.id, f" ({kind}{into})")
         for warning in warnings:
             self.log(dep.id, "WARNING: " + warning)
         return self.store.get_deployment(dep.id), warnings
@@ -454,6 +470,13 @@ class Controller:
             terminal.warning(
                 f"failed: {self._label(deployment_id)} is {status.value}" + (f": {reason[0]}" if reason else "")
             )
+        self.events.record(
+            EventKind.STATUS,
+            f"{self._label(deployment_id)} is {status.value}" + (f": {error.strip().splitlines()[0]}" if error else ""),
+            model_id=dep.model_id,
+            deployment_id=deployment_id,
+            level="warning" if status in (S.BUILD_FAILED, S.DEPLOY_FAILED, S.UNHEALTHY) else "info",
+        )
         return True
 
     def on_replica_event(self, deployment_id: str, event: ReplicaEvent, detail: str) -> None:
@@ -465,6 +488,13 @@ class Controller:
         if event is ReplicaEvent.NOT_READY and status in (S.ACTIVE, S.UNHEALTHY):
             kind = "crash" if "exited" in detail else "not ready"
             terminal.warning(f"{kind}: {self._label(deployment_id)}: {detail} (restarting)")
+            self.events.record(
+                EventKind.CRASH,
+                f"{kind}: {self._label(deployment_id)}: {detail} (restarting)",
+                model_id=self.store.get_deployment(deployment_id).model_id,
+                deployment_id=deployment_id,
+                level="warning",
+            )
         if event is ReplicaEvent.WAITING:
             self.log(deployment_id, detail)
             if status in (S.DEPLOYING, S.WAKING_UP):
@@ -474,6 +504,13 @@ class Controller:
             if status in (S.DEPLOYING, S.WAITING_FOR_RESOURCES):
                 self.set_status(deployment_id, S.LOADING_MODEL)
         elif event is ReplicaEvent.READY:
+            if status is S.ACTIVE and detail:
+                self.events.record(
+                    EventKind.REPLICA,
+                    f"{self._label(deployment_id)}: {detail}",
+                    model_id=self.store.get_deployment(deployment_id).model_id,
+                    deployment_id=deployment_id,
+                )
             if status in (S.DEPLOYING, S.LOADING_MODEL, S.WAKING_UP, S.UNHEALTHY):
                 if status is S.DEPLOYING:
                     self.set_status(deployment_id, S.LOADING_MODEL)
@@ -571,9 +608,7 @@ class Controller:
         self.routes.rebuild(self.store)
         self.write_environment_file(dep.id)
         self.log(dep.id, f"promoted to {environment}" + (f" (was {previous})" if previous else ""))
-        terminal.info(
-            f"promote: {self._label(dep.id)} is now {environment}" + (f" (was {previous})" if previous else "")
-        )
+        self.event(EventKind.PROMOTE, dep.id, f" is now {environment}" + (f" (was {previous})" if previous else ""))
         scaled_down = False
         if previous and previous != dep.id:
             self.write_environment_file(previous)
@@ -609,6 +644,7 @@ class Controller:
         self._cancel_pipeline(deployment_id)
         await self.engine.stop(deployment_id, drain=True)
         self.set_status(dep.id, S.INACTIVE)
+        self.event(EventKind.DEACTIVATE, dep.id, " deactivated")
         return self.store.get_deployment(deployment_id)
 
     async def terminate_replica(self, deployment_id: str, replica_id: str) -> None:
@@ -650,6 +686,7 @@ class Controller:
         self.store.delete_model(model_id)
         self.routes.rebuild(self.store)
         terminal.info(f"delete: model {model_id} and its {len(deps)} deployment(s)")
+        self.events.record(EventKind.DELETE, f"model {model_id} and its {len(deps)} deployment(s)", model_id=model_id)
         return deps
 
     async def _forget(self, dep: Deployment, *, keep_row: bool = False) -> None:
@@ -694,6 +731,7 @@ class Controller:
         dep = self.store.update_deployment(deployment_id, autoscaling=policy.to_dict(), replicas=wanted or dep.replicas)
         self.autoscaler.forget(deployment_id)
         self.log(deployment_id, f"scaling settings: {_describe(policy)}")
+        self.event(EventKind.SCALE, deployment_id, f": {_describe(policy)}")
         if dep.status is S.SCALED_TO_ZERO and replicas is not None:
             self.wake(deployment_id)
         elif dep.status.wants_replicas and self.engine.replica_set(deployment_id) is not None and wanted:
@@ -713,11 +751,13 @@ class Controller:
             return
         self.store.update_deployment(deployment_id, replicas=replicas)
         self.log(deployment_id, f"autoscaler: {dep.replicas} → {replicas} replicas ({reason})")
+        self.event(EventKind.SCALE, deployment_id, f": autoscaler {dep.replicas} → {replicas} replicas ({reason})")
         await self.engine.scale(deployment_id, replicas)
 
     async def scale_to_zero(self, deployment_id: str, reason: str) -> None:
         """ACTIVE → SCALED_TO_ZERO: drain and stop every replica; the next request wakes it."""
         self.log(deployment_id, f"autoscaler: scaling to zero ({reason})")
+        self.event(EventKind.SCALE, deployment_id, f": autoscaler scaling to zero ({reason})")
         await self.engine.stop(deployment_id, drain=True)
         self.store.update_deployment(deployment_id, replicas=0)
         if self.store.get_deployment(deployment_id).status in (S.ACTIVE, S.UNHEALTHY):

@@ -31,6 +31,7 @@ from trestle.platform.control.controller import Controller
 from trestle.platform.engines.output import truss_paths, user_traceback
 from trestle.platform.errors import Conflict, InvalidRequest
 from trestle.platform.store import packaging
+from trestle.platform.store.events import EventKind
 from trestle.platform.store.states import DeploymentStatus
 from trestle.platform.store.truss import raw_config
 
@@ -179,6 +180,7 @@ async def apply_patch(
         ctrl.store.update_deployment(deployment_id, truss_hash=new_hash)
         seconds = time.monotonic() - started
         ctrl.log(deployment_id, f"patch applied ({action.value}, {seconds:.2f}s): {', '.join(plan.changed)}")
+        ctrl.event(EventKind.PATCH, deployment_id, f" patched ({action.value}): {', '.join(plan.changed)}")
         return {
             "action": action.value,
             "hash": new_hash,

@@ -53,6 +53,10 @@ class RouteTable:
     def model(self, ref: str) -> ModelRoutes | None:
         return self._models.get(ref)
 
+    def models(self) -> list[ModelRoutes]:
+        """Every model once (the table maps both ids and names)."""
+        return list({id(routes): routes for routes in self._models.values()}.values())
+
     def set_status(self, deployment_id: str, status: DeploymentStatus) -> None:
         self.status[deployment_id] = status
 

@@ -21,6 +21,8 @@ from trestle.platform.control.recovery import recover
 from trestle.platform.edge.api import ControlApi
 from trestle.platform.edge.async_api import AsyncApi, is_async_path
 from trestle.platform.edge.auth import SCOPE_KEY, access_for, parse_authorization, refusal
+from trestle.platform.edge.dashboard.app import DashboardApp
+from trestle.platform.edge.feeds import FeedsApi
 from trestle.platform.edge.gateway import Gateway, send_error
 from trestle.platform.edge.management import ManagementApi
 from trestle.platform.edge.metrics_export import MetricsExport
@@ -44,9 +46,16 @@ class PlatformApp:
         self.management = ManagementApi(self.keys, self.secrets)
         self.resources = ResourcesApi(self.controller, self.api)
         self.metrics = MetricsExport(self.controller)
+        self.feeds = FeedsApi(self.controller)
         # Baseten-shaped routes first (they answer where both match), then the platform's own
         self.router = Router(
-            [*self.management.routes, *self.resources.routes, *self.metrics.routes, *self.api.router.routes]
+            [
+                *self.management.routes,
+                *self.resources.routes,
+                *self.metrics.routes,
+                *self.feeds.routes,
+                *self.api.router.routes,
+            ]
         )
         self.gateway = Gateway(
             self.controller.routes,
@@ -57,6 +66,11 @@ class PlatformApp:
             ws_max_bytes=settings.ws_max_bytes,
         )
         self.async_api = AsyncApi(settings, self.controller, self.gateway)  # async inference
+        self.dashboard: DashboardApp | None = None
+        """The web dashboard (``edge/dashboard/``), on ``settings.dashboard_port``: requests that arrive
+        on that port go to it, never to the API or the gateway directly."""
+        if settings.dashboard_port is not None:
+            self.dashboard = DashboardApp(self, self.keys, settings.port)
 
     def ensure_key(self, key: str | None) -> str | None:
         """Register ``key`` as the platform's first (manage) key, revoking an earlier different one, or
@@ -76,12 +90,17 @@ class PlatformApp:
         await self.async_api.aclose()
         await self.controller.close()
         await self.gateway.aclose()
+        if self.dashboard is not None:
+            await self.dashboard.aclose()
         terminal.info("stopped")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
             await self._lifespan(receive, send)
+            return
+        if self.dashboard is not None and (scope.get("server") or ("", 0))[1] == self.settings.dashboard_port:
+            await self.dashboard(scope, receive, send)  # its own sign-in and session checks, then the API
             return
         authorization = None
         host = ""
@@ -182,12 +201,15 @@ def serve(settings: Settings, api_key: str | None = None, announce: Any = print)
     lock = DataDirLock(settings.data_dir)
     lock.acquire(f"http://{settings.host}:{settings.port}")
     try:
-        _serve(settings, api_key, announce, listen(settings.host, settings.port))
+        sockets = [listen(settings.host, settings.port)]
+        if settings.dashboard_port is not None:
+            sockets.append(listen(settings.host, settings.dashboard_port))
+        _serve(settings, api_key, announce, sockets)
     finally:
         lock.release()
 
 
-def _serve(settings: Settings, api_key: str | None, announce: Any, sock: socket.socket) -> None:
+def _serve(settings: Settings, api_key: str | None, announce: Any, sockets: list[socket.socket]) -> None:
     import uvicorn
 
     _print_events()
@@ -199,6 +221,8 @@ def _serve(settings: Settings, api_key: str | None, announce: Any, sock: socket.
         announce(app.controller.gpus.inventory.banner())
     if app.controller.limits is not None:
         announce(app.controller.limits.banner())
+    if settings.dashboard_port is not None:
+        announce(f"Dashboard on http://{settings.host}:{settings.dashboard_port}  (sign in with an API key)")
     if new_key:
         announce(f"API key (shown once, stored hashed): {new_key}")
         announce(f"  trestle login --remote {url} --api-key {new_key}")
@@ -220,5 +244,5 @@ def _serve(settings: Settings, api_key: str | None, announce: Any, sock: socket.
     )
     server = Server(config)  # exits 0 after a clean SIGTERM drain (uvicorn's re-raises the signal)
     with contextlib.suppress(KeyboardInterrupt):
-        server.run(sockets=[sock])
+        server.run(sockets=sockets)
     sys.stdout.flush()

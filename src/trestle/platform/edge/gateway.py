@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -24,6 +25,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 from trestle.asgi.memory import after_oversized_message
 from trestle.platform.control.routing import RouteTable
+from trestle.platform.control.traffic import CLIENT_CLOSED, Traffic
 from trestle.platform.edge.urls import WAKE, UnknownRoute, parse_route
 from trestle.platform.engines.base import Engine, NoReplica, Replica
 from trestle.platform.store.states import DeploymentStatus
@@ -101,8 +103,11 @@ class Gateway:
         wait_seconds: float = 120.0,
         upstream_timeout: float = 600.0,
         ws_max_bytes: int = 16 << 20,
+        traffic: Traffic | None = None,
     ) -> None:
         self.routes = routes
+        self.traffic = traffic or Traffic()
+        """Where each answered request is counted (the controller's, for the metric history)."""
         self.engine = engine
         self.wake = wake
         self.wait_seconds = wait_seconds
@@ -238,9 +243,13 @@ class Gateway:
             replica.begin()
             if replica.meter is not None:
                 replica.meter.async_requests += 1
+            started = time.perf_counter()
             try:
                 async with self.http.post(url, data=body, headers={"Content-Type": "application/json"}) as response:
-                    return response.status, await response.read(), response.headers.get("Content-Type", "")
+                    answer = await response.read()
+                    took = time.perf_counter() - started
+                    self.traffic.of(deployment_id).finish(response.status, took, took, is_async=True)
+                    return response.status, answer, response.headers.get("Content-Type", "")
             except aiohttp.ClientConnectorError:
                 self._out_of_rotation(replica, deployment_id)
             except aiohttp.ServerTimeoutError:
@@ -262,26 +271,41 @@ class Gateway:
             if scope["type"] == "websocket":
                 await self._websocket(scope, receive, send, target)
                 return
-            body = await _request_body(scope, receive)
-            if body is None:
-                return
-            for _ in range(3):
-                replica = await self.replica_for(target.deployment_id)
-                try:
-                    await self._http(scope, receive, send, replica, target, body)
-                    return
-                except _Unreachable:
-                    # the request never reached it (the replica died or is restarting): try again, as long
-                    # as no byte of the body has been taken from the client
-                    self._out_of_rotation(replica, target.deployment_id)
-                    if isinstance(body, BodyStream) and body.started:
-                        break
-            raise GatewayError(503, f"no replica of deployment {target.deployment_id} accepted the request; retry")
         except GatewayError as exc:
-            if scope["type"] == "websocket":
-                await send({"type": "websocket.close", "code": 1011 if exc.status >= 500 else 1008})
+            await _refuse(scope, send, exc)
+            return
+        exchange = _Exchange(send)
+        outcome = 0
+        try:
+            await self._proxy(scope, receive, exchange, target)
+        except GatewayError as exc:
+            await send_error(exchange, exc.status, exc.message, exc.code, exc.retry_after)
+        except BaseException:
+            outcome = 502  # the replica dropped the answer midway (or the platform is stopping)
+            raise
+        finally:
+            # what the metric history and /metrics count (control/traffic.py)
+            status = exchange.status if exchange.complete else (outcome or CLIENT_CLOSED)
+            self.traffic.of(target.deployment_id).finish(
+                status, time.perf_counter() - exchange.started, exchange.first_byte
+            )
+
+    async def _proxy(self, scope: Scope, receive: Receive, send: Send, target: Target) -> None:
+        body = await _request_body(scope, receive)
+        if body is None:
+            return
+        for _ in range(3):
+            replica = await self.replica_for(target.deployment_id)
+            try:
+                await self._http(scope, receive, send, replica, target, body)
                 return
-            await send_error(send, exc.status, exc.message, exc.code, exc.retry_after)
+            except _Unreachable:
+                # the request never reached it (the replica died or is restarting): try again, as long
+                # as no byte of the body has been taken from the client
+                self._out_of_rotation(replica, target.deployment_id)
+                if isinstance(body, BodyStream) and body.started:
+                    break
+        raise GatewayError(503, f"no replica of deployment {target.deployment_id} accepted the request; retry")
 
     async def _wake(self, scope: Scope, send: Send, deployment_id: str) -> None:
         """Baseten's ``POST {target}/wake``: 202, and a scaled-to-zero deployment starts waking up."""
@@ -507,6 +531,39 @@ async def _relay_websocket(receive: Receive, send: Send, upstream: Any) -> None:
 
         group.start_soon(run, client_to_upstream)
         group.start_soon(run, upstream_to_client)
+
+
+async def _refuse(scope: Scope, send: Send, exc: GatewayError) -> None:
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1011 if exc.status >= 500 else 1008})
+        return
+    await send_error(send, exc.status, exc.message, exc.code, exc.retry_after)
+
+
+class _Exchange:
+    """The client's ``send``, noting what the gateway answered: the status, when the first byte of the
+    body went out, whether the body was complete."""
+
+    __slots__ = ("complete", "first_byte", "send", "started", "status")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = time.perf_counter()
+        self.status = 0
+        self.first_byte: float | None = None
+        """Seconds from the request's arrival to the first byte of the answer's body."""
+        self.complete = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.body":
+            more = message.get("more_body", False)
+            if self.first_byte is None and (message.get("body") or not more):
+                self.first_byte = time.perf_counter() - self.started
+            if not more:
+                self.complete = True
+        elif message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self.send(message)
 
 
 async def send_error(

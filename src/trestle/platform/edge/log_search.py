@@ -110,7 +110,8 @@ def parse_line(line: str) -> dict[str, Any] | None:
     }
 
 
-def _matches(entry: dict[str, Any], query: dict[str, Any]) -> bool:
+def matches(entry: dict[str, Any], query: dict[str, Any]) -> bool:
+    """Whether a parsed line (``parse_line``) passes the filters (``parse_query``)."""
     # the log's times have whole seconds: a line belongs to the window if its second overlaps it
     if not (query["start"] - 999 <= entry["_ms"] <= query["end"]):
         return False
@@ -131,7 +132,7 @@ def search(path: Path, query: dict[str, Any]) -> list[dict[str, Any]]:
     with open(path, encoding="utf-8", errors="replace") as handle:
         for line in handle:
             entry = parse_line(line)
-            if entry is not None and _matches(entry, query):
+            if entry is not None and matches(entry, query):
                 found.append(entry)
     if query["direction"] == "desc":
         found.reverse()

@@ -8,12 +8,14 @@ GET    /v1/models/{m}/deployments/{d}               DeploymentV1       DELETE: D
 PATCH  /v1/models/{m}/deployments/{d}               {name}
 POST   /v1/models/{m}/deployments/{d}/activate|deactivate|promote|retry
 GET    /v1/models/{m}/deployments/{d}/logs          GetLogsResponseV1 (Baseten's filters: edge/log_search.py)
-GET    /v1/models/{m}/deployments/{d}/metrics       GetModelMetricsResponseV1 (mode=CURRENT)
+GET    /v1/models/{m}/deployments/{d}/metrics       GetModelMetricsResponseV1 (CURRENT, SUMMARY, SERIES)
 PATCH  /v1/models/{m}/deployments/{d}/autoscaling_settings           {status: ACCEPTED|UNCHANGED, message}
 PATCH  /v1/models/{m}/deployments/{d}/request_backpressure_settings  {policy}
 GET    /v1/models/{m}/environments                  EnvironmentsV1 (plus the platform's own fields)
 POST   /v1/models/{m}/environments                  {name, autoscaling_settings?}
 GET    /v1/models/{m}/environments/{e}              EnvironmentV1      PATCH {autoscaling_settings}; DELETE
+GET    /v1/models/{m}/environments/{e}/metrics      GetModelMetricsResponseV1 (the history of whichever
+                                                    deployment was in the environment at each step)
 POST   /v1/models/{m}/environments/{e}/promote      {deployment_id, scale_down_previous_deployment, ...}
 
 ``{m}`` is a model id (or name); ``{d}`` a deployment id, ``production`` or ``development``.
@@ -23,16 +25,18 @@ from __future__ import annotations
 
 import datetime
 import json
+import time
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from trestle.platform.control.controller import Controller
+from trestle.platform.control.history import deployment_key, environment_key
 from trestle.platform.control.rules import DEPLOYMENT_NAME, check_environment_name
 from trestle.platform.edge import log_search
 from trestle.platform.edge.api import ControlApi, _json, route
-from trestle.platform.edge.metrics_export import current_metrics
+from trestle.platform.edge.metrics_export import metrics_answer, window_of
 from trestle.platform.errors import Conflict, InvalidRequest, NotFound
 from trestle.platform.store.database import Deployment, Environment, Model
 from trestle.platform.store.scaling import MAX_REPLICAS, Autoscaling
@@ -133,6 +137,7 @@ class ResourcesApi:
             route(env, self.delete_environment, ["DELETE"]),
             route(env + "/promote", self.promote_to_environment, ["POST"]),
             route(env + "/logs", self.environment_logs, ["GET", "POST"]),
+            route(env + "/metrics", self.environment_metrics, ["GET"]),
         ]
 
     # lookups ---------------------------------------------------------------------------------
@@ -335,14 +340,23 @@ class ResourcesApi:
         return JSONResponse(self.deployment_view(dep))
 
     async def deployment_metrics(self, request: Request) -> Response:
-        """Baseten's metrics API, ``mode=CURRENT`` (``edge/metrics_export.py``)."""
+        """Baseten's metrics API over the platform's history (``edge/metrics_export.py``)."""
         _, dep = self._deployment(request)
+        return self._metrics(request, deployment_key(dep.id), dep.id)
+
+    async def environment_metrics(self, request: Request) -> Response:
+        model, env = self._environment(request)
+        return self._metrics(request, environment_key(model.id, env.name), env.deployment_id)
+
+    def _metrics(self, request: Request, key: str, deployment_id: str | None) -> Response:
         params = request.query_params
-        windowed = params.get("start_epoch_millis") or params.get("end_epoch_millis")
-        if windowed and params.get("mode", "CURRENT") == "CURRENT":
-            raise InvalidRequest("mode=CURRENT is a snapshot now: leave out start_epoch_millis and end_epoch_millis")
+        mode = params.get("mode", "CURRENT")
+        now = time.time()
+        window = window_of(mode, params.get("start_epoch_millis"), params.get("end_epoch_millis"), int(now * 1000))
         names = [name for value in params.getlist("metrics") for name in value.split(",") if name]
-        body = current_metrics(self.ctrl.engine.replica_set(dep.id), params.get("mode", "CURRENT"), names)
+        rset = self.ctrl.engine.replica_set(deployment_id) if deployment_id else None
+        traffic = self.ctrl.traffic.get(deployment_id) if deployment_id else None
+        body = metrics_answer(self.ctrl.history, key, rset, traffic, mode, names, window, now)
         return JSONResponse(body)
 
     async def deployment_logs(self, request: Request) -> Response:

@@ -131,6 +131,8 @@ class LoadMeter:
         """Requests begun since the replica set was made (``baseten_inference_requests_total``)."""
         self.async_requests = 0
         """Of those, the async queue's runs (the gateway's ``call``; ``is_async="true"``)."""
+        self.restarts = 0
+        """Replicas restarted after they exited (``baseten_container_restarts_total``)."""
         self._busy = 0.0
         self._since = clock()
         self._peak = 0
@@ -152,6 +154,11 @@ class LoadMeter:
         self._advance()
         self.in_flight -= 1
 
+    def busy_total(self) -> float:
+        """The cumulative request-seconds in flight up to now (read without starting a new sample)."""
+        self._advance()
+        return self._busy
+
     def sample(self) -> LoadSample:
         now = self._advance()
         reading = LoadSample(at=now, busy=self._busy, peak=self._peak)
@@ -160,7 +167,7 @@ class LoadMeter:
 
 
 class Replica:
-    __slots__ = ("gpus", "id", "meter", "outstanding", "port", "ready", "url", "waiting")
+    __slots__ = ("gpus", "id", "meter", "outstanding", "pid", "port", "ready", "url", "waiting")
 
     def __init__(self, replica_id: str, port: int, meter: LoadMeter | None = None) -> None:
         self.id = replica_id
@@ -173,6 +180,8 @@ class Replica:
         """Why it has not started yet (``waiting for 1 x H100: 0 free``); None once it runs."""
         self.gpus: tuple[int, ...] = ()
         """The indices of the GPUs it holds."""
+        self.pid: int | None = None
+        """Its process on this host (the local engine's), for the metric history's CPU and memory."""
 
     def begin(self) -> None:
         """A request was sent to this replica (the gateway calls ``end`` when it is over)."""

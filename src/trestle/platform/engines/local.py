@@ -166,6 +166,8 @@ class _Supervisor:
                     detail = f"replica crashed {len(crashes)} times in {_CRASH_WINDOW:.0f}s"
                     self.emit(ReplicaEvent.UNHEALTHY, f"{oom}: {detail}" if oom else detail)
             self.log(f"restarting in {backoff:.1f}s")
+            if self.replica.meter is not None:
+                self.replica.meter.restarts += 1
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, _MAX_BACKOFF)
 
@@ -189,6 +191,7 @@ class _Supervisor:
         )
         pidfile = self.engine.run_dir / f"{self.replica.id}.pid"
         pidfile.write_text(str(proc.pid))
+        self.replica.pid = proc.pid
         self.log(f"started pid {proc.pid} on port {port}")
         self.emit(ReplicaEvent.STARTED, f"replica {self.replica.id} started")
         pump = asyncio.create_task(self._pump(proc))
