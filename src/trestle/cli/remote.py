@@ -66,6 +66,13 @@ def platform_group() -> None:
 
 
 @platform_group.command("start")
+@click.option(
+    "--metrics-step-seconds",
+    type=click.IntRange(1, 600),
+    default=10,
+    show_default=True,
+    help="The metric history's finest step (the charts' and the metrics API's resolution up to an hour).",
+)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8990, show_default=True, type=int)
 @click.option(
@@ -120,6 +127,7 @@ def platform_group() -> None:
     help="Serve the web dashboard on this port of --host (signed in with an API key); off by default.",
 )
 def platform_start(
+    metrics_step_seconds: int,
     host: str,
     port: int,
     data_dir: Path,
@@ -151,6 +159,7 @@ def platform_start(
         options = {"address": ray_address or "", "proxy_url": ray_proxy_url, "insecure": "1" if ray_insecure else ""}
     settings = Settings(
         data_dir=data_dir.expanduser().resolve(),
+        metrics_step_seconds=metrics_step_seconds,
         host=host,
         port=port,
         gateway_wait_seconds=gateway_wait_seconds,

@@ -38,6 +38,9 @@ class Settings:
     max_start_attempts: int = 2
     autoscale_interval: float = 1.0
     """Seconds between two readings of each deployment's load by the autoscaler."""
+    metrics_step_seconds: int = 10
+    """The finest step of the metric history (``control/history.py``): the charts' and the metrics API's
+    resolution for windows up to an hour."""
     engine: str = "local"
     """The engine that runs replicas, by name (``engines/registry.py``)."""
     engine_options: Mapping[str, str] = dataclasses.field(default_factory=dict)

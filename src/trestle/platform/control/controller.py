@@ -22,6 +22,7 @@ from trestle.errors import PlatformError
 from trestle.platform.control import gpus as gpu_views
 from trestle.platform.control.admission import admit
 from trestle.platform.control.autoscaling import Autoscaler, Autoscaling
+from trestle.platform.control.history import MetricHistory
 from trestle.platform.control.routing import RouteTable
 from trestle.platform.control.rules import (
     PushRequest,
@@ -30,6 +31,8 @@ from trestle.platform.control.rules import (
     check_replicas,
     model_name_for,
 )
+from trestle.platform.control.sampler import MetricsSampler
+from trestle.platform.control.traffic import Traffic
 from trestle.platform.engines import registry
 from trestle.platform.engines.base import (
     Engine,
@@ -195,6 +198,12 @@ class Controller:
         self._push_generation: dict[str, int] = {}
         """Per deployment, the newest push's number: only that push's files are swapped in."""
         self.autoscaler = Autoscaler(self, settings.autoscale_interval)
+        self.traffic = Traffic()
+        """What the gateway counted of each deployment's requests (``traffic.py``)."""
+        self.history = MetricHistory(settings.metrics_step_seconds)
+        self.sampler = MetricsSampler(
+            self.history, self.traffic, routes, engine, gpus.inventory if gpus is not None else None
+        )
         self.routes.rebuild(self.store)
 
     # lifecycle --------------------------------------------------------------------------------
@@ -205,7 +214,9 @@ class Controller:
         self._start_pipeline(deployment_id)
 
     def start_autoscaler(self) -> None:
+        """Start the background loops: the autoscaler and the metric history's sampler."""
         self.spawn(self.autoscaler.run())
+        self.spawn(self.sampler.run())
 
     async def close(self) -> None:
         for task in list(self._pipelines.values()) + list(self._background):

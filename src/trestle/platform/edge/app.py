@@ -64,6 +64,7 @@ class PlatformApp:
             wait_seconds=settings.gateway_wait_seconds,
             upstream_timeout=settings.gateway_upstream_timeout_seconds,
             ws_max_bytes=settings.ws_max_bytes,
+            traffic=self.controller.traffic,
         )
         self.async_api = AsyncApi(settings, self.controller, self.gateway)  # async inference
         self.dashboard: DashboardApp | None = None
