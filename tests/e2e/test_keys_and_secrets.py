@@ -165,6 +165,37 @@ def test_a_secret_reaches_the_replica_and_its_value_nowhere_else(plat: Platform,
     assert plat.http.post(url, json={}).json()["digest"] is None
 
 
+ENV_MODEL = """
+import hashlib
+import os
+
+
+class Model:
+    def predict(self, model_input):
+        value = os.environ.get("TRUSS_SECRET_env_token")
+        return {"digest": hashlib.sha256(value.encode()).hexdigest() if value else None, "pid": os.getpid()}
+"""
+
+
+def test_a_secret_is_also_in_the_model_environment_but_not_its_exec_environment(plat: Platform, tmp_path: Path) -> None:
+    value = "env-delivered-secret-5d21"
+    plat.run_cli("secrets", "set", "env_token", stdin=value)
+    root = tmp_path / "env-truss"
+    (root / "model").mkdir(parents=True)
+    (root / "config.yaml").write_text("model_name: secret-env\nsecrets:\n  env_token: null\n")
+    (root / "model" / "model.py").write_text(ENV_MODEL)
+    plat.cli("push", "--promote", cwd=root)
+    answer = plat.http.post("/models/secret-env/production/predict", json={}).json()
+    assert answer["digest"] == digest(value)  # Truss's TRUSS_SECRET_<name>, for code that reads os.environ
+    environ = Path(f"/proc/{answer['pid']}/environ").read_bytes()
+    assert b"TRUSS_SECRET_env_token" not in environ  # set inside the process, not at exec
+    ps = subprocess.run(["ps", "eww", "-p", str(answer["pid"]), "-o", "args"], capture_output=True, text=True)
+    assert ps.returncode == 0 and "trestle" in ps.stdout
+    assert value not in ps.stdout
+    assert value not in plat.logs(plat.http.get("/v1/models/secret-env").json()["production_deployment_id"])
+    plat.cli("secrets", "delete", "env_token")
+
+
 def test_a_restart_with_a_new_api_key_rotates_the_first_one(plat: Platform) -> None:
     kept = make_key(plat, "WORKSPACE_INVOKE", "survives-rotation")
     plat.stop()

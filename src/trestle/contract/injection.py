@@ -8,7 +8,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +106,25 @@ class Secrets(Mapping[str, str]):
 
     def __repr__(self) -> str:
         return f"Secrets(declared={list(self._declared)!r}, secrets_dir={str(self._dir)!r})"
+
+    def export(self, environ: MutableMapping[str, str] | None = None) -> list[str]:
+        """Truss's other delivery: ``TRUSS_SECRET_<name>`` in the model's environment, for every declared
+        secret that has a file, set from it (the file wins, as in ``__getitem__``). For code that reads
+        the environment, or Truss's own ``SecretsResolver`` (a Chains stub's API key), rather than the
+        ``secrets`` argument. Returns the names set (never the values).
+
+        Set inside the running process (``os.environ``), not passed at exec: a process's exec-time
+        environment is what ``ps e`` and ``/proc/<pid>/environ`` show, and these values stay out of it.
+        A value changed later reaches ``secrets[...]`` at once and the environment at the next start.
+        """
+        target = os.environ if environ is None else environ
+        names = []
+        for name in self._declared:
+            value = self._file_value(name)
+            if value:
+                target[SECRET_ENV_PREFIX + name] = value
+                names.append(name)
+        return names
 
 
 class LazyDataResolver:

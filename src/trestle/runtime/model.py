@@ -172,6 +172,9 @@ class ModelRuntime:
         )
         self.environment = read_environment(s.environment_file)
         secrets = Secrets(dict(cfg.secrets), secrets_dir=s.secrets_dir)
+        exported = secrets.export()
+        if exported:
+            logger.info("Secrets in the environment as TRUSS_SECRET_<name>: %s", ", ".join(exported))
         kwargs = {
             "config": cfg.to_dict(),
             "data_dir": data_dir,

@@ -239,3 +239,12 @@ def test_positional_only_is_not_passed_by_keyword() -> None:
     model = instantiate(Model, AVAILABLE)
     assert isinstance(model, Model)
     assert model.config is None
+
+
+def test_export_puts_declared_secrets_with_files_in_the_environment(secrets_dir: Path) -> None:
+    (secrets_dir / "hf_token").write_text("from-file")
+    (secrets_dir / "undeclared").write_text("never")
+    environ = {"TRUSS_SECRET_hf_token": "stale", "TRUSS_SECRET_other": "kept"}
+    secrets = Secrets({"hf_token": None, "other": "default", "missing": None}, secrets_dir=secrets_dir, environ=environ)
+    assert secrets.export(environ) == ["hf_token"]
+    assert environ == {"TRUSS_SECRET_hf_token": "from-file", "TRUSS_SECRET_other": "kept"}  # the file wins

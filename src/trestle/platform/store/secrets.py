@@ -2,10 +2,12 @@
 0600, written atomically), which every replica reads as Truss's ``/secrets`` mount
 (``TRESTLE_SECRETS_DIR``). A value is never returned by anything here, never logged.
 
-Delivery: the model server resolves a declared secret at each access (file over
+Delivery, both of Truss's ways: the model server resolves a declared secret at each access (file over
 ``TRUSS_SECRET_<name>`` over the config default), so a secret set or changed while a deployment runs
-reaches it at once, without a restart. Values are not put in replicas' environments
-(``TRUSS_SECRET_<name>``): a process environment is readable with ``ps e`` and ``/proc``.
+reaches ``secrets[...]`` at once, without a restart; and at start it sets ``TRUSS_SECRET_<name>`` in its
+own ``os.environ`` from the file, for code that reads the environment (Truss's ``SecretsResolver``, a
+Chains stub's key), which sees a changed value at the next start. Values are never in the environment a
+replica is exec'd with: that one is readable with ``ps e`` and ``/proc/<pid>/environ``.
 """
 
 from __future__ import annotations
