@@ -63,6 +63,8 @@ class Secrets(Mapping[str, str]):
         }
         self._dir = Path(secrets_dir)
         self._environ = environ  # None: read os.environ at each access
+        self._exported: set[str] = set()
+        """Names ``export`` set in the environment: their env copy never outlives the file."""
 
     @property
     def secrets_dir(self) -> Path:
@@ -89,7 +91,7 @@ class Secrets(Mapping[str, str]):
         value = self._declared[key]
         environ = os.environ if self._environ is None else self._environ
         env_value = environ.get(SECRET_ENV_PREFIX + key)
-        if env_value is not None:
+        if env_value is not None and key not in self._exported:
             value = env_value
         file_value = self._file_value(key)
         if file_value is not None:
@@ -115,7 +117,8 @@ class Secrets(Mapping[str, str]):
 
         Set inside the running process (``os.environ``), not passed at exec: a process's exec-time
         environment is what ``ps e`` and ``/proc/<pid>/environ`` show, and these values stay out of it.
-        A value changed later reaches ``secrets[...]`` at once and the environment at the next start.
+        A value changed later reaches ``secrets[...]`` at once and the environment at the next start; a
+        deleted one is gone from ``secrets[...]`` at once too (the exported copy is not read back).
         """
         target = os.environ if environ is None else environ
         names = []
@@ -123,6 +126,7 @@ class Secrets(Mapping[str, str]):
             value = self._file_value(name)
             if value:
                 target[SECRET_ENV_PREFIX + name] = value
+                self._exported.add(name)
                 names.append(name)
         return names
 

@@ -248,3 +248,14 @@ def test_export_puts_declared_secrets_with_files_in_the_environment(secrets_dir:
     secrets = Secrets({"hf_token": None, "other": "default", "missing": None}, secrets_dir=secrets_dir, environ=environ)
     assert secrets.export(environ) == ["hf_token"]
     assert environ == {"TRUSS_SECRET_hf_token": "from-file", "TRUSS_SECRET_other": "kept"}  # the file wins
+
+
+def test_an_exported_secret_deleted_later_is_gone_from_the_mapping(secrets_dir: Path) -> None:
+    (secrets_dir / "hf_token").write_text("from-file")
+    environ: dict[str, str] = {}
+    secrets = Secrets({"hf_token": None}, secrets_dir=secrets_dir, environ=environ)
+    secrets.export(environ)
+    (secrets_dir / "hf_token").unlink()  # `trestle secrets delete hf_token`
+    assert environ["TRUSS_SECRET_hf_token"] == "from-file"  # the start-time copy stays in the environment
+    with pytest.raises(SecretNotFound):
+        secrets["hf_token"]  # but the revoked value is not served from it
