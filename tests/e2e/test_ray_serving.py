@@ -111,13 +111,14 @@ def test_scale_from_zero_then_up_under_load_and_back_down(ray_head: RayHead, tmp
             "scale", dep, "--min-replicas", "0", "--max-replicas", "2", "--concurrency-target", "1",
             "--autoscaling-window", "1", "--scale-down-delay", "2", "--scale-to-zero-delay", "2",
         )  # fmt: skip
-        # idle: Serve scales it to zero; the deployment stays routable
+        # idle: Serve scales it to zero, and the status says so; the deployment stays routable
         platform.wait_for(lambda: _replicas(ray_head, dep) == 0, timeout=90, interval=0.5)
-        assert platform.deployment(dep)["status"] == "ACTIVE"
+        platform.wait_for(lambda: platform.deployment(dep)["status"] == "SCALED_TO_ZERO", timeout=10)
         # the first request brings a replica back and is answered
         response = platform.http.post(predict, json={"say": "wake"}, timeout=90)
         assert response.status_code == 200, response.text
         assert _replicas(ray_head, dep) >= 1
+        platform.wait_for(lambda: platform.deployment(dep)["status"] == "ACTIVE", timeout=10)
 
         # four slow requests at once, one in flight per replica: a second replica starts
         codes: list[int] = []

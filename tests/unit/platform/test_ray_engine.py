@@ -13,10 +13,12 @@ import pytest
 from trestle.platform.engines import registry
 from trestle.platform.engines.base import EngineContext, ReplicaEvent, ReplicaSpec
 from trestle.platform.engines.ray import RayEngine
+from trestle.platform.engines.ray_config import DEPLOYMENT_NAME
 from trestle.platform.engines.ray_logs import ReplicaActor, ReplicaLogs
 from trestle.platform.errors import InvalidRequest, Unavailable
 from trestle.platform.store.artifacts import check_signature, signed_path
 from trestle.platform.store.logs import LogHub
+from trestle.platform.store.scaling import Autoscaling
 
 pytestmark = pytest.mark.anyio
 DIGEST = "a" * 64
@@ -29,6 +31,7 @@ class Dashboard:
         self.down = False
         self.puts = 0
         self.auth: list[str | None] = []
+        self.replicas: list[dict[str, Any]] = []
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         self.auth.append(request.headers.get("authorization"))
@@ -40,7 +43,13 @@ class Dashboard:
             return httpx.Response(200)
         apps = {}
         for app in (self.config or {}).get("applications", []):
-            apps[app["name"]] = {"status": self.status, "message": "", "deployed_app_config": app, "deployments": {}}
+            deployments = {DEPLOYMENT_NAME: {"replicas": self.replicas}}
+            apps[app["name"]] = {
+                "status": self.status,
+                "message": "",
+                "deployed_app_config": app,
+                "deployments": deployments,
+            }
         return httpx.Response(200, json={"applications": apps})
 
 
@@ -81,6 +90,41 @@ async def test_start_puts_the_application_and_routes_through_the_proxy(tmp_path:
     await eng.poll_once()
     assert rset.any_ready
     assert [e for _, e in events] == [ReplicaEvent.STARTED, ReplicaEvent.READY]
+    await eng.close()
+
+
+async def test_serve_scaling_to_zero_and_back_are_events(tmp_path: Path) -> None:
+    dash = Dashboard()
+    dash.status = "RUNNING"
+    dash.replicas = [{"replica_id": "r1", "state": "RUNNING", "actor_id": "a1"}]
+    eng, events = engine(tmp_path, dash)
+    await eng.start(ReplicaSpec("d1", [], Path("."), {}, artifact=DIGEST, scaling=Autoscaling(0, 2)))
+    await eng.poll_once()
+    dash.replicas = []  # Serve's autoscaler took the last replica away; the application stays RUNNING
+    await eng.poll_once()
+    await eng.poll_once()
+    dash.replicas = [{"replica_id": "r2", "state": "STARTING", "actor_id": "a2"}]
+    await eng.poll_once()  # a request reached the proxy, which holds it while the replica starts
+    dash.replicas = [{"replica_id": "r2", "state": "RUNNING", "actor_id": "a2"}]
+    await eng.poll_once()
+    assert [e for _, e in events] == [
+        ReplicaEvent.STARTED,
+        ReplicaEvent.READY,
+        ReplicaEvent.SCALED_TO_ZERO,  # once
+        ReplicaEvent.READY,
+    ]
+    rset = eng.replica_set("d1")
+    assert rset is not None and rset.any_ready  # routable throughout: the proxy wakes it
+    await eng.close()
+
+
+async def test_a_fixed_count_at_zero_running_is_not_scaled_to_zero(tmp_path: Path) -> None:
+    dash = Dashboard()
+    dash.status = "RUNNING"
+    eng, events = engine(tmp_path, dash)
+    await eng.start(spec())  # min_replicas 1: zero running replicas is a restart, not a scale to zero
+    await eng.poll_once()
+    assert ReplicaEvent.SCALED_TO_ZERO not in [e for _, e in events]
     await eng.close()
 
 

@@ -514,7 +514,13 @@ class Controller:
         elif event is ReplicaEvent.STARTED:
             if status in (S.DEPLOYING, S.WAITING_FOR_RESOURCES):
                 self.set_status(deployment_id, S.LOADING_MODEL)
+        elif event is ReplicaEvent.SCALED_TO_ZERO:
+            if status in (S.ACTIVE, S.WAKING_UP) and self.set_status(deployment_id, S.SCALED_TO_ZERO):
+                self.event(EventKind.SCALE, deployment_id, f": {detail}")
         elif event is ReplicaEvent.READY:
+            if status is S.SCALED_TO_ZERO:  # an engine that scales itself woke it (a request reached it)
+                self.set_status(deployment_id, S.WAKING_UP)
+                status = S.WAKING_UP
             if status is S.ACTIVE and detail:
                 self.events.record(
                     EventKind.REPLICA,
@@ -648,6 +654,8 @@ class Controller:
             return
         if not self.set_status(deployment_id, S.WAKING_UP):
             return
+        if scales_itself(self.engine, deployment_id) and self.engine.replica_set(deployment_id) is not None:
+            return  # Ray Serve: its proxy holds the request and starts a replica; its READY ends WAKING_UP
         self._start_pipeline(deployment_id, waking=True)
 
     async def deactivate(self, deployment_id: str) -> Deployment:

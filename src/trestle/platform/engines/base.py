@@ -98,6 +98,7 @@ class ReplicaEvent(enum.Enum):
     NOT_READY = "not_ready"  # a ready replica stopped passing it (or died)
     UNHEALTHY = "unhealthy"  # a replica crashed repeatedly after having served
     FAILED = "failed"  # replicas never became ready (load failed); the engine gave up
+    SCALED_TO_ZERO = "scaled_to_zero"  # an engine that scales itself (Ray Serve) took the last replica away
 
 
 EventSink = Callable[[str, ReplicaEvent, str], None]

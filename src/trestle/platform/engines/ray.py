@@ -115,6 +115,7 @@ class RayEngine:
         self._status: dict[str, str] = {}  # deployment id -> Serve application status
         self._replicas: dict[str, list[ReplicaState]] = {}
         self._adopted: set[str] = set()  # deployments adopted at recovery whose replicas' logs are old
+        self._at_zero: set[str] = set()  # deployments Serve has scaled to zero replicas
         self.replica_logs = ReplicaLogs(self.http, context.logs)
         self._poller: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -276,6 +277,7 @@ class RayEngine:
         self._meters.pop(deployment_id, None)
         self._status.pop(deployment_id, None)
         self._replicas.pop(deployment_id, None)
+        self._at_zero.discard(deployment_id)
         self.replica_logs.stop(deployment_id)
 
     async def terminate(self, deployment_id: str, replica_id: str) -> bool:
@@ -339,6 +341,7 @@ class RayEngine:
             self._status[deployment_id] = status
             if status == "RUNNING":
                 self._set_ready(deployment_id, True, "Serve application RUNNING")
+                self._follow_zero(deployment_id)
             elif status == "DEPLOY_FAILED":
                 self._set_ready(deployment_id, False, message)
                 if old != status:
@@ -347,6 +350,21 @@ class RayEngine:
                 self._set_ready(deployment_id, False, message)
                 if old != status:
                     self.events(deployment_id, ReplicaEvent.UNHEALTHY, message or "the Serve application is unhealthy")
+
+    def _follow_zero(self, deployment_id: str) -> None:
+        """Serve's scale to zero and back, as events: the application stays RUNNING (and its proxy route
+        stays ready: the proxy holds a request while Serve starts a replica), so the status would read
+        ACTIVE throughout. At zero running replicas with a minimum of zero: SCALED_TO_ZERO; once a
+        replica runs again: READY (the controller goes WAKING_UP -> ACTIVE)."""
+        spec = self._specs.get(deployment_id)
+        running = sum(1 for replica in self._replicas.get(deployment_id, []) if replica.ready)
+        if running == 0 and spec is not None and spec.scaling.min_replicas == 0:
+            if deployment_id not in self._at_zero:
+                self._at_zero.add(deployment_id)
+                self.events(deployment_id, ReplicaEvent.SCALED_TO_ZERO, "Serve scaled the application to zero replicas")
+        elif running > 0 and deployment_id in self._at_zero:
+            self._at_zero.discard(deployment_id)
+            self.events(deployment_id, ReplicaEvent.READY, f"Serve runs {running} replica(s) again")
 
     def _set_ready(self, deployment_id: str, ready: bool, detail: str) -> None:
         rset = self._sets.get(deployment_id)
