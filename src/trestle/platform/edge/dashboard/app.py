@@ -56,7 +56,7 @@ _SECURITY_HEADERS = {
     ),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # not "no-referrer": Chromium would send `Origin: null` with forms
     "Cache-Control": "no-store",
 }
 
@@ -192,7 +192,8 @@ class DashboardApp:
             session: Session | None = request.scope.get(SCOPE_SESSION)
             if session is None:
                 if request.method in SAFE_METHODS:
-                    return RedirectResponse("/signin?next=" + quote(request.url.path), status_code=303)
+                    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                    return RedirectResponse("/signin?next=" + quote(here, safe=""), status_code=303)
                 return Response("sign in first", status_code=401, media_type="text/plain")
             try:
                 return await page(request, session)

@@ -178,7 +178,7 @@
           const axis = { stroke: ink, grid: { stroke: grid }, ticks: { stroke: grid } };
           plots[chart.id] = new uPlot({
             width, height: 180, legend: { live: false },
-            series: [{}, ...chart.series.map((s, i) => ({ label: s.label, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: false }))],
+            series: [{}, ...chart.series.map((s, i) => ({ label: s.label, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: false, points: { show: true, size: 4 } }))],
             axes: [axis, Object.assign({ size: 56 }, axis)],
           }, data, fig.querySelector(".plot"));
         }
