@@ -136,3 +136,41 @@ def test_scale_from_zero_then_up_under_load_and_back_down(ray_head: RayHead, tmp
         # idle again: back down (to zero, its minimum)
         platform.wait_for(lambda: _replicas(ray_head, dep) == 0, timeout=90, interval=0.5)
         assert platform.http.post(predict, json={}, timeout=90).status_code == 200
+
+
+SECRET_MODEL = """
+import hashlib
+import os
+
+
+class Model:
+    def __init__(self, secrets):
+        self._secrets = secrets
+
+    def predict(self, x):
+        value = self._secrets["hf_token"]
+        env = os.environ.get("TRUSS_SECRET_hf_token") or ""
+        return {
+            "digest": hashlib.sha256(value.encode()).hexdigest(),
+            "env_digest": hashlib.sha256(env.encode()).hexdigest(),
+            "dir": os.environ["TRESTLE_SECRETS_DIR"],
+        }
+"""
+
+
+def test_a_declared_secret_reaches_a_ray_replica_without_the_platforms_dir(ray_head: RayHead, tmp_path: Path) -> None:
+    import hashlib
+
+    value = "ray-delivered-secret-2b7e"
+    with running_on_ray(ray_head, tmp_path / "p") as platform:
+        result = platform.run_cli("secrets", "set", "hf_token", stdin=value)
+        assert result.returncode == 0, result
+        truss = make_truss(tmp_path / "truss", "ray-secret", SECRET_MODEL, SMALL + "secrets:\n  hf_token: null\n")
+        dep = push_no_wait(platform, truss)
+        predict = wait_status(platform, dep, "ACTIVE")["predict_url"]
+        answer = platform.http.post(predict, json={}, timeout=60).json()
+        expected = hashlib.sha256(value.encode()).hexdigest()
+        assert answer["digest"] == expected  # secrets[...]
+        assert answer["env_digest"] == expected  # TRUSS_SECRET_<name>, as on the local engine
+        assert not answer["dir"].startswith(str(platform.data_dir))  # fetched by URL, not the host's dir
+        assert value not in platform.logs(dep)

@@ -198,6 +198,9 @@ class TrestleReplica:
             self.environment_file.parent.mkdir(parents=True)
             self.environment_file.write_text(json.dumps({"name": environment}) if environment else "")
         os.environ["TRESTLE_ENVIRONMENT_FILE"] = str(self.environment_file)
+        url = os.environ.pop("TRESTLE_SECRETS_URL", None)
+        if url:
+            os.environ["TRESTLE_SECRETS_DIR"] = str(fetch_secrets(url))
         self.server = _model_server(self.truss_dir, self.environment_file)
 
     def __serve_build_asgi_app__(self) -> ASGIApp:
@@ -209,6 +212,31 @@ class TrestleReplica:
         tmp = self.environment_file.with_suffix(".tmp")
         tmp.write_text(json.dumps({"name": name}) if name else "")
         os.replace(tmp, self.environment_file)
+
+
+def fetch_secrets(url: str, timeout: float = 30.0) -> Path:
+    """The deployment's declared secrets from the platform's signed URL, into a new private directory
+    (0700, files 0600) that the model server then reads as its secrets dir. Once, at the replica's start,
+    before the model loads (so not on a loop that serves traffic); a secret changed later reaches the
+    next replica. A platform that cannot be reached fails the start with a clear error."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            values = json.loads(response.read())["secrets"]
+    except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
+        host = url.split("/v1/", 1)[0]
+        raise RuntimeError(f"could not fetch this deployment's secrets from the platform at {host}: {exc}") from None
+    directory = Path(tempfile.mkdtemp(prefix="trestle-secrets-"))  # 0700
+    for name, value in values.items():
+        path = directory / str(name)
+        if path.parent != directory:
+            continue
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(str(value))
+    return directory
 
 
 def app(args: dict[str, Any]) -> Any:

@@ -125,6 +125,14 @@ def test_code_requirements_and_variables_go_to_the_runtime_env() -> None:
     assert "pip" not in app(requirements=())["runtime_env"]
 
 
+def test_secrets_come_from_a_signed_url_not_the_platform_hosts_dir() -> None:
+    local = spec(environment_variables={"FOO": "bar", "TRESTLE_SECRETS_DIR": "/platform/host/secrets"})
+    env = serve_application(ServeInputs(local, URL, secrets_url="http://10.0.0.5:8990/v1/s/d1/sig"))
+    env_vars = env["runtime_env"]["env_vars"]
+    assert env_vars["TRESTLE_SECRETS_URL"] == "http://10.0.0.5:8990/v1/s/d1/sig"
+    assert "TRESTLE_SECRETS_DIR" not in env_vars  # a path on the platform's host, not the replica's
+
+
 def test_the_environment_is_dynamic_config() -> None:
     assert deployment()["user_config"] == {"environment": "production"}
     assert deployment(environment=None)["user_config"] == {}

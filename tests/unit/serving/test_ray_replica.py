@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -149,3 +151,37 @@ def test_a_call_that_ignores_the_disconnect_is_cancelled_after_the_grace() -> No
         return not mounted.running
 
     assert asyncio.run(main())
+
+
+def test_fetch_secrets_writes_a_private_dir_from_the_platforms_url(tmp_path: Path) -> None:
+    import http.server
+    import stat
+    import threading
+
+    from trestle.serving.ray_replica import fetch_secrets
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"secrets": {"hf_token": "s3cr3t", "../escape": "no"}}).encode()
+            self.send_response(200 if self.path == "/v1/engine-artifacts/secrets/d1/sig" else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        directory = fetch_secrets(base + "/v1/engine-artifacts/secrets/d1/sig")
+        assert (directory / "hf_token").read_text() == "s3cr3t"
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+        assert stat.S_IMODE((directory / "hf_token").stat().st_mode) == 0o600
+        assert sorted(p.name for p in directory.iterdir()) == ["hf_token"]  # nothing outside it
+        with pytest.raises(RuntimeError, match="could not fetch this deployment's secrets from the platform"):
+            fetch_secrets(base + "/v1/engine-artifacts/secrets/d1/wrong")
+    finally:
+        server.shutdown()

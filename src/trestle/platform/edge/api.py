@@ -34,9 +34,11 @@ from trestle.platform.edge import urls
 from trestle.platform.edge.errors import error_body, http_status
 from trestle.platform.errors import InvalidRequest, NotFound
 from trestle.platform.store import packaging
-from trestle.platform.store.artifacts import check_digest, check_signature
+from trestle.platform.store.artifacts import check_digest, check_secrets_signature, check_signature
 from trestle.platform.store.database import Deployment, Model
+from trestle.platform.store.secrets import values_of
 from trestle.platform.store.states import DEVELOPMENT, PRODUCTION
+from trestle.platform.store.truss import raw_config
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -110,6 +112,7 @@ class ControlApi:
             route("/v1/health", self.health, methods=["GET"]),
             route("/v1/artifacts/{digest}", self.artifact_exists, methods=["HEAD", "GET"]),
             route("/v1/artifacts/{digest}", self.upload_artifact, methods=["PUT"]),
+            route("/v1/engine-artifacts/secrets/{deployment}/{signature}", self.engine_secrets, methods=["GET"]),
             route("/v1/engine-artifacts/{digest}/{file}", self.engine_artifact, methods=["GET"]),
             route("/v1/deployments", self.push, methods=["POST"]),
             route("/v1/deployments", self.list_deployments, methods=["GET"]),
@@ -175,6 +178,24 @@ class ControlApi:
         if not key or not check_signature(key, digest, signature) or not self.ctrl.artifacts.exists(digest):
             raise NotFound("no such artifact")
         return FileResponse(self.ctrl.artifacts.path(digest), media_type="application/gzip")
+
+    async def engine_secrets(self, request: Request) -> Response:
+        """A cluster replica's declared secrets, fetched once at its start (a replica on another host cannot
+        read the secrets dir): no API key, the path's signature names the deployment; only the secrets its
+        truss declares, never cached."""
+        dep_id = str(request.path_params["deployment"])
+        key = self.ctrl.artifact_key
+        if not key or not check_secrets_signature(key, dep_id, str(request.path_params["signature"])):
+            raise NotFound("no such artifact")
+        dep = self.ctrl.store.get_deployment(dep_id)
+
+        def read() -> dict[str, str]:
+            declared = raw_config(self.ctrl.settings.truss_dir(dep.id)).get("secrets")
+            names = [str(name) for name in declared] if isinstance(declared, dict) else []
+            return values_of(self.ctrl.settings.secrets_dir, names)
+
+        values = await asyncio.to_thread(read)
+        return JSONResponse({"secrets": values}, headers={"Cache-Control": "no-store"})
 
     async def upload_artifact(self, request: Request) -> Response:
         digest = check_digest(request.path_params["digest"])

@@ -92,6 +92,7 @@ class RayEngine:
         token: str | None,
         proxy_url: str,
         artifact_url: Callable[[str], str],
+        secrets_url: Callable[[str], str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         poll_seconds: float = POLL_SECONDS,
         owner: str = "",
@@ -101,6 +102,7 @@ class RayEngine:
         self.logs = context.logs
         self.events: EventSink = _no_events
         self.artifact_url = artifact_url
+        self.secrets_url = secrets_url
         self.poll_seconds = poll_seconds
         self.owner = owner
         """This platform's id on the cluster (``args.platform`` of its applications)."""
@@ -203,7 +205,10 @@ class RayEngine:
         """Put the deployment's application in the config; returns the config it replaced.
         ``announce``: report a changed application as STARTED (not for a settings-only change,
         which Serve applies to the running replicas)."""
-        application = serve_application(ServeInputs(spec, self.artifact_url(spec.artifact), owner=self.owner))
+        secrets = self.secrets_url(spec.deployment_id) if self.secrets_url is not None else ""
+        application = serve_application(
+            ServeInputs(spec, self.artifact_url(spec.artifact), owner=self.owner, secrets_url=secrets)
+        )
         async with self._lock:
             previous = self._apps.get(spec.deployment_id)
             self._apps[spec.deployment_id] = application
@@ -399,7 +404,7 @@ def _host_port(url: str) -> tuple[str, int]:
 def create(context: EngineContext) -> RayEngine:
     """The registry's factory: options ``address``, ``token``, ``insecure``, ``proxy_url``,
     ``artifact_base`` (the platform URL the cluster fetches code from) and ``artifact_key``."""
-    from trestle.platform.store.artifacts import signed_path
+    from trestle.platform.store.artifacts import signed_path, signed_secrets_path
 
     options = context.options
     address = options.get("address")
@@ -421,5 +426,6 @@ def create(context: EngineContext) -> RayEngine:
         token=token,
         proxy_url=options.get("proxy_url", "http://127.0.0.1:8000"),
         artifact_url=lambda digest: base + signed_path(key, digest),
+        secrets_url=lambda deployment_id: base + signed_secrets_path(key, deployment_id),
         owner=options.get("platform_id") or hashlib.sha256(key.encode()).hexdigest()[:12],
     )

@@ -41,6 +41,8 @@ class ServeInputs:
     """An authenticated URL the cluster fetches the truss archive from (``.tar.gz``)."""
     owner: str = ""
     """The platform's id on the cluster (``args.platform``); empty for none."""
+    secrets_url: str = ""
+    """A signed URL the replica fetches its declared secrets from at start; empty: the secrets dir."""
 
 
 def app_name(deployment_id: str) -> str:
@@ -63,7 +65,13 @@ def _initial(inputs: ServeInputs) -> int:
 
 
 def _env_vars(inputs: ServeInputs) -> dict[str, str]:
-    return {**inputs.spec.environment_variables, "PYTHONUNBUFFERED": "1"}
+    env = {**inputs.spec.environment_variables, "PYTHONUNBUFFERED": "1"}
+    if inputs.secrets_url:
+        # a replica on another host cannot read the platform's secrets dir: it fetches its declared
+        # secrets into a private dir of its own at start (serving/ray_replica.py)
+        env.pop("TRESTLE_SECRETS_DIR", None)
+        env["TRESTLE_SECRETS_URL"] = inputs.secrets_url
+    return env
 
 
 Row = tuple[str, Callable[[ServeInputs], Any]]

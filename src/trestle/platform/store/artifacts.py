@@ -100,5 +100,18 @@ def check_signature(key: str, digest: str, signature: str) -> bool:
     return hmac.compare_digest(_signature(key, digest), signature)
 
 
+SECRETS_PREFIX = "/v1/engine-artifacts/secrets/"
+
+
+def signed_secrets_path(key: str, deployment_id: str) -> str:
+    """The URL path a cluster replica fetches its deployment's declared secrets from at start (its host
+    may not see the platform's secrets dir): signed like an artifact, over another message."""
+    return f"{SECRETS_PREFIX}{deployment_id}/{_signature(key, 'secrets:' + deployment_id)}"
+
+
+def check_secrets_signature(key: str, deployment_id: str, signature: str) -> bool:
+    return hmac.compare_digest(_signature(key, "secrets:" + deployment_id), signature)
+
+
 def _signature(key: str, digest: str) -> str:
     return hmac.new(key.encode(), digest.encode(), hashlib.sha256).hexdigest()

@@ -65,6 +65,18 @@ def check_name(name: object) -> str:
     return name
 
 
+def values_of(directory: Path, names: list[str]) -> dict[str, str]:
+    """The values of the named secrets that are set (blocking file reads: call it in a thread). For the
+    signed route a cluster replica fetches its declared secrets from; never logged."""
+    out: dict[str, str] = {}
+    for name in names:
+        if not NAME_PATTERN.fullmatch(name):
+            continue
+        with contextlib.suppress(OSError):
+            out[name] = (directory / name).read_text(encoding="utf-8")
+    return out
+
+
 class SecretStore:
     def __init__(self, store: Store, directory: Path) -> None:
         self._store = store
