@@ -272,6 +272,24 @@ def test_the_events_feed_lists_pushes_and_promotes(page: Any, dash: Platform, pu
     shot(page, "events")
 
 
+def test_the_autoscaling_form_checks_ranges_before_sending(page: Any, dash: Platform, pushed: dict[str, Any]) -> None:
+    from playwright.sync_api import expect
+
+    dep = pushed["first"]["deployment_id"]
+    sign_in(page, dash, f"/models/{pushed['first']['model_id']}")
+    form = page.locator(f"#autoscaling-{dep}")
+    sent: list[str] = []
+    page.on("request", lambda request: sent.append(request.method) if request.method == "POST" else None)
+    form.get_by_label("max_replica").fill("99")
+    form.get_by_role("button", name="Save autoscaling").click()
+    assert form.get_by_label("max_replica").evaluate("el => el.validity.rangeOverflow")
+    assert sent == []  # the browser refused to send it
+    form.get_by_label("max_replica").fill("2")
+    form.get_by_role("button", name="Save autoscaling").click()
+    expect(page.get_by_role("status").first).to_contain_text("max_replica 1 -> 2")
+    assert dash.http.get(f"/v1/deployments/{dep}").json()["autoscaling"]["max_replicas"] == 2
+
+
 def test_the_keyboard_reaches_every_action(page: Any, dash: Platform, pushed: dict[str, Any]) -> None:
     sign_in(page, dash, f"/models/{pushed['first']['model_id']}")
     page.wait_for_selector(".charts .chart")
@@ -321,3 +339,8 @@ def test_the_charts_show_points_after_traffic(page: Any, dash: Platform, pushed:
     expect(page.locator("#chart-replicas")).not_to_have_attribute("data-points", "0")
     expect(requests.locator("canvas")).to_have_count(1)
     shot(page, "model-charts")
+    # the models list: requests per second and p50 over the last five minutes
+    page.goto(url(dash))
+    row = page.locator('tr[data-model="dash-model"][data-environment="production"]')
+    expect(row.locator("td.rate")).not_to_have_text("0.00")
+    expect(row.locator("td.p50")).to_contain_text(" ms")

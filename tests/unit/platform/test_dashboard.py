@@ -25,6 +25,7 @@ from trestle.platform.edge.dashboard.sessions import (
     csrf_ok,
     same_origin,
 )
+from trestle.platform.engines.base import ReplicaEvent
 from trestle.platform.settings import Settings
 from trestle.platform.store.database import Store
 from trestle.platform.store.events import EventKind, EventLog
@@ -153,6 +154,20 @@ async def test_pages_show_what_the_api_answers(dash: Any, tmp_path: Path) -> Non
     kinds = [event["kind"] for event in events]
     assert "push" in kinds and "status" in kinds
     assert "is ACTIVE" in (await browser.get("/events")).text
+
+
+async def test_crashes_restarts_and_scale_changes_are_events(dash: Any, tmp_path: Path) -> None:
+    api, _, app = dash
+    dep = await push(api, tmp_path, "crashy")
+    app.controller.on_replica_event(dep["id"], ReplicaEvent.NOT_READY, f"replica {dep['id']}-r0 exited with code 1")
+    app.controller.on_replica_event(dep["id"], ReplicaEvent.READY, f"replica {dep['id']}-r0 is ready")
+    assert (await api.post(f"/v1/deployments/{dep['id']}/scale", json={"replicas": 2})).status_code == 200
+    events = (await api.get("/v1/events", params={"model": "crashy"})).json()["events"]
+    by_kind = {event["kind"]: event for event in reversed(events)}
+    assert by_kind["crash"]["level"] == "warning" and "exited with code 1" in by_kind["crash"]["message"]
+    assert "is ready" in by_kind["replica"]["message"]
+    assert "2 replica(s), fixed" in by_kind["scale"]["message"]
+    assert (await api.get("/v1/events", params={"limit": 0})).status_code == 400
 
 
 async def test_the_event_log_keeps_rows_and_feeds_followers(tmp_path: Path) -> None:
