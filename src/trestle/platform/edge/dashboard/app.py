@@ -73,7 +73,10 @@ class DashboardApp:
         self.api = ApiClient(platform)
         self.pages = Pages(self.api)
         self.templates = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, undefined=jinja2.StrictUndefined
+            loader=jinja2.FileSystemLoader(HERE / "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            auto_reload=False,  # read once: no stat() of the templates on the loop at each render
         )
         self.static = StaticFiles(directory=HERE / "static")
         self.router = Router(

@@ -12,16 +12,14 @@ from typing import Any
 from urllib.parse import quote
 
 from trestle.platform.edge.dashboard.client import ApiClient, ApiError, last_five_minutes, metric, metric_sum
-from trestle.platform.edge.resources import _AUTOSCALING
+from trestle.platform.edge.resources import _AUTOSCALING  # Baseten's autoscaling fields and their ranges
 
 DEVELOPMENT = "development"
 WINDOWS = {"15m": 15 * 60, "1h": 3600, "24h": 24 * 3600}
 
 AUTOSCALING_FIELDS: list[dict[str, Any]] = [
-    {"name": name, "low": low, "high": high}
-    for name, (_, low, high) in _AUTOSCALING.items()
-    if name != "target_utilization_percentage"
-] + [{"name": "target_utilization_percentage", "low": 1, "high": 100}]
+    {"name": name, "low": low, "high": high} for name, (_, low, high) in _AUTOSCALING.items()
+]
 """The autoscaling form's fields with the API's ranges (``edge/resources.py``): the browser checks them
 (``min``/``max``) before it sends, the API checks them again."""
 
