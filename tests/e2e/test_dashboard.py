@@ -136,6 +136,10 @@ def test_sign_in_refuses_a_wrong_key_then_sets_a_strict_session_cookie(page: Any
     cookies = page.context.cookies()
     assert [(c["name"], c["httpOnly"], c["sameSite"]) for c in cookies] == [("trestle_session", True, "Strict")]
     assert KEY not in cookies[0]["value"] and KEY not in page.content()
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_label("API key")).to_be_visible()
+    page.goto(url(dash))
+    assert page.url.startswith(url(dash, "/signin"))  # the session is gone
 
 
 def test_changes_need_the_csrf_token_and_the_same_origin(dash: Platform) -> None:
@@ -290,12 +294,12 @@ def test_the_autoscaling_form_checks_ranges_before_sending(page: Any, dash: Plat
     assert dash.http.get(f"/v1/deployments/{dep}").json()["autoscaling"]["max_replicas"] == 2
 
 
-def test_the_keyboard_reaches_every_action(page: Any, dash: Platform, pushed: dict[str, Any]) -> None:
-    sign_in(page, dash, f"/models/{pushed['first']['model_id']}")
-    page.wait_for_selector(".charts .chart")
+def tab_through(page: Any) -> list[str]:
+    """Press Tab until every link, button and field of the page has had the focus; the ones that never did."""
     wanted = page.evaluate(
         """() => {
-        const all = [...document.querySelectorAll('a[href], button, input:not([type=hidden]), select, textarea')];
+        const all = [...document.querySelectorAll('a[href], button, input:not([type=hidden]), select, textarea')]
+          .filter(el => el.offsetParent !== null || el.closest('.skip'));
         all.forEach((el, i) => el.dataset.kbd = String(i));
         return all.length; }"""
     )
@@ -307,23 +311,39 @@ def test_the_keyboard_reaches_every_action(page: Any, dash: Platform, pushed: di
             reached.add(key)
         if len(reached) == wanted:
             break
-    missing = page.evaluate(
+    missing: list[str] = page.evaluate(
         "(reached) => [...document.querySelectorAll('[data-kbd]')].filter(el => !reached.includes(el.dataset.kbd))"
         ".map(el => el.outerHTML.slice(0, 120))",
         sorted(reached),
     )
-    assert not missing, f"not reachable with Tab: {missing}"
+    return missing
+
+
+def test_the_keyboard_reaches_every_action(page: Any, dash: Platform, pushed: dict[str, Any]) -> None:
+    from playwright.sync_api import expect
+
+    model_id, dep = pushed["first"]["model_id"], pushed["first"]["deployment_id"]
+    sign_in(page, dash, f"/models/{model_id}")
+    page.wait_for_selector(".charts .chart")
+    assert not tab_through(page), "not reachable with Tab on the model page"
+    for path in (
+        "/",
+        f"/models/{model_id}/deployments/{dep}",
+        f"/models/{model_id}/deployments/{dep}/playground",
+        "/events",
+    ):
+        page.goto(url(dash, path))
+        assert not (missing := tab_through(page)), f"not reachable with Tab on {path}: {missing}"
     # and an action works from the keyboard alone: Tab to a deployment's Scale button, press Enter
-    dep = pushed["first"]["deployment_id"]
+    page.goto(url(dash, f"/models/{model_id}"))
+    tab_through(page)
     target = page.locator(f'tr[data-deployment="{dep}"] button', has_text="Scale").get_attribute("data-kbd")
     page.locator("body").focus()
-    for _ in range(wanted + 2):
+    for _ in range(200):
         page.keyboard.press("Tab")
         if page.evaluate("() => document.activeElement && document.activeElement.dataset.kbd") == target:
             break
     page.keyboard.press("Enter")
-    from playwright.sync_api import expect
-
     expect(page.get_by_role("status").first).to_contain_text(f"deployment {dep}: 1 replica(s)")
 
 
@@ -339,6 +359,10 @@ def test_the_charts_show_points_after_traffic(page: Any, dash: Platform, pushed:
     expect(page.locator("#chart-replicas")).not_to_have_attribute("data-points", "0")
     expect(requests.locator("canvas")).to_have_count(1)
     shot(page, "model-charts")
+    page.emulate_media(color_scheme="dark")
+    page.reload()
+    expect(page.locator("#chart-requests")).not_to_have_attribute("data-points", "0")
+    shot(page, "model-charts-dark")
     # the models list: requests per second and p50 over the last five minutes
     page.goto(url(dash))
     row = page.locator('tr[data-model="dash-model"][data-environment="production"]')

@@ -202,9 +202,15 @@ def serve(settings: Settings, api_key: str | None = None, announce: Any = print)
     lock = DataDirLock(settings.data_dir)
     lock.acquire(f"http://{settings.host}:{settings.port}")
     try:
+        if settings.dashboard_port == settings.port:
+            raise PlatformError("--dashboard-port must be another port than --port", status=400)
         sockets = [listen(settings.host, settings.port)]
         if settings.dashboard_port is not None:
-            sockets.append(listen(settings.host, settings.dashboard_port))
+            try:
+                sockets.append(listen(settings.host, settings.dashboard_port))
+            except PlatformError:
+                sockets[0].close()
+                raise
         _serve(settings, api_key, announce, sockets)
     finally:
         lock.release()
