@@ -368,3 +368,19 @@ def test_the_charts_show_points_after_traffic(page: Any, dash: Platform, pushed:
     row = page.locator('tr[data-model="dash-model"][data-environment="production"]')
     expect(row.locator("td.rate")).not_to_have_text("0.00")
     expect(row.locator("td.p50")).to_contain_text(" ms")
+
+
+def test_open_streams_do_not_hold_the_platforms_stop(page: Any, dash: Platform, pushed: dict[str, Any]) -> None:
+    """Runs last: with the events and log streams of a deployment page open, SIGTERM ends them at once,
+    instead of uvicorn waiting its graceful-shutdown timeout for the connections."""
+    from playwright.sync_api import expect
+
+    dep = pushed["first"]["deployment_id"]
+    sign_in(page, dash, f"/models/{pushed['first']['model_id']}/deployments/{dep}")
+    expect(page.locator("#logs")).to_have_attribute("data-state", "open")
+    assert dash.proc is not None
+    proc = dash.proc
+    dash.stop()
+    assert proc.returncode == 0
+    out = dash.log_path.read_text()
+    assert "graceful shutdown exceeded" not in out and out.rstrip().endswith("stopped"), out[-2000:]

@@ -184,6 +184,14 @@ async def test_the_event_log_keeps_rows_and_feeds_followers(tmp_path: Path) -> N
     assert [e.kind for e in log.list()] == ["scale", "push"]
     assert [e.kind for e in log.list(model_id="m")] == ["push"]
     assert log.list(after=event.seq)[0].message == "other"
+    later = log.follow(heartbeat=10)
+    waiting = asyncio.ensure_future(later.__anext__())
+    await asyncio.sleep(0)
+    log.close()  # the platform stops: every stream ends now
+    with pytest.raises(StopAsyncIteration):
+        await waiting
+    with pytest.raises(StopAsyncIteration):
+        await log.follow().__anext__()
     await follow.aclose()  # type: ignore[attr-defined]
     store.close()
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import logging
@@ -82,6 +83,10 @@ class PlatformApp:
         await recover(self.controller)
         self.controller.start_autoscaler()
         await self.async_api.start()
+
+    def begin_shutdown(self) -> None:
+        """At SIGINT/SIGTERM, before uvicorn waits for open connections: end the live streams (events, logs)."""
+        self.feeds.close()
 
     async def shutdown(self) -> None:
         running = len(
@@ -250,6 +255,17 @@ def _serve(settings: Settings, api_key: str | None, announce: Any, sockets: list
         server_header=False,
     )
     server = Server(config)  # exits 0 after a clean SIGTERM drain (uvicorn's re-raises the signal)
+    handle_exit = server.handle_exit
+
+    def stopping(sig: int, frame: Any) -> None:
+        # the dashboard's open streams would otherwise hold the drain for 60 s; on the loop, not in the handler
+        try:
+            asyncio.get_running_loop().call_soon_threadsafe(app.begin_shutdown)
+        except RuntimeError:
+            app.begin_shutdown()
+        handle_exit(sig, frame)
+
+    server.handle_exit = stopping  # type: ignore[method-assign]
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=sockets)
     sys.stdout.flush()

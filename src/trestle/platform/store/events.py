@@ -71,6 +71,7 @@ class EventLog:
         store.ensure_schema(_SCHEMA)
         self._subscribers: set[asyncio.Queue[Event | None]] = set()
         self._count = 0
+        self._closed = False
 
     def record(
         self,
@@ -96,11 +97,21 @@ class EventLog:
             try:
                 queue.put_nowait(event)
             except asyncio.QueueFull:
-                self._subscribers.discard(queue)
-                with contextlib.suppress(asyncio.QueueFull):
-                    queue.get_nowait()
-                    queue.put_nowait(None)  # tells the reader it was dropped
+                self._end(queue)  # too far behind
         return event
+
+    def _end(self, queue: asyncio.Queue[Event | None]) -> None:
+        self._subscribers.discard(queue)
+        with contextlib.suppress(asyncio.QueueEmpty, asyncio.QueueFull):
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(None)  # tells the reader its stream ends
+
+    def close(self) -> None:
+        """End every follower's stream (the platform is stopping: an open stream would hold its drain)."""
+        self._closed = True
+        for queue in list(self._subscribers):
+            self._end(queue)
 
     def list(self, *, model_id: str | None = None, after: int = 0, limit: int = 100) -> list[Event]:
         """The newest ``limit`` events (of one model, or all) with a sequence number above ``after``,
@@ -124,7 +135,10 @@ class EventLog:
 
     async def follow(self, *, model_id: str | None = None, heartbeat: float = 15.0) -> AsyncIterator[Event | None]:
         """New events as they are recorded; None every ``heartbeat`` seconds without one (the stream
-        sends a comment then, so proxies keep it open). Ends when the reader fell too far behind."""
+        sends a comment then, so proxies keep it open). Ends when the reader fell too far behind, or at
+        ``close``."""
+        if self._closed:
+            return
         with self._subscription() as queue:
             while True:
                 try:
