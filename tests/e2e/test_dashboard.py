@@ -32,6 +32,7 @@ WAIT_MS = 90_000
 
 MODEL = """
 import logging
+import os
 import time
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 class Model:
     def predict(self, model_input):
         n = model_input.get("n", 0)
+        if model_input.get("die"):
+            os._exit(3)  # a crash: the replica restarts
         print(f"printed-{n}", flush=True)
         log.warning("warned-%s", n)
         if model_input.get("stream"):
@@ -234,6 +237,15 @@ def test_logs_stream_while_the_model_prints(page: Any, dash: Platform, pushed: d
     page.get_by_label("Search").fill(f"printed-{second}")
     page.get_by_role("button", name="Filter").click()
     expect(logs.locator(".line")).to_have_count(1)
+    # by request id: the model's own log lines carry it (the print does not)
+    rid = f"req-{uuid.uuid4().hex[:8]}"
+    response = dash.http.post(predict, json={"n": "rid"}, headers={"X-Baseten-Request-Id": rid})
+    assert response.status_code == 200
+    page.get_by_label("Search").fill("")
+    page.get_by_label("Request id").fill(rid)
+    page.get_by_role("button", name="Filter").click()
+    expect(logs.locator(".line")).to_have_count(1)
+    expect(logs).to_contain_text("warned-rid")
     shot(page, "deployment-logs")
 
 
@@ -273,6 +285,10 @@ def test_the_events_feed_lists_pushes_and_promotes(page: Any, dash: Platform, pu
     dep = pushed["first"]["deployment_id"]
     dash.http.post(f"/v1/deployments/{dep}/scale", json={"replicas": 1})
     expect(events.locator('[data-kind="scale"]').first).to_contain_text(dep)  # live, no reload
+    # a crash, and the replica ready again, with why
+    dash.http.post(f"/models/{pushed['first']['model_id']}/deployment/{dep}/predict", json={"die": True})
+    expect(events.locator('[data-kind="crash"]').first).to_contain_text("exited")
+    expect(events.locator('[data-kind="replica"]').first).to_contain_text("is ready")
     shot(page, "events")
 
 
