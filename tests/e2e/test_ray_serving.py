@@ -174,3 +174,32 @@ def test_a_declared_secret_reaches_a_ray_replica_without_the_platforms_dir(ray_h
         assert answer["env_digest"] == expected  # TRUSS_SECRET_<name>, as on the local engine
         assert not answer["dir"].startswith(str(platform.data_dir))  # fetched by URL, not the host's dir
         assert value not in platform.logs(dep)
+
+
+def test_a_docker_server_truss_runs_on_ray(ray_head: RayHead, tmp_path: Path) -> None:
+    import sys
+
+    from tests.e2e.conftest import free_port
+    from tests.e2e.test_faults_and_builds import CUSTOM_SERVER
+
+    port = free_port()
+    truss = tmp_path / "custom"
+    truss.mkdir()
+    (truss / "server.py").write_text(CUSTOM_SERVER)
+    (truss / "config.yaml").write_text(
+        "model_name: ray-custom\n" + SMALL + "docker_server:\n"
+        f"  start_command: {sys.executable} server.py {port}\n"
+        f"  server_port: {port}\n"
+        "  predict_endpoint: /infer\n"
+        "  readiness_endpoint: /ready\n"
+        "  liveness_endpoint: /health\n"
+    )
+    with running_on_ray(ray_head, tmp_path / "p") as platform:
+        dep = push_no_wait(platform, truss)
+        wait_status(platform, dep, "ACTIVE")
+        assert any(app == f"trestle-{dep}" for app in ray_head.applications())  # on Ray, not a local process
+        base = f"/models/ray-custom/deployment/{dep}"
+        answer = platform.http.post(f"{base}/predict", json={"a": 1}, timeout=60)
+        assert answer.json() == {"path": "/infer", "got": {"a": 1}}
+        assert platform.http.get(f"{base}/sync/v1/models/model").json() == {"ok": "/ready"}
+        assert platform.http.post(f"{base}/sync/v1/chat/completions", json={}).json()["path"] == "/v1/chat/completions"

@@ -24,6 +24,8 @@ from typing import Any
 
 from ray import serve
 
+from trestle.serving.custom_server import CustomServer
+
 Scope = dict[str, Any]
 ASGIApp = Any
 
@@ -168,6 +170,30 @@ class _Mounted:
         await asyncio.gather(task, return_exceptions=True)
 
 
+class _Relayed(_Mounted):
+    """A ``docker_server`` truss's own server under Serve's route prefix (``custom_server.py``): lifespan
+    startup finishes once its readiness path answers, shutdown stops its process."""
+
+    def __init__(self, server: CustomServer, ready_timeout: float) -> None:
+        self.server = server
+        self.inner = server
+        self.running = set()
+        self.grace = _LEFT_GRACE_SECONDS
+        self.ready_timeout = ready_timeout
+
+    async def _lifespan(self, scope: Scope, receive: Any, send: Any) -> None:
+        await receive()  # lifespan.startup
+        try:
+            await self.server.wait_ready(self.ready_timeout)
+        except RuntimeError as exc:
+            await send({"type": "lifespan.startup.failed", "message": str(exc)})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # lifespan.shutdown
+        await asyncio.to_thread(self.server.stop)
+        await send({"type": "lifespan.shutdown.complete"})
+
+
 @serve.deployment
 @serve.ingress()
 class TrestleReplica:
@@ -187,6 +213,7 @@ class TrestleReplica:
         truss_dir: str | None = None,
         environment: str | None = None,
         environment_file: str | None = None,
+        docker_server: dict[str, Any] | None = None,
     ) -> None:
         self.deployment_id = deployment_id
         self.truss_dir = Path(truss_dir) if truss_dir else Path.cwd()  # else Ray's unpacked working_dir
@@ -201,10 +228,35 @@ class TrestleReplica:
         url = os.environ.pop("TRESTLE_SECRETS_URL", None)
         if url:
             os.environ["TRESTLE_SECRETS_DIR"] = str(fetch_secrets(url))
-        self.server = _model_server(self.truss_dir, self.environment_file)
+        self.custom: CustomServer | None = None
+        if docker_server:
+            # the truss brings its own server (docker_server): run its start command beside the replica
+            self.custom = CustomServer(
+                str(docker_server["start_command"]),
+                int(docker_server["server_port"]),
+                str(docker_server.get("readiness", "/")),
+                self.truss_dir,
+            )
+            self.custom.start()
+            self.ready_timeout = float(docker_server.get("ready_timeout", 600))
+        else:
+            self.server = _model_server(self.truss_dir, self.environment_file)
 
     def __serve_build_asgi_app__(self) -> ASGIApp:
+        if self.custom is not None:
+            return _Relayed(self.custom, self.ready_timeout)
         return _Mounted(self.server)
+
+    def check_health(self) -> None:
+        """Serve's health check: a ``docker_server`` whose process exited fails it (Serve replaces the
+        replica); Trestle's own server is checked by its load state at start."""
+        if self.custom is not None and not self.custom.alive:
+            raise RuntimeError("the truss's server process exited")
+
+    def __del__(self) -> None:
+        custom = getattr(self, "custom", None)
+        if custom is not None:
+            custom.stop(grace=2.0)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """The environment's dynamic config (rewritten atomically; the model server watches it)."""
@@ -242,4 +294,7 @@ def fetch_secrets(url: str, timeout: float = 30.0) -> Path:
 def app(args: dict[str, Any]) -> Any:
     """The Serve application builder named by the platform's config (``import_path``)."""
     deployment: Any = TrestleReplica  # a Serve Deployment once decorated
-    return deployment.bind(str(args["deployment_id"]), int(args.get("revision", 0)))
+    docker = args.get("docker_server")
+    return deployment.bind(
+        str(args["deployment_id"]), int(args.get("revision", 0)), docker_server=docker if docker else None
+    )

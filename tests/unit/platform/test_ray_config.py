@@ -133,6 +133,20 @@ def test_secrets_come_from_a_signed_url_not_the_platform_hosts_dir() -> None:
     assert "TRESTLE_SECRETS_DIR" not in env_vars  # a path on the platform's host, not the replica's
 
 
+def test_a_docker_server_truss_passes_its_command_port_and_readiness() -> None:
+    from trestle.platform.store.truss import ServerRoutes
+
+    routes = ServerRoutes(predict="/infer", readiness="/ready", liveness="/health", custom=True)
+    docker = spec(start_command="python server.py 9000", fixed_port=9000, routes=routes)
+    args = serve_application(ServeInputs(docker, URL))["args"]
+    assert args["docker_server"] == {
+        "start_command": "python server.py 9000",
+        "server_port": 9000,
+        "readiness": "/ready",
+    }
+    assert "docker_server" not in app()["args"]
+
+
 def test_the_environment_is_dynamic_config() -> None:
     assert deployment()["user_config"] == {"environment": "production"}
     assert deployment(environment=None)["user_config"] == {}

@@ -427,6 +427,18 @@ class Controller:
                 drain_seconds=spec.drain_seconds,
                 revision=revision,
                 development=dep.is_development,
+                # for a cluster engine (the local one runs argv): the code, the command, one replica
+                artifact=dep.artifact,
+                start_command=spec.docker_server.start_command,
+                scaling=Autoscaling.fixed(1),
+                requirements=tuple(spec.requirements),
+                environment_variables={
+                    **spec.environment_variables,
+                    "TRESTLE_SECRETS_DIR": str(self.settings.secrets_dir),
+                },
+                environment=self.environment_name_for(deployment_id),
+                resources=ReplicaResources(cpu=spec.cpu, memory_bytes=spec.memory_bytes, memory_text=spec.memory_text),
+                predict_concurrency=spec.predict_concurrency,
             )
         argv = [
             part.replace("{python}", str(python)).replace("{truss_dir}", str(truss_dir))

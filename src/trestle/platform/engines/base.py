@@ -89,6 +89,9 @@ class ReplicaSpec:
     """The environment the deployment serves (its dynamic config), None for none."""
     development: bool = False
     """The development deployment (live-patched): kept on the local engine beside a cluster."""
+    start_command: str | None = None
+    """A ``docker_server`` truss's own server command (``argv`` runs it on the local engine; a cluster
+    replica starts it beside itself, on ``fixed_port``, and relays to it)."""
 
 
 class ReplicaEvent(enum.Enum):

@@ -115,6 +115,14 @@ FIELDS: tuple[Row, ...] = (
 )
 
 
+def _docker_server(spec: ReplicaSpec) -> dict[str, Any]:
+    """A ``docker_server`` truss: the replica starts its command and relays to its port
+    (``serving/custom_server.py``); the gateway has translated the paths already."""
+    if spec.fixed_port is None:
+        raise ValueError("a docker_server spec needs its server_port (fixed_port)")
+    return {"start_command": spec.start_command, "server_port": spec.fixed_port, "readiness": spec.routes.readiness}
+
+
 def _put(target: dict[str, Any], path: str, value: Any) -> None:
     *parents, leaf = path.split(".")
     for key in parents:
@@ -138,6 +146,7 @@ def serve_application(inputs: ServeInputs) -> dict[str, Any]:
             "deployment_id": spec.deployment_id,
             "revision": spec.revision,
             **({"platform": inputs.owner} if inputs.owner else {}),
+            **({"docker_server": _docker_server(spec)} if spec.start_command else {}),
         },
         "deployments": [deployment],
     }
