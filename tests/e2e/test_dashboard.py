@@ -237,7 +237,15 @@ def test_logs_stream_while_the_model_prints(page: Any, dash: Platform, pushed: d
     page.get_by_label("Search").fill(f"printed-{second}")
     page.get_by_role("button", name="Filter").click()
     expect(logs.locator(".line")).to_have_count(1)
+    # one replica's lines: its own button in the replicas table
+    page.get_by_label("Search").fill("")
+    replica = page.locator("tr[data-replica]").first.get_attribute("data-replica")
+    page.locator("tr[data-replica]").first.get_by_role("button", name="Show its logs").click()
+    expect(page.get_by_label("Replica")).to_have_value(replica)
+    expect(logs).to_contain_text(f"printed-{second}")
+    assert all(line == replica for line in logs.locator(".line").evaluate_all("ls => ls.map(l => l.dataset.replica)"))
     # by request id: the model's own log lines carry it (the print does not)
+    page.get_by_label("Replica").fill("")
     rid = f"req-{uuid.uuid4().hex[:8]}"
     response = dash.http.post(predict, json={"n": "rid"}, headers={"X-Baseten-Request-Id": rid})
     assert response.status_code == 200

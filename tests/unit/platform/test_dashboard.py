@@ -5,6 +5,7 @@ the API, and the events feed the controller records (store/events.py, edge/feeds
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -168,6 +169,17 @@ async def test_crashes_restarts_and_scale_changes_are_events(dash: Any, tmp_path
     assert "is ready" in by_kind["replica"]["message"]
     assert "2 replica(s), fixed" in by_kind["scale"]["message"]
     assert (await api.get("/v1/events", params={"limit": 0})).status_code == 400
+
+
+async def test_a_live_patch_is_an_event(dash: Any, tmp_path: Path) -> None:
+    api, _, _ = dash
+    dev = await push(api, tmp_path, "patched", development=True)
+    manifest = (await api.get(f"/v1/deployments/{dev['id']}/manifest")).json()
+    code = base64.b64encode(b"class Model:\n    def predict(self, x):\n        return 2\n").decode()
+    body = {"prev_hash": manifest["hash"], "files": {"model/model.py": code}}
+    assert (await api.post(f"/v1/deployments/{dev['id']}/patch", json=body)).status_code == 200
+    events = (await api.get("/v1/events", params={"model": "patched"})).json()["events"]
+    assert events[0]["kind"] == "patch" and "patched (hot_reload): model/model.py" in events[0]["message"]
 
 
 async def test_the_event_log_keeps_rows_and_feeds_followers(tmp_path: Path) -> None:
