@@ -59,9 +59,11 @@ VERSION = 1
 """
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the whole session (Debian's package, never a downloaded build)."""
+    """One headless Chromium (Debian's package, never a downloaded build) for all the browser tests, which
+    are this module. Not session-scoped: Playwright's sync API holds its event loop on the main thread
+    while it runs, so the async tests an xdist worker runs after this file would fail beside it."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the dev extra)")
@@ -202,8 +204,10 @@ def test_promote_and_roll_back_from_the_model_page(page: Any, dash: Platform, pu
     row.get_by_role("button", name="Promote").click()
     expect(page.get_by_role("status").first).to_contain_text(f"promoted deployment {second_id}")
     expect(production.locator("td.current")).to_have_text(second_id)
-    assert dash.http.post("/models/dash-model/production/predict", json={}).json()["version"] == 2
+    answer = dash.http.post("/models/dash-model/production/predict", json={})
+    assert answer.json().get("version") == 2, answer.text
     shot(page, "model")
+    assert "&lt;" not in page.locator("#live").inner_html()  # no markup shown as text
     # back to the first one: it was scaled to zero, so it wakes, and the environment follows once it is ACTIVE
     production.get_by_role("button", name=f"Roll back to {first_id}").click()
     expect(production.locator("td.current")).to_have_text(first_id)

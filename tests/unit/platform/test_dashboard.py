@@ -171,6 +171,24 @@ async def test_crashes_restarts_and_scale_changes_are_events(dash: Any, tmp_path
     assert (await api.get("/v1/events", params={"limit": 0})).status_code == 400
 
 
+async def test_the_model_page_offers_a_roll_back_to_the_previous_deployment(dash: Any, tmp_path: Path) -> None:
+    api, browser, _ = dash
+    first = await push(api, tmp_path / "1", "rolled", environment="production")
+    second = await push(api, tmp_path / "2", "rolled")
+    promoted = await api.post(f"/v1/deployments/{second['id']}/promote", json={})
+    assert promoted.status_code == 200, promoted.text
+    token = await signed_in(browser)
+    page = (await browser.get(f"/models/{first['model_id']}")).text
+    assert f"Roll back to {first['id']}" in page
+    assert '<input type="hidden" name="environment" value="production">' in page and "&lt;" not in page
+    form = {"action": "rollback", "deployment": first["id"], "environment": "production", "csrf": token}
+    assert (await browser.post(f"/models/{first['model_id']}/actions", data=form)).status_code == 303
+    env = (await api.get(f"/v1/models/{first['model_id']}/environments/production")).json()
+    assert first["id"] in (env["current_deployment"] or {}).get("id", "") + (env["candidate_deployment"] or {}).get(
+        "id", ""
+    )
+
+
 async def test_a_live_patch_is_an_event(dash: Any, tmp_path: Path) -> None:
     api, _, _ = dash
     dev = await push(api, tmp_path, "patched", development=True)
