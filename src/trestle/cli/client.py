@@ -203,6 +203,10 @@ class PlatformClient:
                 status=502,
             ) from None
 
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Any platform route (``cli/chains.py`` names its own), its JSON answer; errors as ``_call``'s."""
+        return self._call(method, path, **kwargs)
+
     # async inference (cli/async_requests.py)
 
     def async_request(self, method: str, request_id: str, sub: str = "") -> Any:

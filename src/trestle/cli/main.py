@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from trestle import __version__
-from trestle.cli import async_requests, client, deploy, local, manage, remote
+from trestle.cli import async_requests, chains, client, deploy, local, manage, remote
 from trestle.errors import PlatformError
 
 
@@ -43,6 +43,7 @@ remote.register(cli)
 deploy.register(cli)
 async_requests.register(cli)
 manage.register(cli)
+chains.register(cli)
 
 
 def main() -> None:

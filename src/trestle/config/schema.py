@@ -91,6 +91,9 @@ class TrussConfig(ConfigSection):
     live_reload: bool = False
     apply_library_patches: bool = True
     use_local_src: bool = False
+    # Baseten's BDN mounts (Truss 0.18.36 writes the section into every generated chainlet config):
+    # accepted and written back; Trestle mounts nothing from it.
+    bdn: dict[str, Any] | None = None
 
     # Legacy keys: accepted, written back, otherwise unused.
     input_type: Text = "Any"

@@ -42,6 +42,7 @@ from trestle.contract import (
     read_environment,
     reload_model_class,
 )
+from trestle.contract.dynamic_config import point_truss_at
 from trestle.errors import MethodNotImplemented, ModelDefinitionError, ModelNotReady, UserCodeError
 from trestle.logs import request_id
 from trestle.metrics import BatchStats
@@ -170,6 +171,7 @@ class ModelRuntime:
             model_class_name=cfg.model_class_name,
             bundled_packages_dir=cfg.bundled_packages_dir,
         )
+        point_truss_at(s.environment_file)  # a Truss Chains chainlet reads its dependencies' URLs there
         self.environment = read_environment(s.environment_file)
         secrets = Secrets(dict(cfg.secrets), secrets_dir=s.secrets_dir)
         exported = secrets.export()

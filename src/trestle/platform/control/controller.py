@@ -14,7 +14,7 @@ import logging
 import os
 import secrets
 import shutil
-from collections.abc import Collection, Coroutine, Mapping
+from collections.abc import Callable, Collection, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +205,9 @@ class Controller:
             self.history, self.traffic, routes, engine, gpus.inventory if gpus is not None else None
         )
         self.routes.rebuild(self.store)
+        self.replica_env_hook: Callable[[str], dict[str, str]] = lambda deployment_id: {}
+        """More environment for a deployment's replicas (a chainlet's: ``control/chains.py``); it may write
+        files in the deployment's ``dynamic_config/`` dir."""
 
     # lifecycle --------------------------------------------------------------------------------
 
@@ -408,6 +411,7 @@ class Controller:
                 "PATH": f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}",
             }
         )
+        env.update(self.replica_env_hook(deployment_id))
         dep = self.store.get_deployment(deployment_id)
         policy = self.autoscaling_of(dep)
         replicas = policy.clamp(dep.replicas) if dep.replicas > 0 else policy.floor

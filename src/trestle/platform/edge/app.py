@@ -17,11 +17,14 @@ from starlette.types import Receive, Scope, Send
 from trestle.asgi.connections import guarded_protocol
 from trestle.asgi.server import Server
 from trestle.errors import PlatformError
+from trestle.platform.control.chains import Chains
 from trestle.platform.control.controller import Controller, open_controller, terminal
 from trestle.platform.control.recovery import recover
 from trestle.platform.edge.api import ControlApi
 from trestle.platform.edge.async_api import AsyncApi, is_async_path
 from trestle.platform.edge.auth import SCOPE_KEY, access_for, parse_authorization, refusal
+from trestle.platform.edge.chain_gateway import ChainGateway, chain_from_host, split_chain_path
+from trestle.platform.edge.chains import ChainsApi
 from trestle.platform.edge.dashboard.app import DashboardApp
 from trestle.platform.edge.feeds import FeedsApi
 from trestle.platform.edge.gateway import Gateway, send_error
@@ -48,6 +51,9 @@ class PlatformApp:
         self.resources = ResourcesApi(self.controller, self.api)
         self.metrics = MetricsExport(self.controller)
         self.feeds = FeedsApi(self.controller)
+        self.chains = Chains(self.controller, self.keys)  # Truss Chains (docs/15-chains.md)
+        self.controller.replica_env_hook = self.chains.replica_env
+        self.chains_api = ChainsApi(self.chains)
         # Baseten-shaped routes first (they answer where both match), then the platform's own
         self.router = Router(
             [
@@ -55,6 +61,7 @@ class PlatformApp:
                 *self.resources.routes,
                 *self.metrics.routes,
                 *self.feeds.routes,
+                *self.chains_api.routes,
                 *self.api.router.routes,
             ]
         )
@@ -68,6 +75,7 @@ class PlatformApp:
             traffic=self.controller.traffic,
         )
         self.async_api = AsyncApi(settings, self.controller, self.gateway)  # async inference
+        self.chain_gateway = ChainGateway(self.chains.routes, self.gateway)
         self.dashboard: DashboardApp | None = None
         """The web dashboard (``edge/dashboard/``), on ``settings.dashboard_port``: requests that arrive
         on that port go to it, never to the API or the gateway directly."""
@@ -94,6 +102,7 @@ class PlatformApp:
         )
         terminal.info(f"shutting down: draining and stopping the replicas of {running} deployment(s)")
         await self.async_api.aclose()
+        await self.chains.aclose()
         await self.controller.close()
         await self.gateway.aclose()
         if self.dashboard is not None:
@@ -125,6 +134,21 @@ class PlatformApp:
                 await send({"type": "websocket.close", "code": 1008})
                 return
             await send_error(send, 401, "missing or invalid API key: send `Authorization: Api-Key <key>`")
+            return
+        chain_ref = chain_from_host(host)
+        chain_target = (chain_ref, path) if chain_ref is not None and not path.startswith("/v1/") else None
+        chain_target = chain_target or split_chain_path(path)
+        if chain_target is not None or key.chain_id is not None:
+            # a chain route; a chain's own key may call nothing else (its chain is checked there)
+            refused = "this API key may only invoke its chain's chainlets" if chain_target is None else None
+            refused = refused or refusal(key, access_for(path, gateway=True))
+            if refused is not None or chain_target is None:
+                if kind == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
+                await send_error(send, 403, refused or "")
+                return
+            await self.chain_gateway(scope, receive, send, chain_target[0], chain_target[1], key)
             return
         model_ref = model_from_host(host)
         target: tuple[str, str] | None = None

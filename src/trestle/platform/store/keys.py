@@ -42,6 +42,7 @@ _ADDED_COLUMNS = {
     "type": f"TEXT NOT NULL DEFAULT '{KeyType.WORKSPACE_MANAGE_ALL.value}'",
     "revoked_at": "REAL",
     "bootstrap": "INTEGER NOT NULL DEFAULT 1",
+    "chain_id": "TEXT",
 }
 """Columns added to the first release's ``api_keys`` (id, key_hash, created_at). Keys made before
 them were the platform's one key: a manage key, and the bootstrap one."""
@@ -59,6 +60,8 @@ class ApiKey:
     created_at: float
     bootstrap: bool
     revoked_at: float | None = None
+    chain_id: str | None = None
+    """A chain's own key (``store/chains.py``): it may only invoke that chain's chainlets."""
 
     def info(self) -> dict[str, object]:
         """Baseten's ``APIKeyInfoV1`` (never the key, never its hash)."""
@@ -123,11 +126,12 @@ class KeyStore:
 
     # changes ---------------------------------------------------------------------------------------
 
-    def create(self, key_type: KeyType, name: str | None = None) -> tuple[str, ApiKey]:
-        """A new key (``trk_<prefix>.<secret>``), returned once with its record."""
+    def create(self, key_type: KeyType, name: str | None = None, *, chain_id: str | None = None) -> tuple[str, ApiKey]:
+        """A new key (``trk_<prefix>.<secret>``), returned once with its record; ``chain_id`` scopes an
+        invoke key to that chain's chainlets."""
         prefix = new_id()
         secret = f"{GENERATED_PREFIX}{prefix}.{secrets.token_urlsafe(32)}"
-        return secret, self._insert(prefix, secret, key_type, name, bootstrap=False)
+        return secret, self._insert(prefix, secret, key_type, name, bootstrap=False, chain_id=chain_id)
 
     def register_bootstrap(self, key: str | None) -> str | None:
         """The platform's first key at start. ``key`` given: it becomes the bootstrap key (an earlier
@@ -184,14 +188,25 @@ class KeyStore:
         self._live.pop(digest, None)
         self._revoked.add(digest)
 
-    def _insert(self, prefix: str, secret: str, key_type: KeyType, name: str | None, *, bootstrap: bool) -> ApiKey:
-        record = ApiKey(prefix=prefix, name=name, type=key_type, created_at=time.time(), bootstrap=bootstrap)
+    def _insert(
+        self,
+        prefix: str,
+        secret: str,
+        key_type: KeyType,
+        name: str | None,
+        *,
+        bootstrap: bool,
+        chain_id: str | None = None,
+    ) -> ApiKey:
+        record = ApiKey(
+            prefix=prefix, name=name, type=key_type, created_at=time.time(), bootstrap=bootstrap, chain_id=chain_id
+        )
         digest = hash_key(secret)
         with self._store.transaction() as db:
             db.execute(
-                "INSERT INTO api_keys (id, key_hash, created_at, name, type, revoked_at, bootstrap) "
-                "VALUES (?, ?, ?, ?, ?, NULL, ?)",
-                (prefix, digest, record.created_at, name, key_type.value, int(bootstrap)),
+                "INSERT INTO api_keys (id, key_hash, created_at, name, type, revoked_at, bootstrap, chain_id) "
+                "VALUES (?, ?, ?, ?, ?, NULL, ?, ?)",
+                (prefix, digest, record.created_at, name, key_type.value, int(bootstrap), chain_id),
             )
         self._live[digest] = record
         return record
@@ -205,4 +220,5 @@ def _key(row: sqlite3.Row) -> ApiKey:
         created_at=row["created_at"],
         bootstrap=bool(row["bootstrap"]),
         revoked_at=row["revoked_at"],
+        chain_id=row["chain_id"],
     )
