@@ -23,8 +23,9 @@ from typing import Any
 
 __all__ = ["main"]
 
-# Truss's generated model.py is formatted with the `ruff` found on PATH: the one of this interpreter.
-_REFUSED = {"ENGINE_BUILDER_MODEL": "an engine builder (TRT-LLM) chainlet"}
+BINARY_REQUIREMENT = "msgpack-numpy>=0.4.8"
+"""``use_binary`` edges: Truss's msgpack serializer imports ``msgpack_numpy``, which Baseten's server image has
+and the ``truss`` wheel does not require; every chainlet of such a chain gets it."""
 
 
 def _describe(descriptor: Any, directory: Path, entrypoint: Any) -> dict[str, Any]:
@@ -45,7 +46,7 @@ def compile_chain(source: Path, out: Path, entrypoint: str | None, name: str | N
     os.environ["TMPDIR"] = str(out)
     tempfile.tempdir = None  # re-read TMPDIR: Chains writes under tempfile.gettempdir()
     bindir = str(Path(sys.executable).parent)
-    os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")  # Chains formats with `ruff` on PATH
 
     from truss_chains import framework
     from truss_chains.deployment import code_gen, deployment_client
@@ -54,9 +55,9 @@ def compile_chain(source: Path, out: Path, entrypoint: str | None, name: str | N
         chain_name = name or entry_cls.meta_data.chain_name or entry_cls.display_name
         descriptors = list(deployment_client._get_ordered_dependencies([entry_cls]))
         refused = [
-            f"`{d.display_name}` is {_REFUSED[str(d.chainlet_cls.entity_type.name)]}"
+            f"`{d.display_name}` is an engine builder (TRT-LLM) chainlet"
             for d in descriptors
-            if str(d.chainlet_cls.entity_type.name) in _REFUSED
+            if framework.is_engine_builder_chainlet(d.chainlet_cls)
         ]
         if refused:
             raise _Refused("Trestle cannot run this chain: " + "; ".join(refused) + ".")
@@ -73,7 +74,18 @@ def compile_chain(source: Path, out: Path, entrypoint: str | None, name: str | N
             model_name = f"{chain_name}.{descriptor.display_name}"  # stable: unchanged chainlets dedupe
             directory = code_gen.gen_truss_chainlet(root, chain_name, descriptor, model_name)
             chainlets.append(_describe(descriptor, Path(directory), entry_cls))
+        if any(dep.options.use_binary for d in descriptors for dep in d.dependencies.values()):
+            for c in chainlets:
+                _require(Path(c["dir"]), BINARY_REQUIREMENT)
         return {"chain_name": chain_name, "entrypoint": entry_cls.display_name, "chainlets": chainlets}
+
+
+def _require(truss_dir: Path, requirement: str) -> None:
+    """Add a requirement to a generated truss's requirements file (Chains leaves it to Baseten's image)."""
+    path = truss_dir / "pip_requirements.txt"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    if requirement not in lines:
+        path.write_text("\n".join([*lines, requirement]) + "\n")
 
 
 class _Refused(Exception):
