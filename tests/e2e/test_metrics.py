@@ -104,6 +104,7 @@ def test_metrics_tell_what_the_clients_saw(platform: Platform, tmp_path: Path) -
         assert re.search(re.escape(row).replace(re.escape(labels), labels), text), (row, text)
     assert re.search(rf"baseten_end_to_end_response_time_seconds_count{{{labels}}} 9\b", text)
     assert re.search(rf'baseten_time_to_first_byte_seconds_bucket{{{labels},le="\+Inf"}} 9\b', text)
+
     def bucket(le: str) -> int:
         found = re.search(rf'baseten_end_to_end_response_time_seconds_bucket{{{labels},le="{le}"}} (\d+)', text)
         assert found is not None, le

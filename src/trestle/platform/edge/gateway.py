@@ -1,11 +1,12 @@
 """The inference gateway: Baseten's routes (their shapes are in ``urls.py``), proxied to a
-deployment's replicas (websockets included). The hot path is lean on purpose: the routing table is in memory, one shared
-keep-alive ``aiohttp.ClientSession`` talks to the replicas, bodies stream through unbuffered, and a
-client that disconnects cancels the upstream request.
+deployment's replicas (websockets included). The hot path is lean on purpose: the routing table is in
+memory, the replicas are reached over keep-alive connections on asyncio protocols (``upstream.py``),
+bodies stream through unbuffered, and a client that disconnects cancels the upstream request.
 
-Why aiohttp and not httpx here: httpcore's pool polls every idle connection's socket on each request
-and anyio adds several checkpoints per read and write; measured at 16 concurrent requests that was
-~790 us of CPU per proxied request against ~60 us for aiohttp (C parser, no per-request pool scan).
+Why not a general HTTP client here: httpcore's pool polls every idle connection's socket on each
+request and anyio adds checkpoints per read and write (~790 us of CPU per proxied request at 16
+concurrent); aiohttp's client, used until 2026-12, cost ~170 us on this box for the request object,
+header multidict, payload registry and timers a proxy does not need; ``upstream.py`` costs ~50 us.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import aiohttp
 import anyio
 import orjson
 from starlette.types import Message, Receive, Scope, Send
@@ -26,6 +26,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 from trestle.asgi.memory import after_oversized_message
 from trestle.platform.control.routing import RouteTable
 from trestle.platform.control.traffic import CLIENT_CLOSED, Traffic
+from trestle.platform.edge.upstream import Broken, Refused, Silent, Upstream, UpstreamError
 from trestle.platform.edge.urls import WAKE, UnknownRoute, parse_route
 from trestle.platform.engines.base import Engine, NoReplica, Replica
 from trestle.platform.store.states import DeploymentStatus
@@ -52,6 +53,10 @@ _WS_DROP = _HOP_BY_HOP | {
     b"sec-websocket-accept",
     b"sec-websocket-protocol",
 }
+_UPSTREAM_DROP = _HOP_BY_HOP | {b"content-length", b"expect"}
+"""Not forwarded to a replica: hop by hop, and the framing the upstream client writes itself (the whole
+body is sent at once, so no ``Expect: 100-continue``)."""
+_JSON = [(b"content-type", b"application/json")]
 MAX_BODY_BYTES = 100 << 20
 
 S = DeploymentStatus
@@ -114,25 +119,11 @@ class Gateway:
         self.upstream_timeout = upstream_timeout
         """Longest silence from a replica (before its answer starts, or between two chunks): then 504."""
         self.ws_max_bytes = ws_max_bytes
-        self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def http(self) -> aiohttp.ClientSession:
-        """The upstream client, made on first use (it must be created inside the running loop)."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                # idle connections expire before uvicorn closes them (5 s), so a reused one is never stale
-                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=4),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=self.upstream_timeout),
-                auto_decompress=False,
-                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-            )
-        return self._session
+        self.upstream = Upstream(upstream_timeout)
+        """Keep-alive connections to the replicas (idle ones expire before uvicorn closes them at 5 s)."""
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        self.upstream.close()
 
     # routing ----------------------------------------------------------------------------------
 
@@ -239,22 +230,26 @@ class Gateway:
         for _ in range(3):
             replica = await self.replica_for(deployment_id)
             rset = self.engine.replica_set(deployment_id)
-            url = replica.url + (rset.routes.translate(path) if rset is not None else path)
+            path = rset.routes.translate(path) if rset is not None else path
             replica.begin()
             if replica.meter is not None:
                 replica.meter.async_requests += 1
             started = time.perf_counter()
             try:
-                async with self.http.post(url, data=body, headers={"Content-Type": "application/json"}) as response:
+                response = await self.upstream.request("POST", replica.url, path, _JSON, body)
+                try:
                     answer = await response.read()
-                    took = time.perf_counter() - started
-                    self.traffic.of(deployment_id).finish(response.status, took, took, is_async=True)
-                    return response.status, answer, response.headers.get("Content-Type", "")
-            except aiohttp.ClientConnectorError:
+                finally:
+                    response.release()
+                took = time.perf_counter() - started
+                self.traffic.of(deployment_id).finish(response.status, took, took, is_async=True)
+                kind = next((v.decode("latin-1") for k, v in response.headers if k == b"content-type"), "")
+                return response.status, answer, kind
+            except Refused:
                 self._out_of_rotation(replica, deployment_id)
-            except aiohttp.ServerTimeoutError:
+            except Silent:
                 raise self._silent(replica) from None
-            except aiohttp.ClientError as exc:
+            except UpstreamError as exc:
                 raise _failed(replica, exc) from None
             finally:
                 replica.end()
@@ -321,10 +316,12 @@ class Gateway:
     ) -> None:
         rset = self.engine.replica_set(target.deployment_id)
         path = rset.routes.translate(target.path) if rset is not None else target.path
-        headers = [(k, v) for k, v in scope["headers"] if k not in _HOP_BY_HOP]
-        url = replica.url + path
+        headers = [(k, v) for k, v in scope["headers"] if k not in _UPSTREAM_DROP]
         if scope.get("query_string"):
-            url += "?" + scope["query_string"].decode("latin-1")
+            path += "?" + scope["query_string"].decode("latin-1")
+        length = None
+        if isinstance(body, BodyStream):
+            length = next((int(v) for k, v in scope["headers"] if k == b"content-length"), None)
         started = False
         disconnected = False
         task = asyncio.current_task()
@@ -344,25 +341,19 @@ class Gateway:
         replica.begin()
         try:
             try:
-                response = await self.http.request(
-                    scope["method"],
-                    url,
-                    headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
-                    data=body,
-                    allow_redirects=False,
+                response = await self.upstream.request(
+                    scope["method"], replica.url, path, headers, body, streamed_length=length
                 )
-            except aiohttp.ClientConnectorError:
+            except Refused:
                 # raised from here (not returned): the caller retries on another replica
                 raise _Unreachable from None
-            except aiohttp.ServerTimeoutError:
+            except Silent:
                 error = self._silent(replica)
                 await send_error(send, error.status, error.message, error.code)
                 return
-            except aiohttp.ClientError as exc:
-                if isinstance(exc.__cause__, GatewayError):  # the client's body broke a limit mid-upload
-                    raise exc.__cause__ from None
-                if isinstance(exc.__cause__, _ClientGone):
-                    return
+            except _ClientGone:
+                return
+            except UpstreamError as exc:
                 # it may have run the request, so no retry; take the replica out of rotation until its
                 # supervisor sees it pass readiness again (it is probably dying)
                 self._out_of_rotation(replica, target.deployment_id)
@@ -371,14 +362,14 @@ class Gateway:
                 return
             complete = False
             try:
-                out_headers = [(k.lower(), v) for k, v in response.raw_headers if k.lower() not in _HOP_BY_HOP]
+                out_headers = [(k, v) for k, v in response.headers if k not in _HOP_BY_HOP]
                 await send({"type": "http.response.start", "status": response.status, "headers": out_headers})
                 started = True
-                async for chunk in response.content.iter_any():
+                async for chunk in response.chunks():
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 complete = True
-            except aiohttp.ClientError as exc:
+            except (Broken, Silent) as exc:
                 if not started:
                     await send_error(send, 502, f"replica {replica.id} failed mid-request ({type(exc).__name__})")
                 else:
