@@ -228,6 +228,8 @@ def test_websocket_entrypoint(platform: Platform) -> None:
 def test_promotion_switches_the_environment_in_one_step(platform: Platform, word_stats: dict[str, Any]) -> None:
     staged = push(platform, WORD_STATS, "--environment", "staging")
     assert staged["environment"] == "staging"
+    # production's chainlets kept serving meanwhile (their own models: no cleanup rule reaches them)
+    assert all(platform.deployment(c["id"])["status"] == "ACTIVE" for c in word_stats["chainlets"])
     staging = run_remote(platform, "/chains/word-stats/environments/staging/run_remote", {"text": "a"})
     assert staging.json() == [1, ["a"]]
     envs = platform.http.get("/v1/chains/word-stats/environments").json()["environments"]

@@ -159,7 +159,9 @@ class Chains:
             chain.id, push.entrypoint, [c.display_name for c in push.chainlets], push.environment
         )
         for c in push.chainlets:
-            request = PushRequest(artifact=c.artifact, model_name=f"{chain.name}.{c.display_name}")
+            # a model per chainlet per chain deployment, as Baseten makes them: the model's cleanup rule (older
+            # published deployments scale to zero) must not reach the chainlets of a chain environment
+            request = PushRequest(artifact=c.artifact, model_name=f"{chain.name}.{c.display_name}.{cdep.id}")
             dep, _warnings = await self.controller.push(request)
             # no await between the push's return and this row: the deployment's pipeline (which asks
             # ``replica_env`` for this row) runs only once this coroutine yields
