@@ -168,6 +168,19 @@ def test_the_request_id_reaches_every_chainlet(platform: Platform, word_stats: d
     assert "splitting" in chainlet_logs
 
 
+def test_async_run_remote(platform: Platform, word_stats: dict[str, Any]) -> None:
+    body = {"model_input": {"text": "x y x"}}
+    response = platform.http.post("/chains/word-stats/production/async_run_remote", json=body)
+    assert response.status_code == 201, response.text
+    request_id = response.json()["request_id"]
+    done = platform.wait_for(
+        lambda: platform.http.get(f"/async_request/{request_id}").json()["status"] in ("SUCCEEDED", "FAILED"),
+        timeout=60,
+    )
+    assert done
+    assert platform.http.get(f"/async_request/{request_id}").json()["status"] == "SUCCEEDED"
+
+
 def test_two_chains_side_by_side_and_their_keys(platform: Platform, word_stats: dict[str, Any]) -> None:
     other = push(platform, WORD_STATS, "--name", "word-stats-2")
     assert other["status"] == "ACTIVE"

@@ -215,6 +215,7 @@ def _one(name: str, deployment_id: str, app: PlatformApp) -> dict[str, Any]:
         ("/deployment/d1/run_remote", None, "d1", None, "predict"),
         ("/deployment/d1/chainlet/Back/run_remote", None, "d1", "Back", "predict"),
         ("/deployment/d1/chainlet/Back/sync/health", None, "d1", "Back", "sync/health"),
+        ("/production/async_run_remote", "production", None, None, "async_predict"),
     ],
 )
 def test_chain_routes(rest: str, environment: str | None, cdep: str | None, chainlet: str | None, tail: str) -> None:

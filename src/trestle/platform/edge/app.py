@@ -75,7 +75,7 @@ class PlatformApp:
             traffic=self.controller.traffic,
         )
         self.async_api = AsyncApi(settings, self.controller, self.gateway)  # async inference
-        self.chain_gateway = ChainGateway(self.chains.routes, self.gateway)
+        self.chain_gateway = ChainGateway(self.chains.routes, self.gateway, self.async_api)
         self.dashboard: DashboardApp | None = None
         """The web dashboard (``edge/dashboard/``), on ``settings.dashboard_port``: requests that arrive
         on that port go to it, never to the API or the gateway directly."""

@@ -6,6 +6,7 @@ Under ``/chains/{chain id or name}``, or with no prefix for a ``Host: chain-{id}
     /development/run_remote         /deployment/{chain deployment}/run_remote
     /deployment/{cdep}/chainlet/{name}/run_remote                       one chainlet (what chainlets call)
     ... /websocket (instead of run_remote)                               the websocket endpoint
+    ... /async_run_remote (instead of run_remote)                        an async request (``edge/async_api.py``)
     ... /chainlet/{name}/sync/{path}                                     any path on that chainlet
 
 ``run_remote`` goes to the chainlet's ``/v1/models/model:predict``. Then the request is the gateway's
@@ -23,9 +24,12 @@ import uuid
 from starlette.types import Receive, Scope, Send
 
 from trestle.platform.control.chains import ChainRoutes
+from trestle.platform.edge.async_api import AsyncApi
 from trestle.platform.edge.gateway import Gateway, GatewayError, send_error
 from trestle.platform.store.keys import ApiKey
 
+ASYNC = "async_predict"
+"""The tail of an async request: answered by the async API (queued, then run on the chainlet)."""
 _REQUEST_ID = b"x-baseten-request-id"
 _CHAIN_REQUEST_ID = b"x-baseten-chain-request-id"
 
@@ -66,6 +70,8 @@ def _endpoint(tail: list[str], rest: str) -> str:
         return "predict"
     if tail == ["websocket"]:
         return "sync/v1/websocket"
+    if tail == ["async_run_remote"]:
+        return ASYNC
     raise GatewayError(404, f"unknown chain route {rest!r}: use .../run_remote or .../websocket")
 
 
@@ -88,9 +94,10 @@ def parse_chain_route(rest: str) -> ChainRoute:
 
 
 class ChainGateway:
-    def __init__(self, routes: ChainRoutes, gateway: Gateway) -> None:
+    def __init__(self, routes: ChainRoutes, gateway: Gateway, async_api: AsyncApi) -> None:
         self.routes = routes
         self.gateway = gateway
+        self.async_api = async_api
 
     def resolve(self, chain_ref: str, rest: str, key: ApiKey) -> tuple[str, str, bool]:
         """The chainlet's model id, the model gateway's route to it, and whether this is the chain's entry
@@ -134,6 +141,9 @@ class ChainGateway:
             return
         if entry:
             scope = _with_request_ids(scope)
+        if model_rest.endswith("/" + ASYNC) and scope["type"] == "http":
+            await self.async_api.handle(scope, receive, send, model_id, model_rest)
+            return
         await self.gateway(scope, receive, send, model_id, model_rest)
 
 
