@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import KEY, Platform
+from tests.e2e.conftest import KEY, PYTHON, Platform
 
-pytest.importorskip("truss_chains", reason="needs the chains extra (truss): pip install 'trestle[chains]'")
+pytest.importorskip("truss_chains", reason="needs the chains extra (truss): pip install -e '.[chains]'")
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -270,3 +272,35 @@ def test_a_chainlet_scaled_to_zero_wakes(platform: Platform, word_stats: dict[st
     assert response.status_code == 200, response.text
     assert response.json() == [3, ["up", "wake"]]
     assert platform.deployment(counter)["status"] == "ACTIVE"
+
+
+def test_watch_patches_changed_chainlets_and_survives_a_broken_edit(platform: Platform, tmp_path: Path) -> None:
+    (tmp_path / "chain").mkdir()
+    source = tmp_path / "chain" / "word_stats.py"  # the chain's directory is what every chainlet bundles
+    shutil.copy(WORD_STATS, source)
+    log = tmp_path / "watch.out"
+    argv = [PYTHON, "-m", "trestle", "chains", "push", str(source), "--name", "word-watch", "--watch"]
+    with open(log, "wb") as out:
+        watcher = subprocess.Popen(argv, env=platform.env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        platform.wait_for(lambda: "Watching" in log.read_text(), timeout=400, interval=0.5)
+        first = log.read_text()
+        for name in ("Splitter", "Counter", "WordStats"):  # generated again, identical: nothing sent
+            assert f"{name}: In sync" in first
+        path = "/chains/word-watch/development/run_remote"
+        assert run_remote(platform, path, {"text": "the cat and the hat"}).json() == [5, ["the", "and"]]
+        source.write_text(source.read_text().replace("w.lower()", "w.upper()"))
+        platform.wait_for(
+            lambda: run_remote(platform, path, {"text": "the cat and the hat"}).json() == [5, ["THE", "AND"]],
+            timeout=120,
+            interval=0.5,
+        )
+        platform.wait_for(lambda: "Counter: Patched (restart)" in log.read_text(), timeout=60)
+        source.write_text(source.read_text() + "\ndef broken(:\n")
+        platform.wait_for(lambda: "SyntaxError" in log.read_text(), timeout=60)
+        assert "The previous code keeps serving" in log.read_text()
+        assert run_remote(platform, path, {"text": "the cat and the hat"}).json() == [5, ["THE", "AND"]]
+        assert watcher.poll() is None  # still watching
+    finally:
+        watcher.terminate()
+        watcher.wait(30)

@@ -1,7 +1,7 @@
 """``trestle chains``: push a Truss Chains file to the platform, list chains, their deployments and logs.
 
 ``push`` compiles the chain with Chains' own generator in a subprocess (``cli/chains_codegen.py``, which
-needs the ``chains`` extra: ``pip install 'trestle[chains]'``), packs and uploads each generated truss as
+needs the ``chains`` extra: ``pip install -e '.[chains]'``), packs and uploads each generated truss as
 ``trestle push`` does (an unchanged chainlet uploads nothing), then makes one chain deployment of them
 (``POST /v1/chains/deployments``) and waits until every chainlet is ACTIVE.
 """
@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from trestle.cli.chains_watch import watch_chain
 from trestle.cli.client import PlatformClient
 from trestle.cli.listing import OUTPUT, show
 from trestle.cli.remote import _fail, _say, _session
@@ -43,6 +44,8 @@ def generate(source: Path, out: Path, entrypoint: str | None, name: str | None) 
 
 def chain_url(base: str, chain_id: str, cdep_id: str, environment: str | None) -> str:
     root = f"{base.rstrip('/')}/chains/{chain_id}"
+    if environment == "development":
+        return f"{root}/development/run_remote"
     return f"{root}/environments/{environment}/run_remote" if environment else f"{root}/deployment/{cdep_id}/run_remote"
 
 
@@ -72,6 +75,7 @@ def chains_group() -> None:
 @click.option("--promote", is_flag=True, help="Make it the chain's production deployment once ACTIVE.")
 @click.option("--environment", metavar="ENV", help="Make it this environment's deployment once ACTIVE.")
 @click.option("--dryrun", is_flag=True, help="Only generate the chainlets' trusses (printed); deploy nothing.")
+@click.option("--watch", is_flag=True, help="A development deployment, then patch it live on every save.")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until every chainlet is ACTIVE.")
 @click.option("--timeout", type=float, default=900.0, show_default=True, help="Seconds to wait.")
 @OUTPUT
@@ -82,6 +86,7 @@ def push_command(
     promote: bool,
     environment: str | None,
     dryrun: bool,
+    watch: bool,
     wait: bool,
     timeout: float,
     output: str,
@@ -89,6 +94,8 @@ def push_command(
     """Deploy the chain in SOURCE (a Python file): one deployment per chainlet reachable from ENTRYPOINT."""
     if promote and environment:
         _fail("--promote means --environment production; use one of them")
+    if watch and (promote or environment):
+        _fail("--watch creates the development deployment; it cannot be combined with --promote or --environment")
     env = "production" if promote else environment
     quiet = output == "json"
     out = Path(tempfile.mkdtemp(prefix="trestle-chains-"))
@@ -114,6 +121,8 @@ def push_command(
             body = {"chain_name": chain["chain_name"], "entrypoint": chain["entrypoint"], "chainlets": chainlets}
             if env:
                 body["environment"] = env
+            if watch:
+                body["development"] = True
             pushed: dict[str, Any] = client.call("POST", "/v1/chains/deployments", json=body)
             chain_id, view = pushed["chain"]["id"], pushed["deployment"]
             if not quiet:
@@ -122,7 +131,7 @@ def push_command(
                 view = _wait(client, chain_id, view["id"], timeout, quiet)
                 if view["status"] == "ACTIVE" and env:
                     view = _wait_promoted(client, chain_id, view["id"], env, timeout)
-            url = chain_url(client.remote.url, chain_id, view["id"], env)
+            url = chain_url(client.remote.url, chain_id, view["id"], "development" if watch else env)
             if quiet:
                 click.echo(json.dumps({**view, "chain_name": chain["chain_name"], "url": url}, indent=2))
             elif view["status"] == "ACTIVE":
@@ -133,6 +142,8 @@ def push_command(
                 _say("info", f"deploying; when ACTIVE: POST {url}")
             if wait and view["status"] != "ACTIVE":
                 raise SystemExit(1)
+            if watch:
+                watch_chain(client, generate, source.resolve(), entrypoint, name, chain_id, _report)
     finally:
         if not keep:
             shutil.rmtree(out, ignore_errors=True)
@@ -146,6 +157,25 @@ def _wait_promoted(client: PlatformClient, chain_id: str, cdep_id: str, env: str
         if view.get("environment") == env or time.monotonic() > deadline:
             return view
         time.sleep(0.2)
+
+
+def _report(kind: str, text: str) -> None:
+    _say(kind, text, err=True)
+
+
+@chains_group.command("watch")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("entrypoint", required=False)
+@click.option("--name", help="The chain's name (default: mark_entrypoint's, else the entrypoint's name).")
+def watch_command(source: Path, entrypoint: str | None, name: str | None) -> None:
+    """Patch the chain's development deployment live on every save under SOURCE's directory."""
+    out = Path(tempfile.mkdtemp(prefix="trestle-chains-"))
+    try:
+        chain_name = generate(source.resolve(), out, entrypoint, name)["chain_name"]
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    with _session() as client:
+        watch_chain(client, generate, source.resolve(), entrypoint, name, chain_name, _report)
 
 
 @chains_group.command("list")

@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -102,12 +103,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from truss_chains import public_types
     except ImportError:
-        print("Truss Chains is not installed: pip install 'trestle[chains]'", file=sys.stderr)
+        print("Truss Chains is not installed: pip install -e '.[chains]'", file=sys.stderr)
         return 3
     try:
         result = compile_chain(args.source.resolve(), args.out.resolve(), args.entrypoint, args.name)
     except (public_types.ChainsUsageError, _Refused, AttributeError, TypeError, ValueError) as exc:
         print(f"{type(exc).__name__}: {exc}" if not isinstance(exc, _Refused) else str(exc), file=sys.stderr)
+        return 2
+    except (SyntaxError, ImportError) as exc:  # the chain file itself: its own words, no generator frames
+        print("".join(traceback.format_exception_only(exc)).rstrip(), file=sys.stderr)
         return 2
     json.dump(result, sys.stdout)
     return 0

@@ -139,6 +139,26 @@ async def test_a_second_push_reuses_the_chain_and_its_key(
     assert all(c["status"] == "ACTIVE" for c in promoted.json()["chainlets"])
 
 
+async def test_a_development_push_is_the_chains_development_at_once(
+    platform: tuple[httpx.AsyncClient, PlatformApp, RecordingEngine], tmp_path: Path
+) -> None:
+    client, app, _ = platform
+    pushed = await push_chain(client, tmp_path, development=True)
+    envs = (await client.get("/v1/chains/pair/environments")).json()["environments"]
+    assert {e["name"]: e["chain_deployment_id"] for e in envs}["development"] == pushed["deployment"]["id"]
+    for chainlet in pushed["deployment"]["chainlets"]:
+        assert app.controller.store.get_deployment(chainlet["id"]).is_development
+    both = await push_chain_body(client, tmp_path, development=True, environment="staging")
+    assert both.status_code == 400
+    assert "cannot go to an environment" in both.json()["error"]
+
+
+async def push_chain_body(client: httpx.AsyncClient, tmp_path: Path, **extra: Any) -> httpx.Response:
+    a = await upload(client, make_truss(tmp_path / "a", "a"))
+    body = {"chain_name": "pair", "entrypoint": "A", "chainlets": [{"name": "A", "artifact": a}], **extra}
+    return await client.post("/v1/chains/deployments", json=body)
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

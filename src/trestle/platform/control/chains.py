@@ -27,7 +27,7 @@ from trestle.platform.settings import Settings
 from trestle.platform.store.chains import Chain, ChainDeployment, ChainKeyFile, Chainlet, ChainStore, check_chain_name
 from trestle.platform.store.database import Store
 from trestle.platform.store.keys import KeyStore, KeyType
-from trestle.platform.store.states import DeploymentStatus
+from trestle.platform.store.states import DEVELOPMENT, DeploymentStatus
 
 __all__ = ["ChainPush", "ChainRoutes", "Chains", "ChainletPush", "chain_status"]
 
@@ -51,6 +51,9 @@ class ChainPush:
     chainlets: tuple[ChainletPush, ...]
     environment: str | None = None
     """Where the chain deployment goes once all its chainlets are ACTIVE (``--promote``: production)."""
+    development: bool = False
+    """The chain's development deployment (``push --watch``): its chainlets are development deployments, so
+    ``trestle chains watch`` can patch them; it is the chain's ``development`` at once."""
 
 
 @dataclasses.dataclass
@@ -148,6 +151,8 @@ class Chains:
                 raise InvalidRequest(f"chainlet {c.display_name!r} depends on {missing}, which the push lacks")
         if push.environment is not None:
             check_environment_name(push.environment)
+            if push.development:
+                raise InvalidRequest("a development chain deployment (--watch) cannot go to an environment")
 
     async def push(self, push: ChainPush) -> ChainDeployment:
         self._check(push)
@@ -161,11 +166,14 @@ class Chains:
         for c in push.chainlets:
             # a model per chainlet per chain deployment, as Baseten makes them: the model's cleanup rule (older
             # published deployments scale to zero) must not reach the chainlets of a chain environment
-            request = PushRequest(artifact=c.artifact, model_name=f"{chain.name}.{c.display_name}.{cdep.id}")
+            name = f"{chain.name}.{c.display_name}.{cdep.id}"
+            request = PushRequest(artifact=c.artifact, model_name=name, development=push.development)
             dep, _warnings = await self.controller.push(request)
             # no await between the push's return and this row: the deployment's pipeline (which asks
             # ``replica_env`` for this row) runs only once this coroutine yields
             self.store.add_chainlet(cdep.id, Chainlet(c.display_name, dep.id, c.dependencies))
+        if push.development:
+            self.store.promote(chain.id, DEVELOPMENT, cdep.id)
         self.routes.rebuild(self.store, self.deployments_store)
         if push.environment is not None:
             self._spawn_promotion(chain.id, push.environment, cdep.id)

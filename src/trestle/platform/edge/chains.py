@@ -9,8 +9,8 @@ GET    /v1/chains/{c}/environments                     {environments: [{name, ch
 POST   /v1/chains/{c}/environments/{e}/promote         {chain_deployment_id}: the environment switches at once
 GET    /v1/chains/{c}/deployments/{d}/chainlets/{l}/logs   GetLogsResponseV1 (``{l}``: a chainlet's id or name)
 
-``{c}`` is a chain id or name. The push body: ``{chain_name, entrypoint, environment?, chainlets: [{name,
-artifact, dependencies}]}``, each artifact uploaded before with ``PUT /v1/artifacts/{sha256}``.
+``{c}`` is a chain id or name. The push body: ``{chain_name, entrypoint, environment?, development?,
+chainlets: [{name, artifact, dependencies}]}``, each artifact uploaded before with ``PUT /v1/artifacts/{sha256}``.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ def parse_push(body: dict[str, Any]) -> ChainPush:
         _required(body, "entrypoint"),
         tuple(chainlets),
         _text(body, "environment", required=False),
+        body.get("development") is True,
     )
 
 
