@@ -147,6 +147,15 @@ def test_an_error_two_hops_down(platform: Platform, word_stats: dict[str, Any]) 
     assert frame["line"] == "counts = await self._counter.run_remote(words)"
 
 
+def test_a_user_http_status_survives_two_hops(platform: Platform) -> None:
+    push(platform, CHAINS / "errors" / "errors_chain.py", "--promote")
+    path = "/chains/errors/production/run_remote"
+    assert run_remote(platform, path, {"status": 200}).json() == "fine"
+    response = run_remote(platform, path, {"status": 418})
+    assert response.status_code == 418, response.text
+    assert "leaf says 418" in json.dumps(response.json())
+
+
 def test_input_validation_is_400(platform: Platform, word_stats: dict[str, Any]) -> None:
     response = run_remote(platform, "/chains/word-stats/production/run_remote", {"top": 1})
     assert response.status_code == 400

@@ -62,3 +62,11 @@ def test_ping_settings_are_unknown_for_a_non_websocket_transport(write_config: W
     loaded = load_config(write_config("runtime: {transport: {kind: http, ping_interval_seconds: 5}}\n"))
 
     assert loaded.unknown_keys == ("runtime.transport.ping_interval_seconds",)
+
+
+def test_bdn_is_accepted_as_truss_0_18_36_writes_it(write_config: WriteConfig) -> None:
+    """Truss Chains writes every config key of its release, ``bdn`` included (docs/15-chains.md)."""
+    text = "model_name: m\nbdn:\n  access: []\n  hotload:\n    enabled: false\n  mounts: []\n"
+    loaded = load_config(write_config(text), strict=True)
+    assert loaded.unknown_keys == ()
+    assert loaded.config.to_dict()["bdn"] == {"access": [], "hotload": {"enabled": False}, "mounts": []}

@@ -315,3 +315,19 @@ def test_the_key_value_is_never_in_the_database(tmp_path: Path) -> None:
     secret, _ = KeyStore(store).create(KeyType.WORKSPACE_INVOKE, "chain x", chain_id="ch1")
     assert secret not in (tmp_path / "p.db").read_bytes().decode(errors="replace")
     assert secret != KEY
+
+
+async def test_a_push_refused_midway_leaves_no_half_chain_deployment(
+    platform: tuple[httpx.AsyncClient, PlatformApp, RecordingEngine], tmp_path: Path
+) -> None:
+    client, _, _ = platform
+    good = await upload(client, make_truss(tmp_path / "a", "a"))
+    body = {
+        "chain_name": "half",
+        "entrypoint": "A",
+        "chainlets": [{"name": "A", "artifact": good}, {"name": "B", "artifact": "0" * 64}],
+    }
+    response = await client.post("/v1/chains/deployments", json=body)
+    assert response.status_code == 400, response.text
+    assert "upload it first" in response.json()["error"]
+    assert (await client.get("/v1/chains/half/deployments")).json() == {"deployments": []}

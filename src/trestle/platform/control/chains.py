@@ -163,15 +163,19 @@ class Chains:
         cdep = self.store.create_deployment(
             chain.id, push.entrypoint, [c.display_name for c in push.chainlets], push.environment
         )
-        for c in push.chainlets:
-            # a model per chainlet per chain deployment, as Baseten makes them: the model's cleanup rule (older
-            # published deployments scale to zero) must not reach the chainlets of a chain environment
-            name = f"{chain.name}.{c.display_name}.{cdep.id}"
-            request = PushRequest(artifact=c.artifact, model_name=name, development=push.development)
-            dep, _warnings = await self.controller.push(request)
-            # no await between the push's return and this row: the deployment's pipeline (which asks
-            # ``replica_env`` for this row) runs only once this coroutine yields
-            self.store.add_chainlet(cdep.id, Chainlet(c.display_name, dep.id, c.dependencies))
+        try:
+            for c in push.chainlets:
+                # a model per chainlet per chain deployment, as Baseten makes them: the model's cleanup rule
+                # (older published deployments scale to zero) must not reach the chainlets of a chain environment
+                name = f"{chain.name}.{c.display_name}.{cdep.id}"
+                request = PushRequest(artifact=c.artifact, model_name=name, development=push.development)
+                dep, _warnings = await self.controller.push(request)
+                # no await between the push's return and this row: the deployment's pipeline (which asks
+                # ``replica_env`` for this row) runs only once this coroutine yields
+                self.store.add_chainlet(cdep.id, Chainlet(c.display_name, dep.id, c.dependencies))
+        except BaseException:
+            self.store.delete_deployment(cdep.id)  # refused midway (an artifact, the host): no half chain
+            raise
         if push.development:
             self.store.promote(chain.id, DEVELOPMENT, cdep.id)
         self.routes.rebuild(self.store, self.deployments_store)

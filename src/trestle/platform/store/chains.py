@@ -173,6 +173,13 @@ class ChainStore:
                 (chain_deployment_id, chainlet.display_name, chainlet.deployment_id, ",".join(chainlet.dependencies)),
             )
 
+    def delete_deployment(self, chain_deployment_id: str) -> None:
+        """Forget a chain deployment that could not be pushed whole (its chainlets' deployments stay)."""
+        with self._store.transaction() as db:
+            db.execute("DELETE FROM chainlets WHERE chain_deployment_id = ?", (chain_deployment_id,))
+            db.execute("DELETE FROM chain_environments WHERE chain_deployment_id = ?", (chain_deployment_id,))
+            db.execute("DELETE FROM chain_deployments WHERE id = ?", (chain_deployment_id,))
+
     def promote(self, chain_id: str, environment: str, chain_deployment_id: str) -> None:
         """Point ``environment`` at the chain deployment: one row, one transaction."""
         cdep = self.get_deployment(chain_deployment_id)
