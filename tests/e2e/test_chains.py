@@ -214,6 +214,10 @@ def test_two_chains_side_by_side_and_their_keys(platform: Platform, word_stats: 
     assert key not in (platform.data_dir.parent / "platform.out").read_text()
     # the replica has it as the secret Chains reads, never in the deployment's config
     assert key not in json.dumps(platform.deployment(theirs["WordStats"]))
+    # no environment serves it: it can be stopped, every chainlet drained
+    assert "is INACTIVE" in platform.cli("chains", "deactivate", "word-stats-2", other["id"])
+    assert all(platform.deployment(dep)["status"] == "INACTIVE" for dep in theirs.values())
+    assert run_remote(platform, path, {"text": "x"}).status_code == 409
 
 
 def test_streaming_entrypoint(platform: Platform) -> None:

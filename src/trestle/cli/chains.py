@@ -228,6 +228,16 @@ def promote_command(chain: str, deployment: str, environment: str) -> None:
     _say("ok", f"{environment} of chain {chain} is now deployment {deployment}")
 
 
+@chains_group.command("deactivate")
+@click.argument("chain")
+@click.argument("deployment")
+def deactivate_command(chain: str, deployment: str) -> None:
+    """Drain and stop every chainlet of a chain DEPLOYMENT that no environment serves."""
+    with _session() as client:
+        view = client.call("POST", f"/v1/chains/{chain}/deployments/{deployment}/deactivate")
+    _say("ok", f"chain deployment {deployment} is {view['status']}")
+
+
 @chains_group.command("logs")
 @click.argument("chain")
 @click.argument("chainlet")

@@ -331,3 +331,29 @@ async def test_a_push_refused_midway_leaves_no_half_chain_deployment(
     assert response.status_code == 400, response.text
     assert "upload it first" in response.json()["error"]
     assert (await client.get("/v1/chains/half/deployments")).json() == {"deployments": []}
+
+
+async def test_deactivate_a_chain_deployment_no_environment_serves(
+    platform: tuple[httpx.AsyncClient, PlatformApp, RecordingEngine], tmp_path: Path
+) -> None:
+    client, app, engine = platform
+    first = await push_chain(client, tmp_path, environment="production")
+    cdep = first["deployment"]["id"]
+    await active(client, "pair", cdep)
+    for _ in range(100):
+        if (await client.get(f"/v1/chains/pair/deployments/{cdep}")).json()["environment"] == "production":
+            break
+        await asyncio.sleep(0.02)
+    refused = await client.post(f"/v1/chains/pair/deployments/{cdep}/deactivate")
+    assert refused.status_code == 409
+    assert "serves production" in refused.json()["error"]
+    second = await push_chain(client, tmp_path)
+    other = second["deployment"]["id"]
+    await active(client, "pair", other)
+    done = await client.post(f"/v1/chains/pair/deployments/{other}/deactivate")
+    assert done.status_code == 200, done.text
+    assert done.json()["status"] == "INACTIVE"
+    for chainlet in done.json()["chainlets"]:
+        assert chainlet["status"] == "INACTIVE"
+        assert chainlet["id"] not in engine.sets
+    assert (await client.get(f"/v1/chains/pair/deployments/{cdep}")).json()["status"] == "ACTIVE"

@@ -22,7 +22,7 @@ import json
 from typing import Any
 
 from trestle.platform.control.rules import PushRequest, check_environment_name
-from trestle.platform.errors import InvalidRequest, NotFound
+from trestle.platform.errors import Conflict, InvalidRequest, NotFound
 from trestle.platform.settings import Settings
 from trestle.platform.store.chains import Chain, ChainDeployment, ChainKeyFile, Chainlet, ChainStore, check_chain_name
 from trestle.platform.store.database import Store
@@ -208,6 +208,15 @@ class Chains:
         check_environment_name(environment)
         self.store.promote(chain_id, environment, chain_deployment_id)
         self.routes.rebuild(self.store, self.deployments_store)
+
+    async def deactivate(self, cdep: ChainDeployment) -> ChainDeployment:
+        """Drain and stop every chainlet (each one INACTIVE); refused for one an environment serves."""
+        serving = sorted(name for name, target in self.store.environments(cdep.chain_id).items() if target == cdep.id)
+        if serving:
+            raise Conflict(f"chain deployment {cdep.id} serves {', '.join(serving)}: promote another one there first")
+        for chainlet in cdep.chainlets:
+            await self.controller.deactivate(chainlet.deployment_id)
+        return self.store.get_deployment(cdep.id)
 
     async def aclose(self) -> None:
         for task in list(self._waiters):

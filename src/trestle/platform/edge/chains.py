@@ -5,6 +5,7 @@ GET    /v1/chains                                      ChainsV1
 GET    /v1/chains/{c}                                  ChainV1
 GET    /v1/chains/{c}/deployments                      ChainDeploymentsV1
 GET    /v1/chains/{c}/deployments/{d}                  ChainDeploymentV1
+POST   /v1/chains/{c}/deployments/{d}/deactivate       every chainlet drained, INACTIVE (not while serving)
 GET    /v1/chains/{c}/environments                     {environments: [{name, chain_deployment_id}]}
 POST   /v1/chains/{c}/environments/{e}/promote         {chain_deployment_id}: the environment switches at once
 GET    /v1/chains/{c}/deployments/{d}/chainlets/{l}/logs   GetLogsResponseV1 (``{l}``: a chainlet's id or name)
@@ -76,6 +77,7 @@ class ChainsApi:
             route(base, self.get_chain, ["GET"]),
             route(base + "/deployments", self.list_deployments, ["GET"]),
             route(base + "/deployments/{deployment}", self.get_deployment, ["GET"]),
+            route(base + "/deployments/{deployment}/deactivate", self.deactivate, ["POST"]),
             route(base + "/environments", self.list_environments, ["GET"]),
             route(base + "/environments/{environment}/promote", self.promote, ["POST"]),
             route(base + "/deployments/{deployment}/chainlets/{chainlet}/logs", self.logs, ["GET", "POST"]),
@@ -124,6 +126,11 @@ class ChainsApi:
         _, cdep = self._find(request)
         assert cdep is not None
         return JSONResponse(self._deployment(cdep))
+
+    async def deactivate(self, request: Request) -> Response:
+        _, cdep = self._find(request)
+        assert cdep is not None
+        return JSONResponse(self._deployment(await self.chains.deactivate(cdep)))
 
     async def list_environments(self, request: Request) -> Response:
         chain, _ = self._find(request)
