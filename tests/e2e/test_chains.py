@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -317,3 +318,51 @@ def test_watch_patches_changed_chainlets_and_survives_a_broken_edit(platform: Pl
     finally:
         watcher.terminate()
         watcher.wait(30)
+
+
+VERSIONED = """
+import asyncio
+import os
+
+import truss_chains as chains
+
+VERSION = "{version}"
+
+
+class Leaf(chains.ChainletBase):
+    async def run_remote(self) -> str:
+        return VERSION
+
+
+@chains.mark_entrypoint("versions")
+class Entry(chains.ChainletBase):
+    def __init__(self, leaf: Leaf = chains.depends(Leaf)) -> None:
+        self._leaf = leaf
+
+    async def run_remote(self, gate: str) -> str:
+        if gate:
+            open(gate + ".entered", "w").close()
+        while gate and not os.path.exists(gate):  # held until the test opens the gate
+            await asyncio.sleep(0.05)
+        return VERSION + "/" + await self._leaf.run_remote()
+"""
+
+
+def test_a_request_in_flight_finishes_on_the_version_it_entered(platform: Platform, tmp_path: Path) -> None:
+    (tmp_path / "chain").mkdir()
+    source = tmp_path / "chain" / "versions.py"
+    source.write_text(VERSIONED.format(version="v1"))
+    push(platform, source, "--promote")
+    path = "/chains/versions/production/run_remote"
+    assert run_remote(platform, path, {"gate": ""}).json() == "v1/v1"
+    gate = tmp_path / "gate"
+    answers: list[Any] = []
+    held = threading.Thread(target=lambda: answers.append(run_remote(platform, path, {"gate": str(gate)}).json()))
+    held.start()
+    platform.wait_for(lambda: (tmp_path / "gate.entered").exists(), timeout=60)  # inside v1's Entry now
+    source.write_text(VERSIONED.format(version="v2"))
+    push(platform, source, "--promote")  # returns once production is the new chain deployment
+    assert run_remote(platform, path, {"gate": ""}).json() == "v2/v2"
+    gate.touch()
+    held.join(60)
+    assert answers == ["v1/v1"]  # its second hop went to its own version's Leaf, not production's
