@@ -164,12 +164,17 @@ def test_input_validation_is_400(platform: Platform, word_stats: dict[str, Any])
 
 
 def test_the_request_id_reaches_every_chainlet(platform: Platform, word_stats: dict[str, Any]) -> None:
-    headers = {"x-baseten-request-id": "acc-123"}
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    headers = {"x-baseten-request-id": "acc-123", "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}
     response = run_remote(platform, "/chains/word-stats/production/run_remote", {"text": "  "}, headers=headers)
     assert response.status_code == 500
     ids = {c["name"]: c["id"] for c in word_stats["chainlets"]}
     for name in ("Splitter", "Counter", "WordStats"):
         platform.wait_for(lambda name=name: "[acc-123]" in platform.logs(ids[name]), timeout=10)
+    for name in ("Splitter", "Counter", "WordStats"):  # the trace and the entry request id in every log
+        logs = platform.logs(ids[name])
+        assert trace_id in logs, logs
+        assert "x-baseten-chain-request-id=acc-123" in logs, logs
     # without one, the gateway makes one id for the whole chain request
     run_remote(platform, "/chains/word-stats/production/run_remote", {"text": " "})
     logs = platform.logs(ids["Splitter"])

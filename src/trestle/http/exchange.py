@@ -32,6 +32,11 @@ def new_request_id() -> bytes:
     return f"{_ID_PREFIX}{next(_id_counter):08x}".encode()
 
 
+_TRACE_HEADERS = frozenset({b"traceparent", b"x-baseten-chain-request-id"})
+"""Headers a Truss Chain passes between chainlets, logged once per request with its request id."""
+_TRACE_MAX = 256
+
+
 class Exchange:
     """One inference request: the headers that matter, its id and its response's progress."""
 
@@ -46,6 +51,7 @@ class Exchange:
         "user_agent",
         "rid",
         "request_id",
+        "trace",
         "cancellation",
         "body",
         "started",
@@ -63,6 +69,7 @@ class Exchange:
         self.accept = b""
         self.user_agent = b""
         rid = b""
+        trace: list[bytes] = []
         for name, value in scope["headers"]:
             if name == b"content-type":
                 self.binary = value.split(b";", 1)[0].strip().lower() == OCTET
@@ -77,8 +84,12 @@ class Exchange:
                 self.user_agent = value
             elif name == b"x-baseten-request-id":
                 rid = value
+            elif name in _TRACE_HEADERS:
+                trace.append(name + b"=" + value[:_TRACE_MAX])
         self.rid = rid or new_request_id()
         self.request_id = self.rid.decode("latin-1")
+        self.trace = b" ".join(trace).decode("latin-1")
+        """A chain's ``traceparent`` and ``x-baseten-chain-request-id``, as sent (empty for none)."""
         self.cancellation: Cancellation | None = None
         self.body = b""
         self.started = False  # after that, an error can only cut the connection

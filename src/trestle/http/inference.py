@@ -68,6 +68,8 @@ class Inference:
     async def __call__(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
         ex = Exchange(scope, receive, send, time.perf_counter())
         request_id.set(ex.request_id)
+        if ex.trace:  # a chain's hop: tie this request id to the chain's trace in the log
+            logger.info("Chain request: %s", ex.trace)
         metrics = self.metrics
         in_flight = self.runtime.in_flight
         in_flight.count += 1

@@ -406,6 +406,23 @@ def test_serve_access_log_flag_prints_one_line_per_request(tmp_path: Path) -> No
         assert "trestle.access" not in server.log()
 
 
+def test_a_chain_hop_logs_its_trace_with_its_request_id(tmp_path: Path) -> None:
+    truss = write_truss(tmp_path, DRAIN)
+    trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    headers = {"x-baseten-request-id": "rid-hop", "traceparent": trace, "x-baseten-chain-request-id": "rid-entry"}
+    with run_server(truss) as server:
+        assert httpx.post(server.url + "/predict", json={}, headers=headers).status_code == 200
+        assert httpx.post(server.url + "/predict", json={}, headers={"x-baseten-request-id": "rid-plain"}).is_success
+        deadline = time.monotonic() + 5
+        while "Chain request" not in server.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        line = next(x for x in server.log().splitlines() if "Chain request" in x)
+        assert "[rid-hop]" in line
+        assert f"traceparent={trace}" in line
+        assert "x-baseten-chain-request-id=rid-entry" in line
+        assert server.log().count("Chain request") == 1  # a request without chain headers logs nothing more
+
+
 def test_packages_and_external_package_dirs_are_importable(tmp_path: Path) -> None:
     code = (
         "from bundled_helper import BUNDLED\n"
