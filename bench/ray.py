@@ -49,6 +49,10 @@ MIN_DURATION_S = 3.0
 """Even in a smoke run: a Serve proxy answers in tens of ms on a busy 2-core box, and wrk's 1-s
 runs at c=16 then saw no response at all."""
 REPLICA_CPUS = 0.5
+CONCURRENCY = 32
+"""Requests one replica takes at once, Trestle's (``predict_concurrency``) and the plain echo's
+(``max_ongoing_requests``): at 1, a request waits in Serve while the replica is busy and both routes
+measure Serve's queueing (p50 over a second at c=16), not the replica."""
 """Logical CPUs per replica, Trestle's and the plain echo's alike."""
 
 
@@ -194,8 +198,10 @@ class RayRound:
     def push(self, port: int) -> str:
         truss = self.dir / f"truss-{port}"
         shutil.copytree(MODELS / "async", truss, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
-        with open(truss / "config.yaml", "a") as config:  # the plain echo's resources (a 2-CPU head fits both)
-            config.write(f'resources:\n  cpu: "{REPLICA_CPUS}"\n  memory: 512Mi\n')
+        config = (truss / "config.yaml").read_text()
+        config = config.replace("predict_concurrency: 1", f"predict_concurrency: {CONCURRENCY}")
+        # the plain echo's resources (a 2-CPU head fits both) and concurrency
+        (truss / "config.yaml").write_text(config + f'resources:\n  cpu: "{REPLICA_CPUS}"\n  memory: 512Mi\n')
         p = subprocess.run(
             [str(self.bin), "push", str(truss), "--promote", "--output", "json"],
             env=self.cli_env(port),
@@ -225,7 +231,7 @@ class RayRound:
                 {
                     "name": "PlainEcho",
                     "num_replicas": 1,
-                    "max_ongoing_requests": 1,  # bench/models/async's predict_concurrency, as Trestle maps it
+                    "max_ongoing_requests": CONCURRENCY,  # Trestle's predict_concurrency, as it maps it
                     "max_queued_requests": -1,
                     "ray_actor_options": {"num_cpus": REPLICA_CPUS, "memory": 512 * 2**20},
                 }
