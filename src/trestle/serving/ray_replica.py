@@ -107,9 +107,9 @@ class _Mounted:
     """Trestle's app under Serve's route prefix: the prefix is taken off ``path``, and lifespan
     startup finishes only once the model has loaded (or fails with the load)."""
 
-    def __init__(self, server: Any) -> None:
+    def __init__(self, server: Any, inner: ASGIApp | None = None) -> None:
         self.server = server
-        self.inner: ASGIApp = server.app
+        self.inner: ASGIApp = inner if inner is not None else server.app
         self.running: set[asyncio.Future[None]] = set()  # calls whose client left, still finishing
         self.grace = _LEFT_GRACE_SECONDS
 
@@ -175,10 +175,7 @@ class _Relayed(_Mounted):
     startup finishes once its readiness path answers, shutdown stops its process."""
 
     def __init__(self, server: CustomServer, ready_timeout: float) -> None:
-        self.server = server
-        self.inner = server
-        self.running = set()
-        self.grace = _LEFT_GRACE_SECONDS
+        super().__init__(server, inner=server)
         self.ready_timeout = ready_timeout
 
     async def _lifespan(self, scope: Scope, receive: Any, send: Any) -> None:
