@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Platform, last_json
+from tests.e2e.conftest import Platform, last_json, wait_status
 from tests.support.trusses import make_truss
 from trestle.platform.store import packaging
 
@@ -175,7 +175,7 @@ def test_a_restart_patch_of_a_gpu_development_deployment_keeps_its_gpu_and_a_res
     platform.stop()
     platform.start()
     for dep_id in (dev["id"], second["deployment_id"]):
-        platform.wait_for(lambda dep_id=dep_id: platform.deployment(dep_id)["status"] == "ACTIVE", timeout=90)
+        wait_status(platform, dep_id, "ACTIVE", timeout=90)
     devices_now = {
         devices(platform, url)["CUDA_VISIBLE_DEVICES"],
         devices(platform, second["predict_url"])["CUDA_VISIBLE_DEVICES"],

@@ -158,3 +158,34 @@ def test_a_terminated_replica_is_replaced(platform: Platform, tmp_path: Path) ->
     assert again.status_code == 404
     assert old in again.json()["error"]
     assert "terminated on request" in platform.logs(dep_id)
+
+
+def test_a_followed_log_ends_when_the_platform_stops_and_does_not_hold_its_stop(
+    platform: Platform, tmp_path: Path
+) -> None:
+    dep = last_json(
+        platform.cli("push", "--output", "json", cwd=write_truss(tmp_path / "t", "followed", tmp_path / "l"))
+    )
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "trestle", "logs", "--deployment", dep["deployment_id"], "--tail"],
+        env=platform.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert "[platform]" in proc.stdout.readline()  # following
+        server = platform.proc
+        assert server is not None
+        platform.stop()
+        assert server.returncode == 0
+        assert "graceful shutdown exceeded" not in platform.log_path.read_text()
+        rest = proc.stdout.read()
+        assert proc.wait(10) == 1
+        assert "closed the log stream (it is stopping)" in rest, rest
+    finally:
+        proc.kill()
+        if platform.proc is None:
+            platform.start()

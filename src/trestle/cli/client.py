@@ -296,6 +296,8 @@ class PlatformClient:
                     raise _error(resp)
                 connected = True
                 yield from resp.iter_lines()
+            # a follow has no end of its own: the platform ended it (it is stopping)
+            raise PlatformError(f"the platform at {self.remote.url} closed the log stream (it is stopping)", status=503)
         except httpx.HTTPError as exc:
             if connected:
                 raise PlatformError(f"lost the connection to the platform at {self.remote.url}", status=503) from None

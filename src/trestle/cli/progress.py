@@ -56,24 +56,25 @@ def build_output(
     stop = threading.Event()
 
     def run() -> None:
-        with contextlib.suppress(PlatformError, ValueError, OSError):
-            for record in follower.follow_logs(deployment_id, tail=1000):
-                if stop.is_set():
-                    return
-                line = _build_line(record, stamp, every_source=every_source)
-                if line is not None:
-                    _err(f"  | {line}", "bright_black")
+        try:
+            with contextlib.suppress(PlatformError, ValueError, OSError):
+                for record in follower.follow_logs(deployment_id, tail=1000):
+                    if stop.is_set():
+                        return
+                    line = _build_line(record, stamp, every_source=every_source)
+                    if line is not None:
+                        _err(f"  | {line}", "bright_black")
+        finally:
+            follower.close()  # by its own thread: closing a client another thread reads from can block
 
-    thread = threading.Thread(target=run, name="trestle-build-output", daemon=True)
-    thread.start()
+    # A daemon thread: it ends at its stream's next line after ``stop`` (or with the process), so
+    # neither a Ctrl-C nor the end of the block ever waits for it.
+    threading.Thread(target=run, name="trestle-build-output", daemon=True).start()
     try:
         yield
+        time.sleep(0.2)  # lines already written get a moment to arrive
     finally:
-        # Give lines already written a moment to arrive, then cut the stream.
-        time.sleep(0.2)
         stop.set()
-        follower.close()
-        thread.join(2)
 
 
 def failure_message(dep: dict[str, Any], truss_dir: Path | None = None) -> str:

@@ -317,16 +317,20 @@ def push(
                 click.echo(f"Environment:   {env} (switches to this deployment once it is ACTIVE)")
             click.echo(f"Logs:          trestle logs --deployment {dep['id']} --tail")
         if wait or watch:
-            dep = progress.wait(
-                client,
-                dep["id"],
-                timeout_seconds,
-                until=("ACTIVE",),
-                quiet=quiet,
-                build_since=pushed_at,
-                truss_dir=target,
-                every_source=tail,
-            )
+            try:
+                dep = progress.wait(
+                    client,
+                    dep["id"],
+                    timeout_seconds,
+                    until=("ACTIVE",),
+                    quiet=quiet,
+                    build_since=pushed_at,
+                    truss_dir=target,
+                    every_source=tail,
+                )
+            except KeyboardInterrupt:
+                _say("info", f"Stopped waiting; deployment {dep['id']} goes on without us.", err=True)
+                raise SystemExit(130) from None
             if env:
                 deadline = time.monotonic() + 30
                 while env not in dep["environments"] and time.monotonic() < deadline:

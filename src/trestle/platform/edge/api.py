@@ -271,7 +271,8 @@ class ControlApi:
                     yield line.encode()
 
             return StreamingResponse(stream(), media_type="text/plain; charset=utf-8")
-        return Response("".join(self.ctrl.logs.tail(dep.id, tail)), media_type="text/plain; charset=utf-8")
+        records = await asyncio.to_thread(self.ctrl.logs.tail, dep.id, tail)
+        return Response("".join(records), media_type="text/plain; charset=utf-8")
 
     async def manifest(self, request: Request) -> Response:
         dep = self.ctrl.store.get_deployment(request.path_params["id"])

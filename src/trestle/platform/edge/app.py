@@ -95,6 +95,7 @@ class PlatformApp:
     def begin_shutdown(self) -> None:
         """At SIGINT/SIGTERM, before uvicorn waits for open connections: end the live streams (events, logs)."""
         self.feeds.close()
+        self.controller.logs.end_follows()
 
     async def shutdown(self) -> None:
         running = len(

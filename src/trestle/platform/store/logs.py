@@ -18,7 +18,8 @@ class LogHub:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._files: dict[str, IO[str]] = {}
-        self._followers: dict[str, set[asyncio.Queue[str]]] = {}
+        self._followers: dict[str, set[asyncio.Queue[str | None]]] = {}
+        self._closing = False
 
     def path(self, deployment_id: str) -> Path:
         return self.root / deployment_id / "deployment.log"
@@ -52,16 +53,28 @@ class LogHub:
             return list(deque(handle, maxlen=lines))
 
     async def follow(self, deployment_id: str, lines: int | None = 100) -> AsyncIterator[str]:
-        """The last ``lines`` lines, then every new line until the caller stops iterating."""
-        queue: asyncio.Queue[str] = asyncio.Queue(maxsize=_FOLLOW_QUEUE)
+        """The last ``lines`` lines, then every new line until the caller stops iterating or the
+        platform stops (``end_follows``). The file is read in a thread: a long log never stalls the loop."""
+        if self._closing:
+            return
+        queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=_FOLLOW_QUEUE)
         self._followers.setdefault(deployment_id, set()).add(queue)
         try:
-            for record in self.tail(deployment_id, lines):
+            for line in await asyncio.to_thread(self.tail, deployment_id, lines):
+                yield line
+            while (record := await queue.get()) is not None:
                 yield record
-            while True:
-                yield await queue.get()
         finally:
             self._followers.get(deployment_id, set()).discard(queue)
+
+    def end_follows(self) -> None:
+        """End every follower's stream (the platform is stopping: uvicorn's drain would wait for them)."""
+        self._closing = True
+        for queues in self._followers.values():
+            for queue in queues:
+                if queue.full():
+                    queue.get_nowait()  # room for the end mark; a line that was already late is dropped
+                queue.put_nowait(None)
 
     def close(self) -> None:
         for handle in self._files.values():
