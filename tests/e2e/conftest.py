@@ -18,6 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.coverage import untraced_subprocesses  # noqa: F401 (an autouse fixture)
+
 KEY = "e2e-key"
 PYTHON = sys.executable
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from tests.support.coverage import untraced
 from tests.support.server import free_port
 
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -43,7 +44,7 @@ class RayHead:
         self.proxy = self.ports["proxy"]
         self.token = ""
         self.env = {
-            **os.environ,
+            **untraced(os.environ),  # the head and every Ray worker it starts (tests/support/coverage.py)
             "HOME": str(self.home),
             "RAY_AUTH_MODE": "token",
             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
