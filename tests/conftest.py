@@ -12,18 +12,13 @@ if TYPE_CHECKING:
 _TIERS = ("unit", "integration", "e2e")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test with its tier from the folder it lives in, and give it its xdist group for
-    ``--dist loadgroup``: its file (a module's fixtures are set up once), except that every ray test is
-    in one group: they share the run's one Ray head, and its controller's loops are what they time."""
+    """Mark every test with its tier from the folder it lives in."""
     root = Path(__file__).parent
     for item in items:
         parts = Path(str(item.fspath)).relative_to(root).parts
         if parts and parts[0] in _TIERS:
             item.add_marker(getattr(pytest.mark, parts[0]))
-        group = "ray" if item.get_closest_marker("ray") else "/".join(parts)
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture

@@ -272,5 +272,8 @@ def wait_status(platform: Platform, dep: str, status: str, timeout: float = 180)
             lambda: (body := platform.deployment(dep))["status"] == status and body, timeout=timeout, interval=0.5
         )
     except AssertionError as exc:
-        raise AssertionError(f"{dep} never reached {status}: {exc}\n" + platform.log_path.read_text()[-3000:]) from None
+        raise AssertionError(
+            f"{dep} never reached {status}: {exc}\n{platform.deployment(dep)}\n"
+            f"its log:\n{platform.logs(dep)[-3000:]}\nthe platform's:\n{platform.log_path.read_text()[-3000:]}"
+        ) from None
     return view

@@ -131,7 +131,13 @@ def test_push_tail_streams_the_deployment_log(platform: Platform, tmp_path: Path
         assert proc.poll() is None  # still following after ACTIVE
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(30)
+        try:
+            rest, _ = proc.communicate(timeout=30)  # reading to the end: a full pipe would hold its exit
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rest, _ = proc.communicate()
+            raise AssertionError("Ctrl-C did not end `push --tail`:\n" + "".join(seen) + rest) from None
+    assert proc.returncode in (0, 130), "".join(seen) + rest  # 130: it was still waiting for ACTIVE
     platform.cli("delete", "--model", "tailed", "--yes")
 
 
