@@ -110,7 +110,7 @@ def test_push_tail_streams_the_deployment_log(platform: Platform, tmp_path: Path
     truss = write_truss(tmp_path / "t", "tailed", tmp_path / "loads")
     proc = subprocess.Popen(
         [PYTHON, "-m", "trestle", "push", str(truss), "--tail"],
-        env=platform.env,
+        env={**platform.env, "PYTHONFAULTHANDLER": "1"},  # SIGABRT prints every thread's stack
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -134,7 +134,7 @@ def test_push_tail_streams_the_deployment_log(platform: Platform, tmp_path: Path
         try:
             rest, _ = proc.communicate(timeout=30)  # reading to the end: a full pipe would hold its exit
         except subprocess.TimeoutExpired:
-            proc.kill()
+            proc.send_signal(signal.SIGABRT)
             rest, _ = proc.communicate()
             raise AssertionError("Ctrl-C did not end `push --tail`:\n" + "".join(seen) + rest) from None
     assert proc.returncode in (0, 130), "".join(seen) + rest  # 130: it was still waiting for ACTIVE

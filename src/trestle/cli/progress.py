@@ -5,6 +5,7 @@ silent. Everything goes to stderr (stdout keeps what scripts parse)."""
 from __future__ import annotations
 
 import contextlib
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -56,6 +57,9 @@ def build_output(
     stop = threading.Event()
 
     def run() -> None:
+        # Ctrl-C must reach the main thread: a signal the kernel hands to this thread while the main one
+        # blocks in a read (following the log after ACTIVE) would run its handler only when that read ends.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
             with contextlib.suppress(PlatformError, ValueError, OSError):
                 for record in follower.follow_logs(deployment_id, tail=1000):
