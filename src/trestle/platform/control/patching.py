@@ -225,10 +225,11 @@ async def _apply(ctrl: Controller, deployment_id: str, plan: PatchPlan) -> Patch
     if serving:
         ok = await ctrl.engine.replace(replica_spec, ctrl.settings.replace_timeout_seconds)
         if not ok:
+            last = await asyncio.to_thread(ctrl.logs.tail, deployment_id, 30)
             raise PatchFailed(
                 "the patched model did not become ready, the previous replica keeps serving; see `trestle logs`",
                 kind="replica_failed",
-                traceback=truss_paths("".join(ctrl.logs.tail(deployment_id, 30)), truss_dir),
+                traceback=truss_paths("".join(last), truss_dir),
             )
     else:
         ctrl.set_status(deployment_id, S.DEPLOYING, force=True)

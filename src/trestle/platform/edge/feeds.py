@@ -52,7 +52,6 @@ class FeedsApi:
     def __init__(self, controller: Controller, heartbeat: float = 15.0) -> None:
         self.ctrl = controller
         self.heartbeat = heartbeat
-        self._closing = asyncio.Event()
         self.routes = [
             route("/v1/events", self.list_events, ["GET"]),
             route("/v1/events/stream", self.events_stream, ["GET"]),
@@ -60,9 +59,9 @@ class FeedsApi:
         ]
 
     def close(self) -> None:
-        """End every open stream now: the platform is stopping, and uvicorn waits for open connections
-        (up to its graceful-shutdown timeout) before the app's own shutdown runs."""
-        self._closing.set()
+        """End the open events streams now: the platform is stopping, and uvicorn waits for open connections
+        (up to its graceful-shutdown timeout) before the app's own shutdown runs. The log streams end with
+        ``LogHub.end_follows``."""
         self.ctrl.events.close()
 
     def _model_id(self, request: Request) -> str | None:
@@ -101,7 +100,6 @@ class FeedsApi:
             yield b": logs\n\n"
             follow = hub.follow(dep.id, 0)
             pending: asyncio.Task[str] | None = asyncio.ensure_future(follow.__anext__())
-            closing = asyncio.ensure_future(self._closing.wait())
             try:
                 await asyncio.sleep(0)  # the follower is subscribed before the history is read
                 history = await log_search.search_logs(path, history_query)
@@ -110,22 +108,21 @@ class FeedsApi:
                 while True:
                     if pending is None:
                         pending = asyncio.ensure_future(follow.__anext__())
-                    done, _ = await asyncio.wait(
-                        {pending, closing}, timeout=self.heartbeat, return_when="FIRST_COMPLETED"
-                    )
-                    if closing in done:
-                        return
+                    done, _ = await asyncio.wait({pending}, timeout=self.heartbeat)
                     if not done:
                         yield b": heartbeat\n\n"
                         continue
-                    line = pending.result()
+                    try:
+                        line = pending.result()
+                    except StopAsyncIteration:  # the platform is stopping (LogHub.end_follows)
+                        pending = None
+                        return
                     pending = None
                     entry = log_search.parse_line(line)
                     if entry is not None and log_search.matches(entry, live_query):
                         del entry["_ms"]
                         yield sse("log", entry)
             finally:
-                closing.cancel()
                 if pending is not None:
                     pending.cancel()
                     await asyncio.gather(pending, return_exceptions=True)

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -43,24 +43,30 @@ class LogHub:
             handle = self._files[deployment_id] = open(path, "a", encoding="utf-8")  # noqa: SIM115
         return handle
 
-    def tail(self, deployment_id: str, lines: int | None = None) -> list[str]:
-        path = self.path(deployment_id)
-        if not path.is_file():
+    def tail(self, deployment_id: str, lines: int | None = None, *, end: int | None = None) -> list[str]:
+        """The last ``lines`` lines (every line with None) of the log's first ``end`` bytes (all of it
+        with None). File work: callers on the loop run it in a thread."""
+        if lines == 0:
             return []
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            if lines is None:
-                return handle.readlines()
-            return list(deque(handle, maxlen=lines))
+        try:
+            handle = open(self.path(deployment_id), "rb")  # noqa: SIM115 (closed below)
+        except FileNotFoundError:
+            return []
+        with handle:
+            kept = deque(_upto(handle, end), maxlen=lines)
+        return [raw.decode("utf-8", "replace") for raw in kept]
 
     async def follow(self, deployment_id: str, lines: int | None = 100) -> AsyncIterator[str]:
         """The last ``lines`` lines, then every new line until the caller stops iterating or the
-        platform stops (``end_follows``). The file is read in a thread: a long log never stalls the loop."""
+        platform stops (``end_follows``). The history is the file as it was when the follower joined (read
+        in a thread), the rest comes from the queue: no line twice, none lost."""
         if self._closing:
             return
         queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=_FOLLOW_QUEUE)
         self._followers.setdefault(deployment_id, set()).add(queue)
         try:
-            for line in await asyncio.to_thread(self.tail, deployment_id, lines):
+            joined_at = _size(self.path(deployment_id))  # writes are whole, flushed lines
+            for line in await asyncio.to_thread(self.tail, deployment_id, lines, end=joined_at):
                 yield line
             while (record := await queue.get()) is not None:
                 yield record
@@ -80,3 +86,21 @@ class LogHub:
         for handle in self._files.values():
             handle.close()
         self._files.clear()
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _upto(handle: IO[bytes], end: int | None) -> Iterator[bytes]:
+    """The handle's lines within its first ``end`` bytes (every line with None)."""
+    left = end
+    for raw in handle:
+        if left is not None:
+            if left <= 0:
+                return
+            left -= len(raw)
+        yield raw
