@@ -127,6 +127,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._arm(self.limits.header_timeout, self._head_expired)
 
     def on_headers_complete(self) -> None:
+        self.check_head()
+        super().on_headers_complete()
+
+    def check_head(self) -> None:
+        """Raise (the parser stops, and ``send_400_response`` answers 431) when the head broke a limit."""
         if len(self.headers) > self.limits.max_headers:
             self._reject = (431, f"more than {self.limits.max_headers} header fields")
             raise _Rejected
@@ -135,7 +140,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             if size > self.limits.max_header_bytes:
                 self._reject = (431, f"request head larger than {self.limits.max_header_bytes} bytes")
                 raise _Rejected
-        super().on_headers_complete()
 
     def send_400_response(self, msg: str) -> None:
         if self._reject is not None:  # a limit stopped the parser: say which

@@ -14,7 +14,6 @@ from typing import Any
 from starlette.routing import Router
 from starlette.types import Receive, Scope, Send
 
-from trestle.asgi.connections import guarded_protocol
 from trestle.asgi.server import Server
 from trestle.errors import PlatformError
 from trestle.platform.control.chains import Chains
@@ -22,14 +21,16 @@ from trestle.platform.control.controller import Controller, open_controller, ter
 from trestle.platform.control.recovery import recover
 from trestle.platform.edge.api import ControlApi
 from trestle.platform.edge.async_api import AsyncApi, is_async_path
-from trestle.platform.edge.auth import SCOPE_KEY, access_for, parse_authorization, refusal
+from trestle.platform.edge.auth import SCOPE_KEY, Access, access_for, parse_authorization, refusal
 from trestle.platform.edge.chain_gateway import ChainGateway, chain_from_host, split_chain_path
 from trestle.platform.edge.chains import ChainsApi
 from trestle.platform.edge.dashboard.app import DashboardApp
 from trestle.platform.edge.feeds import FeedsApi
+from trestle.platform.edge.front import GatewayFront, front_protocol, parse_target
 from trestle.platform.edge.gateway import Gateway, send_error
 from trestle.platform.edge.management import ManagementApi
 from trestle.platform.edge.metrics_export import MetricsExport
+from trestle.platform.edge.relay import MAX_RELAY_BODY, Relay, open_relay
 from trestle.platform.edge.resources import ResourcesApi
 from trestle.platform.edge.urls import model_from_host, split_gateway_path
 from trestle.platform.settings import Settings
@@ -179,6 +180,50 @@ class PlatformApp:
             return
         await send({"type": "websocket.close", "code": 1008})
 
+    def relay(
+        self, front: GatewayFront, method: str, url: bytes, headers: list[tuple[bytes, bytes]], keep_alive: bool
+    ) -> Relay | None:
+        """The platform port's fast path (``front.py``): a started relay when the request is a plain gateway
+        call its key may make (no chain, not async, not on the dashboard's port, no chunked or large body,
+        not ``HEAD``), else None and the request takes ``__call__`` as any other."""
+        if method == "HEAD" or (
+            self.dashboard is not None and (front.server or ("", 0))[1] == self.settings.dashboard_port
+        ):
+            return None
+        parsed = parse_target(url)
+        if parsed is None:
+            return None
+        path, query = parsed
+        authorization = b""
+        host = b""
+        length = 0
+        for name, value in headers:
+            if name == b"authorization":
+                authorization = value
+            elif name == b"host":
+                host = value
+            elif name == b"content-length":
+                if not value.isdigit() or len(value) > 12:
+                    return None
+                length = int(value)
+            elif name == b"transfer-encoding":
+                return None
+        if length > MAX_RELAY_BODY or path.startswith(ENGINE_ARTIFACTS) or is_async_path(path):
+            return None
+        key = self.keys.lookup(parse_authorization(authorization.decode("latin-1")))
+        if key is None or key.chain_id is not None or refusal(key, Access.INVOKE) is not None:
+            return None
+        host_text = host.decode("latin-1")
+        if chain_from_host(host_text) is not None or split_chain_path(path) is not None:
+            return None
+        model_ref = model_from_host(host_text)
+        target = (
+            (model_ref, path) if model_ref is not None and not path.startswith("/v1/") else split_gateway_path(path)
+        )
+        if target is None:
+            return None
+        return open_relay(self.gateway, front, target[0], target[1], method, query, headers, length, keep_alive)
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
@@ -201,7 +246,7 @@ def listen(host: str, port: int) -> socket.socket:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
     except socket.gaierror as exc:
         raise PlatformError(f"cannot listen on {host}:{port}: {exc}", status=400) from None
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY on every loop
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -274,7 +319,8 @@ def _serve(settings: Settings, api_key: str | None, announce: Any, sockets: list
         # The gateway is on every request's path: the same fast stack as the model server, with the same
         # head/body limits and deadlines (before auth); each client connection may hold an upstream one.
         loop="uvloop",
-        http=guarded_protocol(settings.connection_limits, fds_per_connection=2),
+        # plain gateway calls are relayed by the protocol itself (edge/front.py, edge/relay.py)
+        http=front_protocol(settings.connection_limits, app, fds_per_connection=2),
         access_log=False,
         proxy_headers=False,
         server_header=False,

@@ -31,7 +31,7 @@ from trestle.platform.edge.urls import WAKE, UnknownRoute, parse_route
 from trestle.platform.engines.base import Engine, NoReplica, Replica
 from trestle.platform.store.states import DeploymentStatus
 
-_HOP_BY_HOP = frozenset(
+HOP_BY_HOP = frozenset(
     {
         b"connection",
         b"keep-alive",
@@ -46,14 +46,16 @@ _HOP_BY_HOP = frozenset(
         b"authorization",
     }
 )
-_WS_DROP = _HOP_BY_HOP | {
+_WS_DROP = HOP_BY_HOP | {
     b"sec-websocket-key",
     b"sec-websocket-version",
     b"sec-websocket-extensions",
     b"sec-websocket-accept",
     b"sec-websocket-protocol",
 }
-_UPSTREAM_DROP = _HOP_BY_HOP | {b"content-length", b"expect"}
+RESPONSE_DROP = HOP_BY_HOP | {b"date"}
+"""Not passed back from a replica: hop by hop, and ``Date`` (the platform's server writes its own)."""
+UPSTREAM_DROP = HOP_BY_HOP | {b"content-length", b"expect"}
 """Not forwarded to a replica: hop by hop, and the framing the upstream client writes itself (the whole
 body is sent at once, so no ``Expect: 100-continue``)."""
 _JSON = [(b"content-type", b"application/json")]
@@ -316,7 +318,7 @@ class Gateway:
     ) -> None:
         rset = self.engine.replica_set(target.deployment_id)
         path = rset.routes.translate(target.path) if rset is not None else target.path
-        headers = [(k, v) for k, v in scope["headers"] if k not in _UPSTREAM_DROP]
+        headers = [(k, v) for k, v in scope["headers"] if k not in UPSTREAM_DROP]
         if scope.get("query_string"):
             path += "?" + scope["query_string"].decode("latin-1")
         length = None
@@ -362,7 +364,7 @@ class Gateway:
                 return
             complete = False
             try:
-                out_headers = [(k, v) for k, v in response.headers if k not in _HOP_BY_HOP]
+                out_headers = [(k, v) for k, v in response.headers if k not in RESPONSE_DROP]
                 await send({"type": "http.response.start", "status": response.status, "headers": out_headers})
                 started = True
                 async for chunk in response.chunks():
@@ -561,8 +563,7 @@ async def send_error(
     send: Send, status: int, message: str, code: str | None = None, retry_after: int | None = None
 ) -> None:
     """A gateway-made error in Baseten's body: ``{"error", "error_code", "detail"}``."""
-    error_code = code or ERROR_CODES.get(status, "internal_baseten_error")
-    body = orjson.dumps({"error": message, "error_code": error_code, "detail": message})
+    body = error_body(status, message, code)
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
@@ -572,3 +573,9 @@ async def send_error(
         headers.append((b"retry-after", str(retry_after).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def error_body(status: int, message: str, code: str | None = None) -> bytes:
+    """Baseten's error body: ``{"error", "error_code", "detail"}`` (``code`` None: the one for ``status``)."""
+    error_code = code or ERROR_CODES.get(status, "internal_baseten_error")
+    return orjson.dumps({"error": message, "error_code": error_code, "detail": message})

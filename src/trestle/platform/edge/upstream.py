@@ -18,6 +18,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import httptools
@@ -45,11 +46,33 @@ class Broken(UpstreamError):
     """The connection failed after the request was (or was being) sent: it may have run."""
 
 
-class _Connection(asyncio.Protocol):
+class Sink(Protocol):
+    """Who takes a replica's answer as it is parsed, instead of a waiting coroutine (``edge/relay.py``)."""
+
+    def head(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool) -> None: ...
+
+    def body(self, data: bytes) -> None: ...
+
+    def complete(self) -> None: ...
+
+    def failed(self, error: UpstreamError) -> None:
+        """The connection failed, or (``Silent``) the replica sent nothing for the read time-out."""
+
+    def flush(self) -> None:
+        """After each read: what the parser produced in it may go out now."""
+
+
+class Connection(asyncio.Protocol):
     """One keep-alive connection to a replica, one request at a time."""
 
     def __init__(self, key: tuple[str, int]) -> None:
         self.key = key
+        self.sink: Sink | None = None
+        """Set for a relayed request (``Upstream.attach``): the parser's events go to it, nothing is queued."""
+        self.heard = 0.0
+        """When the replica last sent something (``time.monotonic``), for a sink's read time-out."""
+        self.held = False
+        """A sink paused reading (its client is slow): the replica's silence is not counted."""
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.lost = False
@@ -78,12 +101,17 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio's classes
 
     def data_received(self, data: bytes) -> None:
+        sink = self.sink  # read first: a relay that completes in this read gives the connection back
+        if sink is not None:
+            self.heard = time.monotonic()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._fail(Broken(f"invalid response from the replica: {exc}"))
             if self.transport is not None:
                 self.transport.close()
+        if sink is not None:
+            sink.flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -113,11 +141,17 @@ class _Connection(asyncio.Protocol):
         self.status = status
         self.keep_alive = self.parser.should_keep_alive()  # read here: the parser forgets it once complete
         self.head_done = True
+        if self.sink is not None:
+            self.sink.head(status, self.headers, self.keep_alive)
+            return
         if self.no_body:
             self.complete = True
         self._wake()
 
     def on_body(self, body: bytes) -> None:
+        if self.sink is not None:
+            self.sink.body(body)
+            return
         self.chunks.append(body)
         self.buffered += len(body)
         if self.buffered > _HIGH_WATER and not self.reading_paused and self.transport is not None:
@@ -128,6 +162,9 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self.head_done:
             self.complete = True
+            if self.sink is not None:
+                self.sink.complete()
+                return
             self._wake()
 
     # the request ---------------------------------------------------------------------------------
@@ -139,6 +176,9 @@ class _Connection(asyncio.Protocol):
     def _fail(self, error: UpstreamError) -> None:
         if self.error is None:
             self.error = error
+        if self.sink is not None:
+            self.sink.failed(error)
+            return
         self._wake()
 
     async def wait(self, timeout: float) -> None:
@@ -177,7 +217,7 @@ class Response:
 
     __slots__ = ("_conn", "_pool", "_timeout", "headers", "status")
 
-    def __init__(self, conn: _Connection, pool: Upstream, timeout: float) -> None:
+    def __init__(self, conn: Connection, pool: Upstream, timeout: float) -> None:
         self._conn = conn
         self._pool = pool
         self._timeout = timeout
@@ -220,12 +260,23 @@ class Response:
         self._conn.close()
 
 
+def request_head(method: str, host: str, port: int, target: str, headers: list[tuple[bytes, bytes]]) -> bytearray:
+    """A request's head up to its framing header (which the caller adds, with the blank line)."""
+    head = bytearray(f"{method} {target} HTTP/1.1\r\nhost: {host}:{port}\r\n".encode("latin-1"))
+    for name, value in headers:
+        head += name + b": " + value + b"\r\n"
+    return head
+
+
 class Upstream:
     """Connections to the replicas, pooled per host and port."""
 
     def __init__(self, read_timeout: float) -> None:
         self.read_timeout = read_timeout
-        self._idle: dict[tuple[str, int], list[_Connection]] = {}
+        self._period = min(1.0, read_timeout / 4)
+        self._attached: set[Connection] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._idle: dict[tuple[str, int], list[Connection]] = {}
         self._targets: dict[str, tuple[str, int, str]] = {}
 
     def target(self, base_url: str) -> tuple[str, int, str]:
@@ -240,12 +291,36 @@ class Upstream:
                 self._targets[base_url] = found
         return found
 
-    def put(self, conn: _Connection) -> None:
+    def attach(self, conn: Connection, sink: Sink) -> None:
+        """Hand ``conn``'s answer to ``sink``; its read time-out is kept by one sweep for all of them
+        (``read_timeout / 4`` apart, at most a second), not a timer per request."""
+        conn.sink = sink
+        conn.heard = time.monotonic()
+        conn.held = False
+        self._attached.add(conn)
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(self._period, self._sweep)
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for conn in list(self._attached):
+            if conn.sink is None or conn.lost:
+                self._attached.discard(conn)
+            elif not conn.held and now - conn.heard >= self.read_timeout:
+                self._attached.discard(conn)
+                conn._fail(Silent(f"the replica sent nothing for {self.read_timeout:g}s"))
+        self._sweeper = asyncio.get_running_loop().call_later(self._period, self._sweep) if self._attached else None
+
+    def put(self, conn: Connection) -> None:
         conn.idle_since = time.monotonic()
+        if conn.sink is not None:
+            conn.sink = None
+            self._attached.discard(conn)
         conn._reset()
         self._idle.setdefault(conn.key, []).append(conn)
 
-    async def _connection(self, key: tuple[str, int]) -> _Connection:
+    def idle(self, key: tuple[str, int]) -> Connection | None:
+        """A pooled connection still fresh enough to use (the newest), or None."""
         idle = self._idle.get(key)
         if idle:
             now = time.monotonic()
@@ -254,10 +329,16 @@ class Upstream:
                 if not conn.lost and now - conn.idle_since < KEEPALIVE_SECONDS:
                     return conn
                 conn.close()
+        return None
+
+    async def _connection(self, key: tuple[str, int]) -> Connection:
+        pooled = self.idle(key)
+        if pooled is not None:
+            return pooled
         loop = asyncio.get_running_loop()
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: _Connection(key), key[0], key[1]), CONNECT_SECONDS
+                loop.create_connection(lambda: Connection(key), key[0], key[1]), CONNECT_SECONDS
             )
         except (OSError, asyncio.TimeoutError) as exc:
             raise Refused(f"cannot connect to {key[0]}:{key[1]}: {exc!r}") from None
@@ -279,9 +360,7 @@ class Upstream:
         host, port, prefix = self.target(base_url)
         conn = await self._connection((host, port))
         try:
-            head = bytearray(f"{method} {prefix}{path} HTTP/1.1\r\nhost: {host}:{port}\r\n".encode("latin-1"))
-            for name, value in headers:
-                head += name + b": " + value + b"\r\n"
+            head = request_head(method, host, port, prefix + path, headers)
             if method == "HEAD":
                 conn.no_body = True
             if isinstance(body, (bytes, bytearray)):
@@ -317,6 +396,9 @@ class Upstream:
         return Response(conn, self, self.read_timeout)
 
     def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for conns in self._idle.values():
             for conn in conns:
                 conn.close()

@@ -100,6 +100,8 @@ class KeyStore:
                     db.execute(f"ALTER TABLE api_keys ADD COLUMN {column} {decl}")
         self._live: dict[str, ApiKey] = {}
         self._revoked: set[str] = set()
+        self._digests: dict[str, str] = {}
+        """The hash of each key seen working (bounded): a lookup is a dict read, not a SHA-256."""
         with store.transaction() as db:
             for row in db.execute("SELECT * FROM api_keys ORDER BY created_at"):
                 key = _key(row)
@@ -114,7 +116,14 @@ class KeyStore:
         """The live key this secret is, or None (unknown or revoked)."""
         if not key:
             return None
-        return self._live.get(hash_key(key))
+        digest = self._digests.get(key)
+        if digest is not None:
+            return self._live.get(digest)  # revoked keys leave ``_live``: checked on every request still
+        digest = hash_key(key)
+        found = self._live.get(digest)
+        if found is not None and len(self._digests) < 4096:
+            self._digests[key] = digest
+        return found
 
     @property
     def has_keys(self) -> bool:
