@@ -290,6 +290,66 @@ async def _read_response(reader: asyncio.StreamReader, first_chunk_only: bool = 
     return status, await reader.readexactly(int(headers.get("content-length", "0")))
 
 
+def stream_rate(
+    port: int, path: str, body: dict[str, Any], n: int, duration: float, headers: dict[str, str]
+) -> dict[str, Any]:
+    """Back-to-back streams of ``n`` chunks on one keep-alive connection for ``duration`` seconds (with
+    ``headers``, so it can go through the gateway): time to the first chunk (p50/p99), chunks/s of a stream
+    (its ``n`` chunks over its own time, median), every stream checked for its ``n`` chunk markers."""
+    return asyncio.run(_stream_rate(port, path, json.dumps(body).encode(), n, duration, headers))
+
+
+async def _stream_rate(
+    port: int, path: str, body: bytes, n: int, duration: float, headers: dict[str, str]
+) -> dict[str, Any]:
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {JSON}\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+    ).encode() + body
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    firsts: list[float] = []
+    totals: list[float] = []
+    bad = 0
+    stop = time.monotonic() + duration
+    try:
+        while time.monotonic() < stop:
+            t0 = time.perf_counter()
+            writer.write(request)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+            if b" 200 " not in head.split(b"\r\n", 1)[0] or b"chunked" not in head.lower():
+                bad += 1
+                break
+            seen = b""
+            first = None
+            while True:
+                size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                data = await reader.readexactly(size + 2)
+                if first is None:
+                    first = time.perf_counter() - t0
+                if size == 0:
+                    break
+                seen += data[:-2]
+            totals.append(time.perf_counter() - t0)
+            firsts.append(first or 0.0)
+            if seen.count(b"chunk-") != n:
+                bad += 1
+    except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):
+        bad += 1
+    finally:
+        writer.close()
+    out: dict[str, Any] = {"streams": len(totals), "valid": bad == 0 and bool(totals)}
+    if totals:
+        firsts.sort()
+        totals.sort()
+        out["ttfc_p50_us"] = round(firsts[len(firsts) // 2] * 1e6)
+        out["ttfc_p99_us"] = round(firsts[min(len(firsts) - 1, int(len(firsts) * 0.99))] * 1e6)
+        out["chunks_per_s"] = round(n / totals[len(totals) // 2], 1)
+        out["chunks"] = len(totals) * n
+    if bad:
+        out["why"] = f"{bad} bad streams"
+    return out
+
+
 async def _mix_worker(port: int, path: str, next_i: Callable[[], int | None], st: MixStats) -> None:
     conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 

@@ -8,7 +8,10 @@ replicas inherit the core), driven with the CLI from the client core:
   push, warm cache   the same truss again as a new deployment (the environment is reused)
   gateway            wrk at each concurrency on the production replica directly
                      (``/v1/models/model:predict``) and through the gateway
-                     (``/models/<name>/environments/production/predict``); every response checked
+                     (``/models/<name>/environments/production/predict``); every response checked; the CPU
+                     the platform process (the gateway) and the replica spent per request
+  gateway stream     back-to-back streams of ``stream_n`` chunks on one connection, directly and through
+                     the gateway: time to the first chunk, chunks/s, CPU per chunk of each process
   watch patch        ``trestle push --watch`` on a copy of the truss; ``VERSION`` in model.py is edited and
                      the time from the save to the first gateway answer carrying the new version is taken
   push stall         the production deployment's latency through the gateway at c=1 (per-request timing),
@@ -105,7 +108,7 @@ class PlatformRound:
             self.emit(LABELS[0], s=cold["s"], valid=True)
             warm = self.push(truss, "--deployment-name", "warm")
             self.emit(LABELS[1], s=warm["s"], valid=True)
-            self.gateway(self.replica_port(srv, warm["deployment_id"]))
+            self.gateway(srv, self.replica_port(srv, warm["deployment_id"]))
             self.push_stall()
             self.async_inference(warm["deployment_id"])
             self.watch()
@@ -147,25 +150,29 @@ class PlatformRound:
             raise RuntimeError(f"push rc={p.returncode}: {(p.stdout + p.stderr)[-400:]}")
         return {**out, "s": round(secs, 3)}
 
-    def replica_port(self, srv: Any, deployment_id: str) -> int:
-        """The port of the deployment's replica, from its command line (the API does not expose it)."""
+    def replica_port(self, srv: Any, deployment_id: str) -> tuple[int, int]:
+        """The port and pid of the deployment's replica, from its command line (the API does not expose it)."""
         for pid in self.s.pb.server_pids(srv.sid):
             try:
                 argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
             except OSError:
                 continue
             if "serve" in argv and "--port" in argv and any(f"/{deployment_id}/" in a for a in argv):
-                return int(argv[argv.index("--port") + 1])
+                return int(argv[argv.index("--port") + 1]), pid
         raise RuntimeError(f"no replica process found for deployment {deployment_id}")
 
-    def gateway(self, replica: int) -> None:
+    def gateway(self, srv: Any, replica: tuple[int, int]) -> None:
+        """wrk on the replica directly and through the gateway; the CPU each process spent per request
+        (the platform's: the gateway; the replica's) from /proc, around each run."""
         p = self.s.plan
         via = f"/models/{NAME}/environments/production/predict"
         header = f"Authorization: Api-Key {self.key}"
+        replica_port, replica_pid = replica
         routes = (
-            ("direct", replica, "/v1/models/model:predict", "", None),
+            ("direct", replica_port, "/v1/models/model:predict", "", None),
             ("via gateway", PORT, via, header, self.auth),
         )
+        pids = {"gateway_cpu_us": srv.proc.pid, "replica_cpu_us": replica_pid}
         body = load.UNARY_BODY
         expects = {
             label: load.expected_body(port, path, body, load.JSON, load.unary_echo, hdrs)
@@ -177,10 +184,21 @@ class PlatformRound:
         keys = ("rps", "p50_us", "p99_us", "raw_p50_us", "raw_p99_us", "requests", "valid", "why")
         for c in p.concs:
             for label, port, path, hdr, _ in routes:
+                before = {k: cpu_seconds(pid) for k, pid in pids.items()}
                 r = load.wrk_post(port, path, body, load.JSON, expects[label], c, p.duration, p.client_core, hdr)
-                self.s.emit(
-                    {**self.base, "cell": "gateway", "label": label, "c": c, **{k: r[k] for k in keys if k in r}}
-                )
+                rec = {**self.base, "cell": "gateway", "label": label, "c": c, **{k: r[k] for k in keys if k in r}}
+                if r.get("requests"):
+                    for k, pid in pids.items():
+                        rec[k] = round((cpu_seconds(pid) - before[k]) / r["requests"] * 1e6, 1)
+                self.s.emit(rec)
+        stream = {"op": "stream", "n": p.stream_n}
+        for label, port, path, _, hdrs in routes:
+            before = {k: cpu_seconds(pid) for k, pid in pids.items()}
+            r = load.stream_rate(port, path, stream, p.stream_n, p.ttfc_duration, hdrs or {})
+            if r.get("chunks"):
+                for k, pid in pids.items():
+                    r[k.replace("_us", "_us_per_chunk")] = round((cpu_seconds(pid) - before[k]) / r["chunks"] * 1e6, 2)
+            self.s.emit({**self.base, "cell": "gateway stream", "label": label, "n": p.stream_n, **r})
 
     def push_stall(self) -> None:
         from trestle.platform.store import packaging
@@ -286,6 +304,15 @@ class PlatformRound:
                 pass
             time.sleep(0.002)
         raise load.CheckFailed(f"development deployment never answered version {version}; last: {last!r}"[:400])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

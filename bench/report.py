@@ -367,6 +367,9 @@ def platform_section(res: Results) -> str:
         def rps(lab: str, c: int) -> list[float]:
             return [r["rps"] for r in lat[lab][c]]
 
+        def cpu(lab: str, c: int, key: str) -> list[float]:
+            return [r[key] for r in lat[lab][c] if key in r]
+
         grows = [
             [
                 str(c),
@@ -376,6 +379,9 @@ def platform_section(res: Results) -> str:
                 spread(p50("direct", c), 3, 1e-3),
                 spread(p50("via gateway", c), 3, 1e-3),
                 spread(added, 3),
+                spread(cpu("direct", c, "replica_cpu_us"), 0),
+                spread(cpu("via gateway", c, "replica_cpu_us"), 0),
+                spread(cpu("via gateway", c, "gateway_cpu_us"), 0),
             ]
             for c, (added, ratio) in gw.items()
         ]
@@ -391,8 +397,42 @@ def platform_section(res: Results) -> str:
                     "direct p50 ms",
                     "gateway p50 ms",
                     "added p50 ms",
+                    "replica CPU µs/req, direct",
+                    "replica CPU µs/req, via gateway",
+                    "gateway CPU µs/req",
                 ],
                 grows,
+            )
+            + "\n"
+        )
+    streams = [r for r in res.valid if r["cell"] == "gateway stream"]
+    if streams:
+
+        def sv(label: str, key: str) -> list[float]:
+            return [r[key] for r in streams if r["label"] == label and key in r]
+
+        def srow(label: str) -> list[str]:
+            return [
+                label,
+                spread(sv(label, "chunks_per_s")),
+                spread(sv(label, "ttfc_p50_us"), 3, 1e-3),
+                spread(sv(label, "replica_cpu_us_per_chunk"), 2),
+                spread(sv(label, "gateway_cpu_us_per_chunk"), 2),
+            ]
+
+        ratio = [
+            via["chunks_per_s"] / direct["chunks_per_s"]
+            for rnd in sorted({r["round"] for r in streams})
+            for direct in [r for r in streams if r["round"] == rnd and r["label"] == "direct"]
+            for via in [r for r in streams if r["round"] == rnd and r["label"] == "via gateway"]
+        ]
+        n = streams[0].get("n", "?")
+        out += (
+            f"\nStreaming: back-to-back streams of {n} chunks on one connection, directly and through the gateway; "
+            f"through the gateway / direct chunks/s: {spread(ratio, 2)}.\n\n"
+            + table(
+                ["", "chunks/s", "first chunk ms", "replica CPU µs/chunk", "gateway CPU µs/chunk"],
+                [srow("direct"), srow("via gateway")],
             )
             + "\n"
         )

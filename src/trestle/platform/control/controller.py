@@ -51,6 +51,7 @@ from trestle.platform.errors import Conflict, InvalidRequest, NotFound
 from trestle.platform.settings import Settings
 from trestle.platform.store import packaging
 from trestle.platform.store.artifacts import ArtifactStore
+from trestle.platform.store.bulk import in_bulk
 from trestle.platform.store.database import Deployment, Store
 from trestle.platform.store.events import EventKind, EventLog
 from trestle.platform.store.logs import LogHub
@@ -268,7 +269,7 @@ class Controller:
         try:
             # file work (unpack, YAML, hashing) off the event loop; the database part below is not
             # interrupted by an await, so two pushes cannot interleave there
-            spec, truss_hash = await asyncio.to_thread(_stage, archive, staging)
+            spec, truss_hash = await in_bulk(_stage, archive, staging)
             name = model_name_for(request, spec)
             warnings = await admit(spec, gpus=self.gpus, local=self.engine.name == "local", strict=request.strict)
             if request.replicas is not None:
@@ -309,7 +310,7 @@ class Controller:
             generation = self._push_generation[dep.id] = self._push_generation.get(dep.id, 0) + 1
             self.spawn(self._replace_truss_dir(dep.id, staging, target, restart=existing is not None, gen=generation))
         except BaseException:
-            await asyncio.to_thread(shutil.rmtree, staging, True)
+            await in_bulk(shutil.rmtree, staging, True)
             raise
         self.store.update_deployment(dep.id, info={**dep.info, "warnings": warnings})
         self.routes.rebuild(self.store)
@@ -330,12 +331,12 @@ class Controller:
         lock = self._replace_locks.setdefault(deployment_id, asyncio.Lock())
         async with lock:
             if gen != self._push_generation.get(deployment_id):
-                await asyncio.to_thread(shutil.rmtree, staging, True)
+                await in_bulk(shutil.rmtree, staging, True)
                 return
             if restart:
                 await self.engine.stop(deployment_id, drain=False)
                 self.set_status(deployment_id, S.BUILDING)
-            await asyncio.to_thread(_swap_dirs, staging, target)
+            await in_bulk(_swap_dirs, staging, target)
             if gen == self._push_generation.get(deployment_id):
                 self._start_pipeline(deployment_id)
 
@@ -730,7 +731,7 @@ class Controller:
         self.autoscaler.forget(dep.id)
         if not keep_row:
             self.store.delete_deployment(dep.id)
-        await asyncio.to_thread(shutil.rmtree, self.settings.deployments_dir / dep.id, True)
+        await in_bulk(shutil.rmtree, self.settings.deployments_dir / dep.id, True)
 
     # scaling ----------------------------------------------------------------------------------
 
@@ -846,7 +847,7 @@ class Controller:
 
 
 def _stage(archive: Path, staging: Path) -> tuple[TrussSpec, str]:
-    """Unpack an artifact into ``staging`` and read it (in a worker thread): its spec and truss hash."""
+    """Unpack an artifact into ``staging`` and read it (in a low-priority thread): its spec and truss hash."""
     shutil.rmtree(staging, ignore_errors=True)
     packaging.unpack(archive, staging)
     spec = read_truss(staging, strict=True)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from typing import ClassVar, Protocol
 
-import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from trestle.asgi.connections import GuardedHttpToolsProtocol
@@ -95,14 +94,13 @@ class GatewayFront(GuardedHttpToolsProtocol):
             cycle.resume()
 
 
-def parse_target(url: bytes) -> tuple[str, bytes | None] | None:
-    """A request target's (path, query), or None when the path needs decoding (``%``): the ASGI path
-    decodes it."""
+def parse_target(url: bytes) -> tuple[str, bytes] | None:
+    """An origin-form request target's (path, query), or None for anything the ASGI path should read: an
+    absolute or asterisk form, or a path that needs decoding (``%``)."""
+    raw, _, query = url.partition(b"?")
+    if not raw.startswith(b"/") or b"%" in raw or b"#" in url:
+        return None
     try:
-        parsed = httptools.parse_url(url)
-    except httptools.HttpParserInvalidURLError:
+        return raw.decode("ascii"), query
+    except UnicodeDecodeError:
         return None
-    raw = parsed.path
-    if raw is None or b"%" in raw:
-        return None
-    return raw.decode("ascii", "replace"), parsed.query

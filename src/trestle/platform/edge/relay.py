@@ -24,7 +24,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from trestle.platform.control.traffic import CLIENT_CLOSED
-from trestle.platform.edge.gateway import RESPONSE_DROP, UPSTREAM_DROP, Gateway, error_body
+from trestle.platform.edge.gateway import RESPONSE_DROP, UPSTREAM_DROP, Gateway, GatewayError, error_body
 from trestle.platform.edge.upstream import Connection, Silent, UpstreamError, request_head
 from trestle.platform.edge.urls import WAKE
 from trestle.platform.engines.base import Replica
@@ -58,7 +58,7 @@ def open_relay(
     model_ref: str,
     rest: str,
     method: str,
-    query: bytes | None,
+    query: bytes,
     headers: list[tuple[bytes, bytes]],
     length: int,
     keep_alive: bool,
@@ -66,12 +66,9 @@ def open_relay(
     """Send the request to a replica now and return its relay, or None (nothing was sent) when anything
     about it needs the ASGI path: an unknown route, a deployment that is not ACTIVE, no ready replica, a
     replica at its REJECT_ON_FULL concurrency, no idle pooled connection to it."""
-    routes = gateway.routes.model(model_ref)
-    if routes is None:
-        return None
     try:
         target = gateway.resolve(model_ref, rest)
-    except Exception:
+    except GatewayError:
         return None  # the ASGI path says what is wrong with it
     dep = target.deployment_id
     if target.path == WAKE or gateway.routes.status.get(dep) is not DeploymentStatus.ACTIVE:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from trestle.platform.errors import InvalidRequest, TooLarge
+from trestle.platform.store.bulk import in_bulk
 
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 MAX_ARTIFACT_BYTES = 2 << 30
@@ -44,8 +45,8 @@ class ArtifactStore:
     async def put(self, digest: str, chunks: AsyncIterator[bytes]) -> bool:
         """Store a stream under ``digest`` after checking that it hashes to it; False if already there.
 
-        Hashing and writing run in a worker thread, a megabyte at a time, off the event loop; the loop
-        only collects the chunks."""
+        Hashing and writing run in a low-priority worker thread (``bulk.py``), a megabyte at a time, off
+        the event loop; the loop only collects the chunks."""
         target = self.path(digest)
         if await asyncio.to_thread(target.is_file):
             async for _ in chunks:
@@ -74,9 +75,9 @@ class ArtifactStore:
                     pending.append(chunk)
                     pending_size += len(chunk)
                     if pending_size >= _WRITE_BLOCK:
-                        await asyncio.to_thread(write, pending)
+                        await in_bulk(write, pending)
                         pending, pending_size = [], 0
-                await asyncio.to_thread(write, pending)
+                await in_bulk(write, pending)
             if hasher.hexdigest() != digest:
                 raise InvalidRequest(
                     f"upload does not match its address: got sha256 {hasher.hexdigest()}, expected {digest}"
