@@ -56,7 +56,13 @@ class ReplicaApp:
                 break
         path = scope["path"]
         self.seen.append(
-            {"path": path, "query": scope["query_string"], "headers": dict(scope["headers"]), "body": body}
+            {
+                "path": path,
+                "query": scope["query_string"],
+                "headers": dict(scope["headers"]),
+                "body": body,
+                "port": scope["server"][1],
+            }
         )
         if path == "/stream":  # three chunks; the second only once the test saw the first
             await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
@@ -71,6 +77,10 @@ class ReplicaApp:
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"partial", "more_body": True})
             raise RuntimeError("the replica failed mid-answer")
+        elif path == "/slow":
+            await asyncio.sleep(0.05)
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+            await send({"type": "http.response.body", "body": b"ok"})
         elif path == "/big":
             data = bytes(range(256)) * (32 << 10)  # 8 MiB
             await send(
@@ -304,3 +314,28 @@ async def test_a_stopping_platform_finishes_a_relayed_answer_and_closes(relayed:
     writer.close()
     assert data.startswith(b"HTTP/1.1 200 OK")
     assert data.endswith(b"4\r\none;\r\n4\r\ntwo;\r\n5\r\nthree\r\n0\r\n\r\n")
+
+
+async def test_relayed_calls_go_to_the_least_busy_of_two_replicas(relayed: Relayed) -> None:
+    sock = _listen()
+    second, task = await _serve(
+        uvicorn.Config(relayed.replica, log_level="warning", lifespan="off", loop="asyncio", http="httptools"), sock
+    )
+    try:
+        dep = relayed.app.controller.routes.model("echo").environments["production"]
+        rset = relayed.app.controller.engine.replica_set(dep)
+        other = Replica(f"{dep}-r1", sock.getsockname()[1], rset.meter)
+        other.ready = True
+        rset.replicas.append(other)
+        rset.refresh()
+        async with relayed.client(limits=httpx.Limits(max_connections=8)) as client:
+            for _ in range(3):  # rounds of 8 at once: each replica has half in flight
+                answers = await asyncio.gather(*(client.get("/models/echo/production/sync/slow") for _ in range(8)))
+                assert [a.text for a in answers] == ["ok"] * 8
+        ports = [seen["port"] for seen in relayed.replica.seen if seen["path"] == "/slow"]
+        assert len(ports) == 24
+        assert ports.count(sock.getsockname()[1]) == 12  # least outstanding: 4 and 4 at each instant
+        assert relayed.asgi_calls < 24  # most of them relayed (the first to each replica had no pooled connection)
+    finally:
+        second.should_exit = True
+        await asyncio.wait_for(task, 10)
