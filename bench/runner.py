@@ -137,7 +137,7 @@ class Session:
         t0 = time.monotonic()
         try:
             srv.start()
-            srv.wait_ready()
+            srv.wait_ready(t.ready_timeout)
             self.startup_s = round(time.monotonic() - t0, 2)
             yield srv
         finally:

@@ -41,6 +41,8 @@ class Target:
     cancel: tuple[str, ...] = ()  # cancellation probes: "async gen", "sync gen", "async predict"
     memory: bool = False
     batch: tuple[str, str] | None = None  # the batch cell: (label, path) (bench/batching.py)
+    batch_list: bool = False  # the batch cell's request is a list of one input (BentoML's batchable APIs)
+    ready_timeout: float = 120  # seconds from start to readiness (a Ray of its own, or a model, takes longer)
     needs: tuple[Path, ...] = ()  # files that must exist (peer virtualenvs, built apps)
 
     def spec(self) -> dict[str, object]:

@@ -1,19 +1,20 @@
 """LitServe peer of the batch cell: the synthetic stand-in GPU (bench/models/synthetic) with
 LitServe's own batching, configured as Trestle's batched target (batches of 32, 5 ms wait).
 
-POST /predict {"x": 1} -> {"x": 1}. One batch at a time costs 5 ms + 0.1 ms per item. LitServer
-defaults otherwise (1 API-server process + 1 worker process). Port: $LS_PORT.
+POST /predict {"x": 1} -> {"x": 1}. One batch at a time costs 5 ms + 0.1 ms per item
+(bench/peers/batch_models.py). LitServer defaults otherwise (1 API-server process + 1 worker
+process). Port: $LS_PORT.
 """
 
 import os
-import threading
-import time
+import sys
+from pathlib import Path
 
 import litserve as ls
 
-FIXED_S = 0.005
-PER_ITEM_S = 0.0001
-_gpu = threading.Lock()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from batch_models import MAX_BATCH_SIZE, WAIT_S, run_on_gpu
 
 
 class BatchedAPI(ls.LitAPI):
@@ -28,8 +29,7 @@ class BatchedAPI(ls.LitAPI):
         return list(inputs)
 
     def predict(self, inputs):  # type: ignore[no-untyped-def]
-        with _gpu:
-            time.sleep(FIXED_S + PER_ITEM_S * len(inputs))
+        run_on_gpu(len(inputs))
         return inputs
 
     def unbatch(self, output):  # type: ignore[no-untyped-def]
@@ -40,6 +40,6 @@ class BatchedAPI(ls.LitAPI):
 
 
 if __name__ == "__main__":
-    api = BatchedAPI(max_batch_size=32, batch_timeout=0.005)
+    api = BatchedAPI(max_batch_size=MAX_BATCH_SIZE, batch_timeout=WAIT_S)
     server = ls.LitServer(api, accelerator="cpu", workers_per_device=1)
     server.run(host="127.0.0.1", port=int(os.environ.get("LS_PORT", "8000")), generate_client_file=False)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.bench.test_batch_peers import check_peer
 from tests.bench.test_smoke import PERFBENCH, ROOT
 from tests.support.ray_head import RayHead
 
@@ -68,3 +69,11 @@ def test_ray_bench_smoke(ray_head: RayHead, tmp_path: Path) -> None:
     assert "## Ray" in (tmp_path / "BENCHMARKS.md").read_text()
     # the round took its applications off the shared head (Serve deletes them in the background)
     assert (ray_head.applications().get("plain-echo") or {}).get("status") in (None, "DELETING")
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("name", ["ray-synthetic-batched", "ray-embeddings-batched"])
+def test_ray_batch_peer_answers(name: str, tmp_path: Path) -> None:
+    """bench/peers/ray_batched.py (a Ray of its own, not the run's shared head: it calls ``serve.run``,
+    which a head whose applications come from the REST config refuses) starts and answers correctly."""
+    check_peer(name, tmp_path)
