@@ -6,6 +6,9 @@ bench/run --smoke             seconds: bare ASGI + Trestle only, 1 round, 1 s ce
                               temp dir; fails if any response check fails, asserts no timing
 bench/run --smoke --cells ray the Ray cells once (needs the ray extra; starts its own Ray head)
 bench/run --report-only bench/results/<date>.json   regenerate BENCHMARKS.md (and the chart)
+bench/run --report-only bench/results/batch-<date>.json --section batch
+                              a run of the batch cell alone: only BENCHMARKS.md's batch section
+                              (and the batch chart), every other section kept
 """
 
 from __future__ import annotations
@@ -54,6 +57,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--no-profile", action="store_true", help="do not profile the targets behind missed goals")
     ap.add_argument("--report-only", type=Path, metavar="RESULTS_JSON", help="only regenerate the report")
     ap.add_argument(
+        "--section",
+        choices=["batch"],
+        help="with --report-only: write only this cell's marked section of BENCHMARKS.md, keep the rest",
+    )
+    ap.add_argument(
         "--profile-only",
         type=Path,
         metavar="RESULTS_JSON",
@@ -76,20 +84,25 @@ def select(args: argparse.Namespace, known: dict[str, Target]) -> list[Target]:
     return chosen
 
 
+def draw_chart(chart_py: Path, json_path: Path, png: Path) -> None:
+    """bench/chart.py in the chart venv: ``png`` and, with batch records, the batch chart beside it."""
+    p = subprocess.run(
+        [str(chart_py), "-m", "bench.chart", str(json_path), str(png)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if p.returncode:
+        envs.log(f"chart failed: {p.stderr[-500:]}")
+
+
 def write_outputs(results: dict[str, object], json_path: Path, md_path: Path, chart_py: Path | None) -> None:
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(report.dump_results(results))
     png = json_path.with_suffix(".png")
     if chart_py is not None:
-        p = subprocess.run(
-            [str(chart_py), "-m", "bench.chart", str(json_path), str(png)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if p.returncode:
-            envs.log(f"chart failed: {p.stderr[-500:]}")
+        draw_chart(chart_py, json_path, png)
     text = report.render(results, json_path, png if png.exists() else None, md_path.parent)
     if md_path.exists():  # sections other scripts write (bench/gpus.py) survive a new run
         text = report.keep_marked_sections(md_path.read_text(), text)
@@ -106,6 +119,12 @@ def rerender(args: argparse.Namespace, scratch: Path, chart_py: Path) -> int:
         trestle_bin = args.trestle_venv / "bin" / "trestle"
         results["profiles"] = profile_missed(results, scratch, trestle_bin, scratch / "profiles")
     out_md = args.out / "BENCHMARKS.md" if args.out else ROOT / "BENCHMARKS.md"
+    if args.section == "batch":
+        if chart_py.exists():
+            draw_chart(chart_py, src, src.with_suffix(".png"))
+        report.batch_marked_section(results, src.resolve(), out_md.resolve())
+        envs.log(f"wrote the batch section of {out_md}")
+        return 0
     write_outputs(results, src, out_md, chart_py if chart_py.exists() else None)
     return 0
 

@@ -618,18 +618,29 @@ def _batch_peers(res: Results, label: str) -> list[str]:
     return [t for t in res.order("batch") if res.targets.get(t, {}).get("group") == "peer" and f"-{label}" in t]
 
 
-def batch_section(res: Results) -> str:
+def batch_chart_path(png: Path) -> Path:
+    """Where bench/chart.py puts the batch cell's chart, beside the run's chart ``png``."""
+    return png.with_name(png.stem + "-batch.png")
+
+
+def batch_section(res: Results, chart: str | None = None) -> str:
+    """The batch cell's tables (``chart``: the batch chart, relative to BENCHMARKS.md)."""
     concs = sorted(c for c in res.keys("batch") if isinstance(c, int))
     if not concs:
         return ""
     parts = [
-        "## Dynamic batching: the same model unbatched and `@trestle.batched`\n\n"
+        "## Dynamic batching: the same model unbatched, `@trestle.batched`, and batched by the peers\n\n"
         "Closed loop at each concurrency; requests per second and latency (ms), median over rounds (min–max); "
-        "`×unbatched` is the median of per-round ratios. `synthetic`: `bench/models/synthetic`, a stand-in GPU "
-        "(5 ms + 0.1 ms per item, one batch at a time), wrk, every body compared byte for byte. `embeddings`: "
-        "`examples/embeddings` through `/v1/embeddings`, an asyncio client checking every vector (cosine ≥ 0.999 "
-        "with the reference). Batches of at most 32, `max_wait_ms` 5.\n"
+        "`×unbatched` and `×peer` are medians of per-round ratios. `synthetic`: `bench/models/synthetic`, a "
+        "stand-in GPU (5 ms + 0.1 ms per item, one batch at a time), wrk, every body compared byte for byte. "
+        "`embeddings`: `examples/embeddings` through `/v1/embeddings`, an asyncio client checking every vector "
+        "(cosine ≥ 0.999 with the reference). Batches of at most 32, 5 ms wait (`max_wait_ms` 5, Ray "
+        "`batch_wait_timeout_s` 0.005, LitServe `batch_timeout` 0.005; BentoML has no wait setting, its "
+        "dispatcher learns one), one replica / worker each; every peer runs the same model code "
+        "(`bench/peers/batch_models.py`).\n"
     ]
+    if chart:
+        parts.append(f"![dynamic batching: req/s and p50 against concurrency]({chart})\n")
     for label, plain, batched, _ in BATCH_PAIRS:
         present = [t for t in (plain, batched) if any(res.get(t, "batch", c) for c in concs)]
         peers = _batch_peers(res, label)
@@ -658,7 +669,42 @@ def batch_section(res: Results) -> str:
                 + [v for c in concs for v in (res.ratio_cell(batched, "batch", c, "rps", t), "", "")]
             )
         parts.append(f"### {label}\n\n" + table(hdr, rows) + "\n")
-    return "\n".join(parts)
+    gs = [g for g in goals(res) if g.goal.startswith("Batching")]
+    parts.append(
+        "Goals of issue 15 in this run:\n\n"
+        + table(["goal", "measured", "status"], [[g.goal, g.measured, _status(g)] for g in gs])
+        + "\n"
+    )
+    return "<!-- batch:begin -->\n" + "\n".join(parts) + "<!-- batch:end -->\n"
+
+
+def _status(g: Goal) -> str:
+    return "**missed**" if g.status == "missed" else g.status
+
+
+def batch_marked_section(data: dict[str, Any], json_path: Path, md_path: Path) -> None:
+    """A run of the batch cell alone (``bench/run --report-only X.json --section batch``): its section
+    of ``md_path`` (the ``batch`` marked section) in place of the one there, everything else kept."""
+    res = Results(data)
+    md_dir = md_path.parent
+    chart = batch_chart_path(json_path.with_suffix(".png"))
+    text = batch_section(res, os.path.relpath(chart, md_dir) if chart.exists() else None)
+    if not text:
+        raise SystemExit(f"{json_path}: no batch records")
+    body = text.removeprefix("<!-- batch:begin -->\n").removesuffix("<!-- batch:end -->\n").rstrip("\n")
+    m, plan = data.get("machine", {}), data.get("plan", {})
+    rel = os.path.relpath(json_path, md_dir)
+    command = f"bench/run --cells batch --rounds {plan.get('rounds')} --duration {plan.get('duration')}"
+    note = (
+        f"\nFrom `{command}` ({data.get('date')}, {data.get('minutes')} min, revision {data.get('revision')}; "
+        f"[`{rel}`]({rel})): {plan.get('rounds')} rounds (target order reversed every other round), "
+        f"{plan.get('duration')} s per concurrency after a {plan.get('warmup')} s warm-up, server on core "
+        f"{plan.get('server_core')} and load on core {plan.get('client_core')} of {m.get('cpu')} "
+        f"({m.get('cores')} cores). "
+        f"Invalid cells: {len([r for r in res.records if not r.get('valid')])}.\n\n"
+        + table(["target", "what"], [[t, v.get("desc", "")] for t, v in res.targets.items()])
+    )
+    put_marked_section(md_path, "batch", [body, note])
 
 
 def targets_section(res: Results) -> str:
@@ -819,6 +865,11 @@ def put_marked_section(path: Path, name: str, lines: list[str]) -> None:
     path.write_text(text)
 
 
+def _batch_chart(json_path: Path, md_dir: Path) -> str | None:
+    chart = batch_chart_path(json_path.with_suffix(".png"))
+    return os.path.relpath(chart, md_dir) if chart.exists() else None
+
+
 def render(data: dict[str, Any], json_path: Path, png: Path | None, md_dir: Path) -> str:
     res = Results(data)
     rel = os.path.relpath(json_path, md_dir)
@@ -840,7 +891,7 @@ def render(data: dict[str, Any], json_path: Path, png: Path | None, md_dir: Path
         payload_section(res),
         memory_section(res),
         platform_section(res),
-        batch_section(res),
+        batch_section(res, _batch_chart(json_path, md_dir)),
         ray_cells.section(res.records),
         validity_section(res),
         setup_section(res),

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from bench import report
 
 
@@ -56,3 +58,44 @@ def test_sections_written_by_other_scripts_survive_a_new_report() -> None:
     # a section the new report writes itself is not duplicated
     mine = "# New\n<!-- gpus:begin -->\nnew\n<!-- gpus:end -->\n"
     assert report.keep_marked_sections(old, mine) == mine
+
+
+def _batch_data() -> dict[str, object]:
+    targets = {
+        "trestle-synthetic": {"group": "trestle"},
+        "trestle-synthetic-batched": {"group": "trestle"},
+        "ray-synthetic-batched": {"group": "peer", "desc": "Ray Serve"},
+    }
+    rps = {"trestle-synthetic": 180.0, "trestle-synthetic-batched": 1800.0, "ray-synthetic-batched": 900.0}
+    records = [
+        {"round": rnd, "target": t, "cell": "batch", "label": "synthetic", "c": c, "rps": rps[t] / c,
+         "p50_us": 6000.0, "p99_us": 9000.0, "raw_p50_us": 6000.0, "valid": True}
+        for rnd in (1, 2) for t in targets for c in (1, 32)
+    ]  # fmt: skip
+    plan = {
+        "rounds": 2,
+        "duration": 6,
+        "warmup": 2,
+        "server_core": 0,
+        "client_core": 1,
+        "memory_n": 0,
+        "memory_peer_n": 0,
+    }
+    return {"targets": targets, "records": records, "plan": plan, "machine": {"cpu": "x", "cores": 2}}
+
+
+def test_a_batch_run_writes_only_the_batch_section(tmp_path: Path) -> None:
+    md = tmp_path / "BENCHMARKS.md"
+    md.write_text("# Benchmarks\n\nfull run\n\n<!-- ray:begin -->\n## Ray\n<!-- ray:end -->\n")
+    report.batch_marked_section(_batch_data(), tmp_path / "batch-x.json", md)
+    text = md.read_text()
+    assert text.startswith("# Benchmarks\n\nfull run\n\n<!-- ray:begin -->\n## Ray\n<!-- ray:end -->\n")
+    assert text.count("<!-- batch:begin -->") == 1 and text.rstrip().endswith("<!-- batch:end -->")
+    assert "| Trestle batched ×ray-synthetic-batched | 2.00 |  |  | 2.00 |  |  |" in text
+    assert "| Batching, synthetic, c=32: batched ≥ 8× unbatched throughput | 10.00× | met |" in text
+    assert "| Batching, synthetic, c=32: Trestle batched ahead of ray-synthetic-batched | 2.00× | met |" in text
+    # a second batch run replaces it; a full report with batch records replaces it too
+    report.batch_marked_section(_batch_data(), tmp_path / "batch-x.json", md)
+    assert md.read_text() == text
+    full = report.render(_batch_data(), tmp_path / "x.json", None, tmp_path)
+    assert report.keep_marked_sections(text, full).count("<!-- batch:begin -->") == 1
