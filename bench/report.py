@@ -701,7 +701,15 @@ def batch_marked_section(data: dict[str, Any], json_path: Path, md_path: Path) -
         f"{plan.get('duration')} s per concurrency after a {plan.get('warmup')} s warm-up, server on core "
         f"{plan.get('server_core')} and load on core {plan.get('client_core')} of {m.get('cpu')} "
         f"({m.get('cores')} cores). "
-        f"Invalid cells: {len([r for r in res.records if not r.get('valid')])}.\n\n"
+        f"Invalid cells: {len([r for r in res.records if not r.get('valid')])}."
+        + (
+            " The Ray targets run the whole of their Ray (GCS, raylet, Serve's controller and proxy, the replica) "
+            "on the one server core, as the Ray section's head does: their figures say how Ray fares beside the "
+            "others on one core, not what it does with cores of its own."
+            if any(t.startswith("ray-") for t in res.targets)
+            else ""
+        )
+        + "\n\n"
         + table(["target", "what"], [[t, v.get("desc", "")] for t, v in res.targets.items()])
     )
     put_marked_section(md_path, "batch", [body, note])
