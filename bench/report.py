@@ -420,12 +420,10 @@ def platform_section(res: Results) -> str:
                 spread(sv(label, "gateway_cpu_us_per_chunk"), 2),
             ]
 
-        ratio = [
-            via["chunks_per_s"] / direct["chunks_per_s"]
-            for rnd in sorted({r["round"] for r in streams})
-            for direct in [r for r in streams if r["round"] == rnd and r["label"] == "direct"]
-            for via in [r for r in streams if r["round"] == rnd and r["label"] == "via gateway"]
-        ]
+        by_round: dict[int, dict[str, float]] = defaultdict(dict)
+        for r in streams:
+            by_round[r["round"]][r["label"]] = r["chunks_per_s"]
+        ratio = [pair["via gateway"] / pair["direct"] for pair in by_round.values() if len(pair) == 2]
         n = streams[0].get("n", "?")
         out += (
             f"\nStreaming: back-to-back streams of {n} chunks on one connection, directly and through the gateway; "

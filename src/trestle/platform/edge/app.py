@@ -32,7 +32,7 @@ from trestle.platform.edge.management import ManagementApi
 from trestle.platform.edge.metrics_export import MetricsExport
 from trestle.platform.edge.relay import MAX_RELAY_BODY, Relay, open_relay
 from trestle.platform.edge.resources import ResourcesApi
-from trestle.platform.edge.urls import model_from_host, split_gateway_path
+from trestle.platform.edge.urls import gateway_target, model_from_host
 from trestle.platform.settings import Settings
 from trestle.platform.store.keys import KeyStore
 from trestle.platform.store.lock import DataDirLock
@@ -153,11 +153,7 @@ class PlatformApp:
             await self.chain_gateway(scope, receive, send, chain_target[0], chain_target[1], key)
             return
         model_ref = model_from_host(host)
-        target: tuple[str, str] | None = None
-        if model_ref is not None and not path.startswith("/v1/"):
-            target = (model_ref, path)
-        else:
-            target = split_gateway_path(path)
+        target = gateway_target(path, model_ref)
         refused = refusal(key, access_for(path, gateway=target is not None))
         if refused is not None:
             if kind == "websocket":
@@ -216,10 +212,7 @@ class PlatformApp:
         host_text = host.decode("latin-1")
         if chain_from_host(host_text) is not None or split_chain_path(path) is not None:
             return None
-        model_ref = model_from_host(host_text)
-        target = (
-            (model_ref, path) if model_ref is not None and not path.startswith("/v1/") else split_gateway_path(path)
-        )
+        target = gateway_target(path, model_from_host(host_text))
         if target is None:
             return None
         return open_relay(self.gateway, front, target[0], target[1], method, query, headers, length, keep_alive)

@@ -54,7 +54,6 @@ class GatewayFront(GuardedHttpToolsProtocol):
             and self.parser.get_http_version() == "1.1"
         ):
             method = self.parser.get_method().decode("ascii")
-            self.scope["method"] = method
             relay = self.dispatch.relay(self, method, self.url, self.headers, self.parser.should_keep_alive())
             if relay is not None:
                 self.cycle = relay  # type: ignore[assignment]  # it has the attributes uvicorn reads

@@ -211,7 +211,7 @@ class Gateway:
             except NoReplica:
                 continue
 
-    def _out_of_rotation(self, replica: Replica, deployment_id: str) -> None:
+    def out_of_rotation(self, replica: Replica, deployment_id: str) -> None:
         """A replica that refused a connection (dying or restarting) takes no more requests until its
         supervisor sees it pass readiness again."""
         replica.ready = False
@@ -219,7 +219,7 @@ class Gateway:
         if rset is not None:
             rset.refresh()
 
-    def _silent(self, replica: Replica) -> GatewayError:
+    def silent_error(self, replica: Replica) -> GatewayError:
         return GatewayError(504, f"replica {replica.id} did not answer within {self.upstream_timeout:g}s")
 
     # async requests (edge/async_api.py) -------------------------------------------------------
@@ -248,9 +248,9 @@ class Gateway:
                 kind = next((v.decode("latin-1") for k, v in response.headers if k == b"content-type"), "")
                 return response.status, answer, kind
             except Refused:
-                self._out_of_rotation(replica, deployment_id)
+                self.out_of_rotation(replica, deployment_id)
             except Silent:
-                raise self._silent(replica) from None
+                raise self.silent_error(replica) from None
             except UpstreamError as exc:
                 raise _failed(replica, exc) from None
             finally:
@@ -299,7 +299,7 @@ class Gateway:
             except _Unreachable:
                 # the request never reached it (the replica died or is restarting): try again, as long
                 # as no byte of the body has been taken from the client
-                self._out_of_rotation(replica, target.deployment_id)
+                self.out_of_rotation(replica, target.deployment_id)
                 if isinstance(body, BodyStream) and body.started:
                     break
         raise GatewayError(503, f"no replica of deployment {target.deployment_id} accepted the request; retry")
@@ -350,7 +350,7 @@ class Gateway:
                 # raised from here (not returned): the caller retries on another replica
                 raise _Unreachable from None
             except Silent:
-                error = self._silent(replica)
+                error = self.silent_error(replica)
                 await send_error(send, error.status, error.message, error.code)
                 return
             except _ClientGone:
@@ -358,7 +358,7 @@ class Gateway:
             except UpstreamError as exc:
                 # it may have run the request, so no retry; take the replica out of rotation until its
                 # supervisor sees it pass readiness again (it is probably dying)
-                self._out_of_rotation(replica, target.deployment_id)
+                self.out_of_rotation(replica, target.deployment_id)
                 error = _failed(replica, exc)
                 await send_error(send, error.status, error.message, error.code)
                 return

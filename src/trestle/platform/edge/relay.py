@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import http
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from trestle.platform.control.traffic import CLIENT_CLOSED
 from trestle.platform.edge.gateway import RESPONSE_DROP, UPSTREAM_DROP, Gateway, GatewayError, error_body
@@ -103,7 +103,6 @@ class Relay:
         "_chunked",
         "_done",
         "_out",
-        "_sent_all",
         "conn",
         "deployment_id",
         "disconnected",
@@ -149,7 +148,6 @@ class Relay:
         self.started = time.perf_counter()
         self.first_byte: float | None = None
         self.status = 0
-        self._sent_all = sent_all
         self._chunked = False
         self._done = False
         self._out: list[bytes] = []
@@ -165,7 +163,6 @@ class Relay:
 
     def request_complete(self) -> None:
         self.more_body = False
-        self._sent_all = True
         self.send()
 
     def send(self) -> None:
@@ -197,11 +194,16 @@ class Relay:
 
     # from the replica (upstream.Sink) ------------------------------------------------------------
 
-    def head(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool) -> None:
-        self.status = status
+    def _head_start(self, status: int) -> list[bytes]:
+        """The status line and uvicorn's default headers (``Date``), as the ASGI path's answers have."""
         out = [_status_line(status)]
         for name, value in self.front.server_state.default_headers:
             out += (name, b": ", value, b"\r\n")
+        return out
+
+    def head(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool) -> None:
+        self.status = status
+        out = self._head_start(status)
         chunked = not (status < 200 or status in (204, 304))
         for name, value in headers:
             if name in RESPONSE_DROP:
@@ -252,11 +254,11 @@ class Relay:
         if self.response_started:
             self._cut()
         elif isinstance(error, Silent):
-            silent = self.gateway._silent(self.replica)
+            silent = self.gateway.silent_error(self.replica)
             self._refuse(silent.status, silent.message, silent.code)
         else:
             # it may have run the request: no retry; out of rotation until its supervisor sees it ready
-            self.gateway._out_of_rotation(self.replica, self.deployment_id)
+            self.gateway.out_of_rotation(self.replica, self.deployment_id)
             self._refuse(502, f"replica {self.replica.id} failed before answering ({type(error).__name__})")
 
     # ends ----------------------------------------------------------------------------------------
@@ -266,9 +268,7 @@ class Relay:
         body = error_body(status, message, code)
         if self.more_body:
             self.keep_alive = False  # the rest of the request body is not wanted: close after the answer
-        head: list[Any] = [_status_line(status)]
-        for name, value in self.front.server_state.default_headers:
-            head += (name, b": ", value, b"\r\n")
+        head = self._head_start(status)
         head.append(b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body))
         head.append(b"x-trestle-error-source: gateway\r\n")
         if not self.keep_alive:
@@ -290,7 +290,7 @@ class Relay:
     def _finish(self, status: int, *, reuse: bool) -> None:
         self._done = True
         conn = self.conn
-        if reuse and self._sent_all and conn.complete and conn.keep_alive and not conn.lost:
+        if reuse and not self.more_body and conn.complete and conn.keep_alive and not conn.lost:
             self.gateway.upstream.put(conn)
         else:
             conn.sink = None

@@ -58,6 +58,14 @@ def split_gateway_path(path: str) -> tuple[str, str] | None:
     return ref, "/" + rest
 
 
+def gateway_target(path: str, model_ref: str | None) -> tuple[str, str] | None:
+    """(model ref, rest) of a gateway request: the ``model-{id}`` Host's model (``model_ref``, from
+    ``model_from_host``) for any path outside ``/v1/``, else ``/models/{ref}/rest``; None: not the gateway's."""
+    if model_ref is not None and not path.startswith("/v1/"):
+        return model_ref, path
+    return split_gateway_path(path)
+
+
 def parse_route(rest: str) -> GatewayRoute:
     """The part after the model (``/environments/prod/predict``) → a ``GatewayRoute``."""
     parts = rest.split("/", 3)  # ['', kind, a, b...]
