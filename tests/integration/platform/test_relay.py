@@ -25,9 +25,10 @@ from trestle.platform.control.controller import open_controller
 from trestle.platform.edge.app import PlatformApp
 from trestle.platform.edge.front import front_protocol
 from trestle.platform.edge.gateway import Gateway
-from trestle.platform.edge.relay import MAX_RELAY_BODY
+from trestle.platform.edge.relay import MAX_RELAY_BODY, Relay
 from trestle.platform.engines.base import Replica, ReplicaSet
 from trestle.platform.settings import Settings
+from trestle.platform.store.keys import KeyType
 
 pytestmark = pytest.mark.anyio
 
@@ -117,6 +118,26 @@ class Relayed:
 
     def client(self, **kwargs: Any) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.url, headers=AUTH, timeout=10, **kwargs)
+
+    async def raw(self, *paths_and_bodies: tuple[str, str]) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A plain socket to the platform that has sent a POST of each (sync path, body), in one write."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", int(self.url.rsplit(":", 1)[1]))
+        writer.write(
+            "".join(
+                f"POST /models/echo/production/sync{path} HTTP/1.1\r\nhost: x\r\nauthorization: Api-Key {KEY}\r\n"
+                f"content-length: {len(body)}\r\n\r\n{body}"
+                for path, body in paths_and_bodies
+            ).encode()
+        )
+        await writer.drain()
+        return reader, writer
+
+    async def replica_saw(self, path: str) -> None:
+        for _ in range(500):
+            if self.replica.seen and self.replica.seen[-1]["path"] == path:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"the replica never got {path}")
 
 
 @pytest.fixture
@@ -211,17 +232,8 @@ async def test_a_relayed_stream_reaches_the_client_chunk_by_chunk(relayed: Relay
 
 
 async def test_a_client_that_leaves_cancels_the_replicas_work(relayed: Relayed) -> None:
-    port = int(relayed.url.rsplit(":", 1)[1])
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(
-        f"POST /models/echo/production/sync/silent HTTP/1.1\r\nhost: x\r\nauthorization: Api-Key {KEY}\r\n"
-        "content-length: 2\r\n\r\n{}".encode()
-    )
-    await writer.drain()
-    for _ in range(200):
-        if relayed.replica.seen and relayed.replica.seen[-1]["path"] == "/silent":
-            break
-        await asyncio.sleep(0.01)
+    _, writer = await relayed.raw(("/silent", "{}"))
+    await relayed.replica_saw("/silent")
     writer.close()
     await asyncio.wait_for(relayed.replica.disconnected.wait(), 5)  # the replica saw its client go
     assert relayed.asgi_calls == 1
@@ -242,14 +254,7 @@ async def test_a_silent_replica_gets_a_504_and_a_failing_one_a_cut_stream(relaye
 
 
 async def test_pipelined_requests_are_answered_in_order(relayed: Relayed) -> None:
-    port = int(relayed.url.rsplit(":", 1)[1])
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    one = (
-        "POST /models/echo/production/sync/p{} HTTP/1.1\r\nhost: x\r\nauthorization: Api-Key {}\r\n"
-        "content-length: {}\r\n\r\n{}"
-    )
-    writer.write("".join(one.format(i, KEY, i + 1, "x" * (i + 1)) for i in range(3)).encode())
-    await writer.drain()
+    reader, writer = await relayed.raw(*((f"/p{i}", "x" * (i + 1)) for i in range(3)))
     data = b""
     while data.count(b"0\r\n\r\n") < 3:  # three chunked answers, each ending with its last chunk
         data += await asyncio.wait_for(reader.read(65536), 5)
@@ -276,7 +281,17 @@ async def test_bodies_at_and_over_the_relay_limit_and_chunked_ones_arrive_whole(
     assert [seen["body"] for seen in relayed.replica.seen[-3:]] == [at_limit, over, b"z" * 4000]
 
 
-async def test_a_slow_reader_gets_a_large_answer_whole(relayed: Relayed) -> None:
+async def test_a_slow_reader_pauses_the_replica_and_gets_a_large_answer_whole(
+    relayed: Relayed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held: list[bool] = []
+    pause = Relay.pause
+
+    def noted(self: Relay) -> None:
+        held.append(True)
+        pause(self)
+
+    monkeypatch.setattr(Relay, "pause", noted)
     async with relayed.client() as client, client.stream("GET", "/models/echo/production/sync/big") as response:
         got = bytearray()
         async for chunk in response.aiter_bytes():
@@ -284,6 +299,7 @@ async def test_a_slow_reader_gets_a_large_answer_whole(relayed: Relayed) -> None
             if len(got) < (1 << 20):
                 await asyncio.sleep(0.05)  # the platform's socket to us fills; the replica's is paused
     assert bytes(got) == bytes(range(256)) * (32 << 10)
+    assert held  # the platform did not buffer the 8 MiB for the slow reader: it stopped reading the replica
 
 
 async def test_refused_keys_and_unknown_routes_get_the_gateways_errors(relayed: Relayed) -> None:
@@ -296,17 +312,8 @@ async def test_refused_keys_and_unknown_routes_get_the_gateways_errors(relayed: 
 
 
 async def test_a_stopping_platform_finishes_a_relayed_answer_and_closes(relayed: Relayed) -> None:
-    port = int(relayed.url.rsplit(":", 1)[1])
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(
-        f"POST /models/echo/production/sync/stream HTTP/1.1\r\nhost: x\r\nauthorization: Api-Key {KEY}\r\n"
-        "content-length: 1\r\n\r\nx".encode()
-    )
-    await writer.drain()
-    for _ in range(200):
-        if relayed.replica.seen and relayed.replica.seen[-1]["path"] == "/stream":
-            break
-        await asyncio.sleep(0.01)
+    reader, writer = await relayed.raw(("/stream", "x"))
+    await relayed.replica_saw("/stream")
     relayed.server.should_exit = True  # SIGTERM: uvicorn asks each connection to close once it is done
     await asyncio.sleep(0.2)
     relayed.replica.go_on.set()
@@ -339,3 +346,16 @@ async def test_relayed_calls_go_to_the_least_busy_of_two_replicas(relayed: Relay
     finally:
         second.should_exit = True
         await asyncio.wait_for(task, 10)
+
+
+async def test_a_key_revoked_between_relayed_calls_is_refused_at_the_next_one(relayed: Relayed) -> None:
+    secret, key = relayed.app.keys.create(KeyType.WORKSPACE_INVOKE, "ci")
+    headers = {"Authorization": f"Api-Key {secret}"}
+    async with relayed.client() as client:
+        assert (await client.post(PREDICT, json={}, headers=headers)).status_code == 200
+        calls = relayed.asgi_calls
+        assert (await client.post(PREDICT, json={}, headers=headers)).status_code == 200
+        assert relayed.asgi_calls == calls  # relayed, its key's hash cached
+        relayed.app.keys.revoke(key.prefix)
+        refused = await client.post(PREDICT, json={}, headers=headers)
+    assert refused.status_code == 401
